@@ -1,0 +1,253 @@
+"""Per-layer weights, KV cache and work per GPU, for one set of parallel degrees.
+
+Each function returns figures for *one GPU* of a stage. Operations are listed with their FLOPs
+and HBM bytes and timed by roofline; collectives are timed by ``comm``. Equations (M1)-(M4),
+(O1)-(O9) of ``docs/cost-model.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placer.costmodel.comm import allgather_time_s, allreduce_time_s, alltoall_time_s
+from placer.costmodel.params import ffn_params
+from placer.costmodel.shapes import PhaseShape
+from placer.costmodel.traffic import LayerTraffic
+from placer.schema import DTYPE_BYTES, HardwareProfile, ModelSpec, Parallelism
+from placer.schema.base import COMPUTE_PRECISION
+from placer.schema.costparams import CostParameters
+from placer.topology import Fabric
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel on one GPU: work and bytes moved through HBM."""
+
+    name: str
+    flops: float
+    hbm_bytes: float
+    kind: str  # "gemm" or "attention"
+
+
+@dataclass(frozen=True)
+class Collective:
+    """One communication step on one GPU."""
+
+    name: str
+    time_s: float
+
+
+@dataclass(frozen=True)
+class LayerPhaseCost:
+    """Time of one layer for one micro-batch on the busiest GPU of its stage."""
+
+    ops: tuple[Op, ...]
+    op_times_s: tuple[float, ...]
+    collectives: tuple[Collective, ...]
+    compute_s: float
+    comm_s: float
+    time_s: float
+
+
+@dataclass(frozen=True)
+class AttentionDims:
+    """Attention sizes on one TP rank."""
+
+    heads: float  # query heads per rank
+    proj_params: float  # projection weights per rank
+    kv_bytes_per_token: float  # cached bytes per token on this rank
+    qk_dim_prefill: int
+    v_dim_prefill: int
+    qk_dim_decode: int
+    v_dim_decode: int
+
+
+def attention_dims(model: ModelSpec, tp: int) -> AttentionDims:
+    """(M1) Per-rank projection weights and KV bytes.
+
+    GQA: KV heads split over TP, replicated when ``tp`` exceeds them. MLA: the compressed latent
+    is shared by all heads, so every TP rank caches all of it, and the down-projections
+    (``q_a``, ``kv_a``) are replicated.
+    """
+    att = model.attention
+    h = model.hidden_size
+    kv_bytes = DTYPE_BYTES[model.precision.kv_cache]
+    heads = att.num_heads / tp
+    if att.kind == "mla":
+        assert att.kv_lora_rank and att.qk_nope_head_dim and att.qk_rope_head_dim and att.v_head_dim
+        qk = att.qk_nope_head_dim + att.qk_rope_head_dim
+        latent = att.kv_lora_rank + att.qk_rope_head_dim
+        if att.q_lora_rank:
+            q = h * att.q_lora_rank + att.q_lora_rank * heads * qk
+        else:
+            q = h * heads * qk
+        kv = h * latent + att.kv_lora_rank * heads * (att.qk_nope_head_dim + att.v_head_dim)
+        out = heads * att.v_head_dim * h
+        return AttentionDims(
+            heads=heads,
+            proj_params=q + kv + out,
+            kv_bytes_per_token=latent * kv_bytes,
+            qk_dim_prefill=qk,
+            v_dim_prefill=att.v_head_dim,
+            qk_dim_decode=latent,  # absorbed: scores in the latent space
+            v_dim_decode=att.kv_lora_rank,
+        )
+    hd = model.head_dim
+    kv_heads = max(att.kv_heads / tp, 1.0)
+    proj = h * hd * (heads + 2 * kv_heads) + heads * hd * h
+    if att.qkv_bias:
+        proj += hd * (heads + 2 * kv_heads)
+    return AttentionDims(heads, proj, 2 * kv_heads * hd * kv_bytes, hd, hd, hd, hd)
+
+
+def layer_weight_bytes(model: ModelSpec, layer: int, par: Parallelism, distinct_experts_max: int) -> float:
+    """(M2) Weight bytes of one layer on the fullest GPU of its stage."""
+    w_bytes = DTYPE_BYTES[model.precision.weights]
+    h = model.hidden_size
+    params = attention_dims(model, par.tp).proj_params + 2 * h  # + the two RMSNorm vectors
+    moe = model.moe
+    if moe is not None and model.is_moe_layer(layer):
+        params += h * moe.num_experts  # router, replicated
+        params += moe.num_shared_experts * ffn_params(h, moe.shared_ffn_size, moe.gated) / par.tp
+        params += distinct_experts_max * ffn_params(h, moe.expert_ffn_size, moe.gated, moe.expert_bias) / par.tp_moe
+    else:
+        assert model.ffn_size is not None
+        params += ffn_params(h, model.ffn_size, model.ffn_gated) / par.tp
+    return params * w_bytes
+
+
+def layer_kv_bytes(model: ModelSpec, par: Parallelism, seqs_resident: int, context_tokens: int) -> float:
+    """(M3) KV cache of one layer on one GPU: resident sequences x context x bytes per token."""
+    return seqs_resident * context_tokens * attention_dims(model, par.tp).kv_bytes_per_token
+
+
+def op_time_s(op: Op, hardware: HardwareProfile, precision: str) -> float:
+    """(O1) Roofline: ``max(FLOPs / (peak x MFU), bytes / (HBM bandwidth x utilisation))``."""
+    eff = hardware.efficiency
+    mfu = eff.attention_mfu if op.kind == "attention" else eff.gemm_mfu
+    peak = hardware.peak_flops_per_s(precision if op.kind == "gemm" else "bf16")
+    compute = op.flops / (peak * mfu)
+    memory = op.hbm_bytes / (hardware.hbm_bytes_per_s * eff.hbm_bandwidth_utilisation)
+    return max(compute, memory)
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """What a layer's cost depends on besides the layer itself."""
+
+    model: ModelSpec
+    hardware: HardwareProfile
+    fabric: Fabric
+    params: CostParameters
+    par: Parallelism
+    shape: PhaseShape
+    tp_crosses_domain: bool
+    stage_crosses_domain: bool
+
+
+def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> LayerPhaseCost:
+    """(O2)-(O8) Ops and collectives of ``layer`` for one micro-batch, and its time."""
+    model, par, shape, fabric = ctx.model, ctx.par, ctx.shape, ctx.fabric
+    h = model.hidden_size
+    a_bytes = DTYPE_BYTES[model.precision.activations]
+    w_bytes = DTYPE_BYTES[model.precision.weights]
+    n = shape.tokens_per_rank
+    reads = shape.forwards_per_micro_batch
+    dims = attention_dims(model, par.tp)
+    ops: list[Op] = []
+    colls: list[Collective] = []
+    algorithm = ctx.params.allreduce_algorithm
+
+    # (O2) attention projections
+    ops.append(Op("attn_proj", 2 * n * dims.proj_params, reads * dims.proj_params * w_bytes + 4 * n * h * a_bytes, "gemm"))
+    # (O3) attention core
+    if shape.phase == "prefill":
+        length = shape.context_tokens
+        flops = shape.seqs_per_rank * length * (length + 1) * dims.heads * (dims.qk_dim_prefill + dims.v_dim_prefill)
+        moved = n * dims.kv_bytes_per_token + 2 * n * dims.heads * (dims.qk_dim_prefill + dims.v_dim_prefill) * a_bytes
+    else:
+        ctx_len = shape.context_tokens
+        flops = 2 * n * ctx_len * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode)
+        moved = n * ctx_len * dims.kv_bytes_per_token + 2 * n * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode) * a_bytes
+    ops.append(Op("attn_core", flops, moved, "attention"))
+    colls.append(Collective("attn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
+
+    moe = model.moe
+    if moe is None or not model.is_moe_layer(layer):
+        assert model.ffn_size is not None
+        params = ffn_params(h, model.ffn_size, model.ffn_gated) / par.tp
+        ops.append(Op("dense_ffn", 2 * n * params, reads * params * w_bytes + n * (2 * h + 2 * model.ffn_size / par.tp) * a_bytes, "gemm"))
+        colls.append(Collective("ffn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
+    else:
+        assert traffic is not None
+        ops.append(Op("router", 2 * n * h * moe.num_experts, reads * h * moe.num_experts * w_bytes, "gemm"))
+        if moe.num_shared_experts:
+            params = moe.num_shared_experts * ffn_params(h, moe.shared_ffn_size, moe.gated) / par.tp
+            ops.append(Op("shared_experts", 2 * n * params, reads * params * w_bytes + 4 * n * h * a_bytes, "gemm"))
+        ops.append(_routed_expert_op(ctx, traffic))
+        colls += _moe_collectives(ctx, traffic)
+
+    precision = COMPUTE_PRECISION[model.precision.weights]
+    times = tuple(op_time_s(op, ctx.hardware, precision) for op in ops)
+    compute = sum(times) + ctx.params.layer_overhead_us * 1e-6
+    comm = sum(c.time_s for c in colls)
+    total = compute + comm - ctx.params.comm_compute_overlap * min(compute, comm)
+    return LayerPhaseCost(tuple(ops), times, tuple(colls), compute, comm, total)
+
+
+def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
+    """(O5) Routed experts on the busiest GPU: its token-expert pairs and the experts they touch."""
+    model, par, shape = ctx.model, ctx.par, ctx.shape
+    moe = model.moe
+    assert moe is not None
+    h = model.hidden_size
+    a_bytes = DTYPE_BYTES[model.precision.activations]
+    w_bytes = DTYPE_BYTES[model.precision.weights]
+    expert_params = ffn_params(h, moe.expert_ffn_size, moe.gated, moe.expert_bias) / par.tp_moe
+    pairs = shape.tokens_per_stage * np.asarray(traffic.gpu_pairs_per_token)  # per GPU
+    distinct = np.asarray(traffic.gpu_distinct_experts, dtype=float)
+    per_expert = np.divide(pairs, np.maximum(distinct, 1.0) * shape.tokens_per_stage)
+    touched = distinct * (1.0 - np.power(np.clip(1.0 - per_expert, 0.0, 1.0), shape.tokens_per_stage))
+    flops = 2 * pairs * expert_params
+    moved = shape.forwards_per_micro_batch * touched * expert_params * w_bytes + pairs * (2 * h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
+    precision = COMPUTE_PRECISION[model.precision.weights]
+    times = [op_time_s(Op("x", f, b, "gemm"), ctx.hardware, precision) for f, b in zip(flops, moved, strict=True)]
+    busiest = int(np.argmax(times))
+    return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm")
+
+
+def _moe_collectives(ctx: LayerContext, traffic: LayerTraffic) -> list[Collective]:
+    """(O6) MoE communication: all-reduce (pure TP), all-gather/reduce-scatter (EP 1 with DP
+    attention) or all-to-all dispatch + combine (EP > 1)."""
+    model, par, shape, fabric, params = ctx.model, ctx.par, ctx.shape, ctx.fabric, ctx.params
+    h = model.hidden_size
+    a_bytes = DTYPE_BYTES[model.precision.activations]
+    n = shape.tokens_per_rank
+    algorithm = params.allreduce_algorithm
+    moe = model.moe
+    assert moe is not None
+    if par.ep == 1 and par.dp_attn == 1:
+        return [Collective("moe_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm))]
+    colls: list[Collective] = []
+    if par.ep == 1:
+        stage_bytes = shape.tokens_per_stage * h * a_bytes
+        width = par.stage_width
+        t = allgather_time_s(stage_bytes, width, fabric, ctx.stage_crosses_domain)
+        colls += [Collective("moe_allgather", t), Collective("moe_reduce_scatter", t)]
+    else:
+        dedup = params.node_dedup_prefill if shape.phase == "prefill" else params.node_dedup_decode
+        tokens_per_gpu = shape.tokens_per_stage / par.stage_width
+        imbalance = max(1.0, traffic.imbalance)
+        if dedup:
+            up, out = traffic.dedup_scaleup, traffic.max_source_scaleout_dedup
+        else:
+            up, out = traffic.plain_scaleup, traffic.max_source_scaleout_plain
+        for leg, dtype in (("dispatch", params.dispatch_dtype), ("combine", params.combine_dtype)):
+            elem = DTYPE_BYTES[dtype or model.precision.activations]
+            per_copy = tokens_per_gpu * h * elem * imbalance
+            colls.append(Collective(f"moe_{leg}", alltoall_time_s(up * per_copy, out * per_copy, fabric)))
+    if moe.num_shared_experts and par.tp > 1:
+        colls.append(Collective("shared_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
+    return colls

@@ -1,0 +1,217 @@
+"""Per-layer cost tables: the interface between the cost model and everything that composes it.
+
+For one set of degrees and one stage position, :func:`layer_costs` returns arrays over *all*
+layers (weights, KV, prefill and decode time per micro-batch) as if that layer sat in that stage.
+The evaluator slices them by the plan's partition; the optimiser's formulation uses them as
+coefficients of its layer-to-stage variables. Both therefore see the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+
+from placer.costmodel.comm import allgather_time_s, allreduce_time_s, p2p_time_s
+from placer.costmodel.layers import (
+    LayerContext,
+    LayerPhaseCost,
+    Op,
+    attention_dims,
+    layer_kv_bytes,
+    layer_phase_cost,
+    layer_weight_bytes,
+    op_time_s,
+)
+from placer.costmodel.shapes import (
+    PhaseShape,
+    activation_tokens_per_rank,
+    decode_shape,
+    prefill_shape,
+    seqs_per_dp_rank,
+)
+from placer.costmodel.traffic import LayerTraffic, contiguous_map, layer_traffic
+from placer.problem import Problem
+from placer.schema import DTYPE_BYTES, Parallelism
+from placer.schema.base import COMPUTE_PRECISION
+from placer.topology import RankLayout
+
+ExpertMaps = dict[int, tuple[tuple[int, ...], ...]]  # MoE layer -> experts per EP rank
+
+
+@dataclass(frozen=True)
+class StagePattern:
+    """How one stage's GPUs sit across NVLink domains (relabelled 0, 1, ...)."""
+
+    domains: tuple[int, ...]
+    next_stage_crosses: bool  # the send to the next stage leaves the domain
+
+    @property
+    def crosses_domain(self) -> bool:
+        return len(set(self.domains)) > 1
+
+
+def stage_pattern(layout: RankLayout, replica: int, stage: int) -> StagePattern:
+    """The domain pattern of ``(replica, stage)``."""
+    raw = layout.stage_domains(replica, stage)
+    relabel: dict[int, int] = {}
+    domains = tuple(relabel.setdefault(d, len(relabel)) for d in raw)
+    par = layout.parallelism
+    crosses = False
+    if stage + 1 < par.pp:
+        nxt = layout.stage_domains(replica, stage + 1)
+        crosses = any(a != b for a, b in zip(raw, nxt, strict=True))
+    return StagePattern(domains, crosses)
+
+
+def tp_crosses(domains: tuple[int, ...], group: int) -> bool:
+    """Whether any run of ``group`` consecutive GPUs spans two domains."""
+    return any(len(set(domains[i : i + group])) > 1 for i in range(0, len(domains), group))
+
+
+@dataclass(frozen=True)
+class LayerCosts:
+    """Arrays over all layers for one stage pattern (one GPU: the busiest of the stage)."""
+
+    weight_bytes: np.ndarray
+    kv_bytes: np.ndarray
+    prefill_s: np.ndarray  # per micro-batch
+    decode_s: np.ndarray  # per micro-batch
+    traffic: tuple[LayerTraffic | None, ...]
+    prefill_detail: tuple[LayerPhaseCost, ...]
+    decode_detail: tuple[LayerPhaseCost, ...]
+
+
+@dataclass(frozen=True)
+class EdgeCosts:
+    """Embedding (first stage) and LM head (last stage), and the pipeline sends."""
+
+    embed_weight_bytes: float
+    head_weight_bytes: float
+    embed_prefill_s: float
+    embed_decode_s: float
+    head_prefill_s: float
+    head_decode_s: float
+    send_prefill_s: float  # per micro-batch per boundary, inside a domain
+    send_prefill_cross_s: float  # same, leaving the domain
+    send_decode_s: float
+    send_decode_cross_s: float
+    workspace_bytes: float  # activation workspace on every GPU
+    logits_bytes: float  # extra workspace on the last stage
+
+
+def default_expert_maps(problem: Problem, par: Parallelism) -> ExpertMaps:
+    """Contiguous placement for every MoE layer (the default when a plan gives none)."""
+    model = problem.model
+    if model.moe is None:
+        return {}
+    base = contiguous_map(model.moe.num_experts, par.ep)
+    return {layer: base for layer in model.moe_layers}
+
+
+def phase_shapes(problem: Problem, par: Parallelism) -> tuple[PhaseShape, PhaseShape]:
+    return prefill_shape(problem.workload, par, problem.params), decode_shape(problem.workload, par, problem.params)
+
+
+def layer_costs(problem: Problem, par: Parallelism, pattern: StagePattern, expert_maps: ExpertMaps) -> LayerCosts:
+    """Weights, KV and per-micro-batch times of every layer for a stage with ``pattern``."""
+    model = problem.model
+    pre, dec = phase_shapes(problem, par)
+    seqs = seqs_per_dp_rank(problem.workload, par)
+    context = problem.workload.max_context_tokens
+    tp_x = tp_crosses(pattern.domains, par.tp) or tp_crosses(pattern.domains, par.tp_moe)
+    ctx_args = dict(
+        model=model,
+        hardware=problem.hardware,
+        fabric=problem.fabric,
+        params=problem.params,
+        par=par,
+        tp_crosses_domain=tp_x,
+        stage_crosses_domain=pattern.crosses_domain,
+    )
+    pre_ctx = LayerContext(shape=pre, **ctx_args)  # type: ignore[arg-type]
+    dec_ctx = LayerContext(shape=dec, **ctx_args)  # type: ignore[arg-type]
+    kv_layer = layer_kv_bytes(model, par, seqs, context)
+    weights, kvs, pre_t, dec_t, traffic_list, pre_d, dec_d = [], [], [], [], [], [], []
+    # A layer's cost depends on the layer only through its kind and its placement: share the work.
+    memo: dict[tuple[bool, LayerTraffic | None], tuple[LayerPhaseCost, LayerPhaseCost]] = {}
+    for layer in range(model.num_layers):
+        traffic = None
+        distinct = 0
+        if model.moe is not None and model.is_moe_layer(layer):
+            traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k)
+            distinct = max(traffic.gpu_distinct_experts)
+        weights.append(layer_weight_bytes(model, layer, par, distinct))
+        kvs.append(kv_layer)
+        key = (model.is_moe_layer(layer), traffic)
+        if key not in memo:
+            memo[key] = (layer_phase_cost(pre_ctx, layer, traffic), layer_phase_cost(dec_ctx, layer, traffic))
+        p_cost, d_cost = memo[key]
+        pre_t.append(p_cost.time_s)
+        dec_t.append(d_cost.time_s)
+        pre_d.append(p_cost)
+        dec_d.append(d_cost)
+        traffic_list.append(traffic)
+    return LayerCosts(
+        np.asarray(weights), np.asarray(kvs), np.asarray(pre_t), np.asarray(dec_t), tuple(traffic_list), tuple(pre_d), tuple(dec_d)
+    )
+
+
+def edge_costs(problem: Problem, par: Parallelism, expert_maps: ExpertMaps) -> EdgeCosts:
+    """(O9) Embedding and LM head, (C4) pipeline sends, (M4) activation workspace."""
+    model, hw, fabric, params = problem.model, problem.hardware, problem.fabric, problem.params
+    h, vocab = model.hidden_size, model.vocab_size
+    w_bytes = DTYPE_BYTES[model.precision.weights]
+    a_bytes = DTYPE_BYTES[model.precision.activations]
+    precision = COMPUTE_PRECISION[model.precision.weights]
+    pre, dec = phase_shapes(problem, par)
+    table_bytes = vocab * h / par.tp * w_bytes  # vocab-parallel over the TP group
+    embed_w = table_bytes
+    head_w = 0.0 if (model.tie_embeddings and par.pp == 1) else table_bytes
+
+    def embed_s(shape: PhaseShape) -> float:
+        gather = op_time_s(Op("embed", 0.0, shape.tokens_per_rank * h * (w_bytes + a_bytes), "gemm"), hw, precision)
+        reduce = allreduce_time_s(shape.tokens_per_rank * h * a_bytes, par.tp, fabric, False, params.allreduce_algorithm)
+        return gather + reduce
+
+    def head_s(shape: PhaseShape) -> float:
+        # Prefill computes logits for the last token of each sequence only.
+        tokens = shape.seqs_per_rank if shape.phase == "prefill" else shape.tokens_per_rank
+        flops = 2 * tokens * h * vocab / par.tp
+        moved = shape.forwards_per_micro_batch * table_bytes + tokens * vocab / par.tp * 4
+        gemm = op_time_s(Op("lm_head", flops, moved, "gemm"), hw, precision)
+        gather = allgather_time_s(tokens * vocab * 4, par.tp, fabric, False)
+        return gemm + gather
+
+    def send(shape: PhaseShape, crosses: bool) -> float:
+        return p2p_time_s(shape.tokens_per_rank * h * a_bytes / par.tp, fabric, crosses)
+
+    act_tokens = activation_tokens_per_rank(problem.workload, par, params)
+    dims = attention_dims(model, par.tp)
+    widths = [dims.heads * (dims.qk_dim_prefill + dims.v_dim_prefill)]
+    if model.ffn_size is not None:
+        widths.append(model.ffn_size / par.tp)
+    workspace = act_tokens * a_bytes * (params.activation_buffers_per_token * h + 2 * max(widths))
+    if model.moe is not None:
+        moe = model.moe
+        pairs_max = max(
+            max(layer_traffic(m, tuple([0] * par.stage_width), par.tp_moe, moe.top_k).gpu_pairs_per_token)
+            for m in set(expert_maps.values())
+        )
+        workspace += act_tokens * par.dp_attn * pairs_max * (h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
+        if moe.num_shared_experts:
+            workspace += act_tokens * a_bytes * 2 * moe.num_shared_experts * moe.shared_ffn_size / par.tp
+    logits = max(pre.seqs_per_rank, dec.tokens_per_rank) * vocab / par.tp * 4
+    return EdgeCosts(
+        embed_weight_bytes=embed_w,
+        head_weight_bytes=head_w,
+        embed_prefill_s=embed_s(pre),
+        embed_decode_s=embed_s(dec),
+        head_prefill_s=head_s(pre),
+        head_decode_s=head_s(dec),
+        send_prefill_s=send(pre, False),
+        send_prefill_cross_s=send(pre, True),
+        send_decode_s=send(dec, False),
+        send_decode_cross_s=send(dec, True),
+        workspace_bytes=workspace,
+        logits_bytes=logits,
+    )

@@ -1,0 +1,53 @@
+"""Named, overridable assumptions of the cost model.
+
+Each default says where it comes from. An instance overrides any of them under
+``cost_parameters``; the formulas that use them are in ``docs/cost-model.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt
+
+from placer.schema.base import Dtype, StrictModel
+
+
+class CostParameters(StrictModel):
+    """Assumptions the cost model makes that no input file states."""
+
+    activation_buffers_per_token: float = Field(
+        8.0,
+        gt=0,
+        description=(
+            "live hidden-size activation buffers per prefill token (residual, norm output, attention "
+            "output, MoE dispatch/combine buffers): order of magnitude of vLLM's profile run"
+        ),
+    )
+    memory_margin_fraction: float = Field(
+        0.05, ge=0, lt=1, description="share of HBM left free by every plan that fits (fragmentation, allocator)"
+    )
+    comm_compute_overlap: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of the shorter of communication and compute hidden by the other; 0 = none (conservative)",
+    )
+    prefill_micro_batches: PositiveInt | None = Field(
+        None, description="pipeline micro-batches during prefill; default pp (vLLM runs pp virtual engines)"
+    )
+    decode_micro_batches: PositiveInt | None = Field(None, description="pipeline micro-batches during decode; default pp")
+    allreduce_algorithm: Literal["ring", "tree"] = Field("ring", description="NCCL's default for large messages")
+    dispatch_dtype: Dtype | None = Field(
+        None, description="precision of EP dispatch payload; default the activation precision (DeepEP uses fp8)"
+    )
+    combine_dtype: Dtype | None = Field(None, description="precision of EP combine payload; default activations")
+    node_dedup_prefill: bool = Field(
+        True, description="prefill all-to-all sends a token once per remote node (DeepEP normal mode)"
+    )
+    node_dedup_decode: bool = Field(
+        False, description="decode all-to-all sends once per remote expert (DeepEP low-latency mode)"
+    )
+    layer_overhead_us: float = Field(
+        0.0, ge=0, description="fixed per-layer launch overhead added to each phase's layer time"
+    )

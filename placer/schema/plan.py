@@ -1,0 +1,138 @@
+"""Plan schema: a deployment, as written by a person or returned by the solver.
+
+Stage layer ranges are inclusive (``"layers": [0, 3]`` is layers 0, 1, 2 and 3). The degrees
+obey ``tp * dp_attn == ep * tp_moe == stage width`` and ``gpus == replicas * pp * width``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt, model_validator
+
+from placer.schema.base import StrictModel
+
+PLAN_SCHEMA_VERSION = "placer.plan/1"
+
+
+class Parallelism(StrictModel):
+    """Parallel degrees of one deployment."""
+
+    pp: PositiveInt = 1
+    tp: PositiveInt = 1
+    dp_attn: PositiveInt = 1
+    ep: PositiveInt = 1
+    tp_moe: PositiveInt = 1
+    replicas: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> Parallelism:
+        if self.tp * self.dp_attn != self.ep * self.tp_moe:
+            raise ValueError(
+                f"tp * dp_attn ({self.tp} x {self.dp_attn} = {self.tp * self.dp_attn}) must equal "
+                f"ep * tp_moe ({self.ep} x {self.tp_moe} = {self.ep * self.tp_moe}): attention and MoE "
+                "fold onto the same GPUs"
+            )
+        return self
+
+    @property
+    def stage_width(self) -> int:
+        return self.tp * self.dp_attn
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.pp * self.stage_width
+
+
+class Stage(StrictModel):
+    """A pipeline stage: an inclusive range of transformer layers."""
+
+    layers: tuple[int, int] = Field(description="[first, last], inclusive, 0-based")
+
+    @model_validator(mode="after")
+    def _check(self) -> Stage:
+        first, last = self.layers
+        if first < 0 or last < first:
+            raise ValueError(f"layers: [{first}, {last}] is not a range of layer indices (first <= last, both >= 0)")
+        return self
+
+    @property
+    def first(self) -> int:
+        return self.layers[0]
+
+    @property
+    def last(self) -> int:
+        return self.layers[1]
+
+    @property
+    def num_layers(self) -> int:
+        return self.last - self.first + 1
+
+
+class ExpertLayerMap(StrictModel):
+    """Physical slots of one MoE layer: ``gpus[r]`` lists the logical experts on EP rank ``r``."""
+
+    layer: int = Field(ge=0)
+    gpus: list[list[int]]
+
+
+class SolverInfo(StrictModel):
+    """How the plan was found."""
+
+    backend: str
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    wall_s: float | None = None
+    status: str | None = None
+
+
+class Plan(StrictModel):
+    """A deployment plan. Output-only fields (``metrics``, ``slo``, ``status``, ``solver``) may be
+    present in a file read back; the evaluator recomputes them and never trusts them."""
+
+    schema_version: Literal["placer.plan/1"] = PLAN_SCHEMA_VERSION
+    name: str = ""
+    description: str = ""
+    instance: str | None = None
+    hardware: str | None = None
+    gpus: PositiveInt
+    nodes: PositiveInt | None = None
+    parallelism: Parallelism
+    stages: list[Stage] = Field(min_length=1)
+    expert_map: list[ExpertLayerMap] | None = None
+    rank_to_node: list[int] | None = None
+    claimed: dict[str, float | str] = Field(
+        default_factory=dict, description="figures the plan's author claimed, keyed like metrics"
+    )
+    metrics: dict[str, Any] | None = None
+    slo: dict[str, Any] | None = None
+    status: str | None = None
+    solver: SolverInfo | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Plan:
+        par = self.parallelism
+        if par.gpus != self.gpus:
+            raise ValueError(
+                f"gpus: {self.gpus} does not equal replicas x pp x tp x dp_attn = "
+                f"{par.replicas} x {par.pp} x {par.tp} x {par.dp_attn} = {par.gpus}"
+            )
+        if len(self.stages) != par.pp:
+            raise ValueError(f"stages: {len(self.stages)} stages listed for pp = {par.pp}")
+        expected_first = 0
+        for index, stage in enumerate(self.stages):
+            if stage.first != expected_first:
+                kind = "skips" if stage.first > expected_first else "overlaps"
+                raise ValueError(
+                    f"stages[{index}].layers: starts at layer {stage.first}, expected {expected_first}; "
+                    f"the partition {kind} layers"
+                )
+            expected_first = stage.last + 1
+        if self.rank_to_node is not None and len(self.rank_to_node) != self.gpus:
+            raise ValueError(f"rank_to_node: {len(self.rank_to_node)} entries for {self.gpus} GPUs")
+        return self
+
+    @property
+    def num_layers(self) -> int:
+        return self.stages[-1].last + 1

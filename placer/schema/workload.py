@@ -1,0 +1,71 @@
+"""Workload, service-level objectives and objective."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from placer.schema.base import StrictModel
+
+
+class PromptTokens(StrictModel):
+    """Prompt length range, in tokens. TTFT and prefill throughput are taken at ``max``."""
+
+    min: PositiveInt
+    max: PositiveInt
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptTokens:
+        if self.min > self.max:
+            raise ValueError(f"min: {self.min} is larger than max {self.max}")
+        return self
+
+
+class Workload(StrictModel):
+    """Concurrent sequences and their lengths.
+
+    ``batch_size`` sequences arrive at once and stay resident through decode.
+    """
+
+    batch_size: PositiveInt = Field(description="concurrent sequences")
+    prompt_tokens: PromptTokens
+    output_tokens: PositiveInt
+    decode_context_tokens: PositiveInt | None = Field(
+        None, description="context at which TPOT and decode throughput are judged; default prompt max + output"
+    )
+    prefill_chunk_tokens: PositiveInt | None = Field(
+        None, description="tokens per prefill forward per attention-DP rank (chunked prefill); default the longest prompt"
+    )
+
+    @property
+    def max_context_tokens(self) -> int:
+        return self.prompt_tokens.max + self.output_tokens
+
+    @property
+    def decode_context(self) -> int:
+        return self.decode_context_tokens or self.max_context_tokens
+
+
+class SLOs(StrictModel):
+    """Bounds every plan must meet. ``null`` means unconstrained."""
+
+    ttft_s: PositiveFloat | None = Field(None, description="upper bound on time to first token")
+    tpot_ms: PositiveFloat | None = Field(None, description="upper bound on time per output token")
+    min_prefill_tokens_per_ms_per_gpu: PositiveFloat | None = None
+    min_decode_tokens_per_ms_per_gpu: PositiveFloat | None = None
+    max_gpus: PositiveInt | None = Field(None, description="GPU budget")
+
+
+PrimaryObjective = Literal["min_gpus", "max_throughput_per_gpu", "min_cost_per_token"]
+TieBreak = Literal["min_cross_node_traffic", "max_slo_slack", "min_gpus", "max_throughput_per_gpu", "min_ttft"]
+
+
+class Objective(StrictModel):
+    """Lexicographic objective: ``primary`` first, then each of ``tie_breaks`` in order."""
+
+    primary: PrimaryObjective = "min_gpus"
+    throughput_phase: Literal["prefill", "decode"] = Field(
+        "decode", description="phase used by max_throughput_per_gpu and min_cost_per_token"
+    )
+    tie_breaks: list[TieBreak] = Field(default_factory=lambda: ["max_throughput_per_gpu", "min_cross_node_traffic"])
