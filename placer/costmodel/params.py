@@ -122,3 +122,33 @@ def count_params(model: ModelSpec) -> ParamCounts:
     lm_head = 0 if model.tie_embeddings else embedding
     top_k = model.moe.top_k if model.moe else 0
     return ParamCounts(layers, embedding, lm_head, model.hidden_size, top_k)
+
+
+#: Relative disagreement between a declared and a computed count that triggers a warning.
+DECLARED_TOLERANCE = 0.05
+
+
+def declared_param_warnings(model: ModelSpec, counts: ParamCounts | None = None) -> list[str]:
+    """Warnings where the architecture does not hold the parameter count the model declares.
+
+    placer always sizes memory and compute from the architecture; the warning says so.
+    """
+    declared = model.declared
+    if declared is None:
+        return []
+    counts = counts or count_params(model)
+    warnings = []
+    for label, claimed, computed in (
+        ("total", declared.total_params, counts.total),
+        ("active", declared.active_params, counts.active),
+    ):
+        if claimed is None:
+            continue
+        ratio = computed / claimed
+        if abs(ratio - 1) > DECLARED_TOLERANCE:
+            warnings.append(
+                f"{model.name}: declared {label} parameters {claimed / 1e9:.3g}B, but the architecture holds "
+                f"{computed / 1e9:.3g}B ({ratio:.1%} of the declared figure). placer uses the architecture's "
+                f"{computed / 1e9:.3g}B for memory and compute."
+            )
+    return warnings

@@ -1,0 +1,110 @@
+"""The Python API: what the CLI calls, and what a notebook imports.
+
+>>> from placer import api
+>>> problem = api.load_problem("instances/moe10b.json")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from placer.catalogue import hardware_catalogue
+from placer.costmodel.params import count_params, declared_param_warnings
+from placer.evaluator import Evaluation, evaluate
+from placer.loading import load_model as _load_model
+from placer.loading import load_plan
+from placer.problem import Problem, load_problem
+from placer.report.plan_json import plan_with_figures
+from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
+
+__all__ = [
+    "evaluate",
+    "evaluate_files",
+    "hardware_profiles",
+    "json_schema",
+    "load_model",
+    "load_plan",
+    "load_problem",
+    "model_summary",
+    "plan_document",
+    "write_outputs",
+]
+
+
+def load_model(ref: str | Path) -> ModelSpec:
+    """A shipped model by name (``deepseek-v3``), a placer model file, or an HF ``config.json``."""
+    return _load_model(ref)
+
+
+def evaluate_files(instance: str | Path, plan: str | Path) -> tuple[Problem, Evaluation]:
+    """Load both files and evaluate the plan on the instance."""
+    problem = load_problem(instance)
+    return problem, evaluate(problem, load_plan(plan))
+
+
+def plan_document(evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None) -> dict[str, Any]:
+    """The plan JSON with every computed figure."""
+    return plan_with_figures(evaluation, status, solver)
+
+
+def model_summary(model: ModelSpec) -> dict[str, Any]:
+    """Parameter counts and per-token figures of a model, JSON-ready."""
+    from placer.report.terminal import attention_flops_per_context_token, kv_bytes_per_token
+
+    counts = count_params(model)
+    return {
+        "name": model.name,
+        "total_params": counts.total,
+        "active_params": counts.active,
+        "active_params_excluding_embedding": counts.active_excluding_embedding,
+        "active_convention": "embedding table and LM head counted in full",
+        "embedding_params": counts.embedding,
+        "lm_head_params": counts.lm_head,
+        "per_layer_params": [layer.total for layer in counts.layers],
+        "kv_cache_bytes_per_token": kv_bytes_per_token(model),
+        "linear_flops_per_token": 2 * counts.active_excluding_embedding,
+        "attention_flops_per_token_per_context_token": attention_flops_per_context_token(model),
+        "warnings": declared_param_warnings(model, counts),
+        "assumptions": list(model.assumptions),
+    }
+
+
+def hardware_profiles() -> list[HardwareProfile]:
+    """The catalogue, sorted by id."""
+    catalogue = hardware_catalogue()
+    return [catalogue[name] for name in sorted(catalogue)]
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """JSON Schema of ``instance``, ``plan``, ``model`` or ``hardware`` documents."""
+    classes = {"instance": Instance, "plan": Plan, "model": ModelSpec, "hardware": HardwareProfile}
+    return classes[kind].model_json_schema()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so no half-written file is ever left behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_outputs(out_dir: str | Path, problem: Problem, evaluation: Evaluation, document: dict[str, Any]) -> list[Path]:
+    """Write ``<instance>.plan.json`` and ``<instance>.md`` into ``out_dir``."""
+    from placer.report.markdown import evaluation_markdown
+
+    out = Path(out_dir)
+    plan_path = out / f"{problem.name}.plan.json"
+    report_path = out / f"{problem.name}.md"
+    _write_atomic(plan_path, json.dumps(document, indent=2) + "\n")
+    _write_atomic(report_path, evaluation_markdown(problem, evaluation, document))
+    return [plan_path, report_path]

@@ -1,0 +1,73 @@
+"""Markdown report of an evaluated plan, for ``results/`` and ``--out``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from placer.costmodel.params import declared_param_warnings
+from placer.evaluator import Evaluation
+from placer.problem import Problem
+from placer.report.terminal import METRIC_LABELS, fmt
+
+GB = 1e9
+
+
+def evaluation_markdown(problem: Problem, evaluation: Evaluation, document: dict[str, Any]) -> str:
+    """A self-contained report: decisions, stages, figures, constraints, assumptions."""
+    plan = evaluation.plan
+    par = plan.parallelism
+    lines = [f"# {problem.name}: {evaluation.gpus} x {problem.hardware.name}", ""]
+    if problem.description:
+        lines += [problem.description, ""]
+    status = document.get("status")
+    if status:
+        lines += [f"**Status:** {status}", ""]
+    solver = document.get("solver")
+    if solver:
+        lines += [
+            f"**Solver:** {solver.get('backend')} — objective {solver.get('objective')}, bound {solver.get('bound')}, "
+            f"gap {solver.get('gap')}, wall {solver.get('wall_s')} s",
+            "",
+        ]
+    for warning in declared_param_warnings(problem.model):
+        lines += [f"> **Warning:** {warning}", ""]
+    lines += [
+        "## Decisions",
+        "",
+        "| GPUs | nodes | pp | tp | dp_attn | ep | tp_moe | replicas |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {evaluation.gpus} | {evaluation.nodes} | {par.pp} | {par.tp} | {par.dp_attn} | {par.ep} | {par.tp_moe} | {par.replicas} |",
+        "",
+        "## Stages (fullest GPU of each)",
+        "",
+        "| stage | layers | weights GB | KV cache GB | activations GB | reserve GB | total GB | prefill ms/micro-batch | decode ms/micro-batch |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for st in evaluation.stages:
+        m = st.memory
+        lines.append(
+            f"| {st.index} | {st.layers[0]}–{st.layers[1]} | {fmt(m.weights_bytes / GB)} | {fmt(m.kv_cache_bytes / GB)} | "
+            f"{fmt(m.activation_bytes / GB)} | {fmt(m.runtime_reserve_bytes / GB)} | {fmt(m.total_bytes / GB)} | "
+            f"{fmt(st.prefill_s * 1e3)} | {fmt(st.decode_s * 1e3)} |"
+        )
+    lines += ["", "## Figures", "", "| metric | computed | claimed |", "|---|---:|---:|"]
+    computed = evaluation.metrics()
+    for key, (label, unit, scale) in METRIC_LABELS.items():
+        claim = plan.claimed.get(key)
+        claim_text = fmt(claim * scale) if isinstance(claim, (int, float)) else ""
+        lines.append(f"| {label} [{unit}] | {fmt(computed[key] * scale)} | {claim_text} |")
+    binding = evaluation.binding
+    lines += ["", "## Constraints", "", "| constraint | value | limit | slack | ok |", "|---|---:|---:|---:|---|"]
+    for check in evaluation.slo:
+        name = f"**{check.name}** (binding)" if binding is not None and check.name == binding.name else check.name
+        lines.append(
+            f"| {name} | {fmt(check.value)} {check.unit} | {check.sense} {fmt(check.limit)} {check.unit} | "
+            f"{check.slack:+.1%} | {'yes' if check.ok else '**VIOLATED**'} |"
+        )
+    for message in evaluation.rule_messages:
+        lines.append(f"\n**Engine rule broken:** {message}")
+    if evaluation.uniform_routing and problem.model.moe is not None:
+        lines += ["", "Routing: no statistics given; uniform, independent top-k routing assumed."]
+    if problem.model.assumptions:
+        lines += ["", "## Model assumptions", ""] + [f"- {a}" for a in problem.model.assumptions]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,62 @@
+"""A plan with its computed figures, as the versioned plan JSON."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from placer.evaluator import Evaluation
+from placer.schema import Plan, SolverInfo
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
+    """Metrics, memory breakdown per stage, SLO checks and engine rules, JSON-ready."""
+    stages = [
+        {
+            "index": st.index,
+            "layers": list(st.layers),
+            "memory_bytes": {
+                "weights": st.memory.weights_bytes,
+                "kv_cache": st.memory.kv_cache_bytes,
+                "activations": st.memory.activation_bytes,
+                "runtime_reserve": st.memory.runtime_reserve_bytes,
+                "total": st.memory.total_bytes,
+            },
+            "prefill_s_per_micro_batch": st.prefill_s,
+            "decode_s_per_micro_batch": st.decode_s,
+        }
+        for st in evaluation.stages
+    ]
+    checks = {c.name: {**c.to_dict(), "slack": _finite(c.slack)} for c in evaluation.slo}
+    rules = {c.name: c.ok for c in evaluation.rules}
+    binding = evaluation.binding
+    return {
+        "metrics": evaluation.metrics(),
+        "stages": stages,
+        "slo": checks,
+        "rules": rules,
+        "rule_violations": list(evaluation.rule_messages),
+        "binding_constraint": binding.name if binding else None,
+        "feasible": evaluation.feasible,
+        "routing": "uniform (no routing statistics given)" if evaluation.uniform_routing else "from routing statistics",
+    }
+
+
+def plan_with_figures(evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None) -> dict[str, Any]:
+    """The plan file a user keeps: the decisions, then every figure the evaluator computed."""
+    plan: Plan = evaluation.plan
+    data = plan.model_dump(mode="json", exclude={"metrics", "slo", "status", "solver"}, exclude_none=True)
+    data["nodes"] = evaluation.nodes
+    figures = evaluation_dict(evaluation)
+    data["metrics"] = figures["metrics"]
+    data["slo"] = figures["slo"]
+    data["evaluation"] = {k: v for k, v in figures.items() if k not in ("metrics", "slo")}
+    if status is not None:
+        data["status"] = status
+    if solver is not None:
+        data["solver"] = solver.model_dump(mode="json")
+    return data

@@ -1,0 +1,194 @@
+"""Readable terminal output (rich): units on every figure, the binding constraint highlighted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from placer.costmodel.params import count_params, declared_param_warnings
+from placer.costmodel.layers import attention_dims
+from placer.evaluator import Evaluation
+from placer.problem import Problem
+from placer.schema import DTYPE_BYTES, HardwareProfile, ModelSpec
+
+GB = 1e9
+
+#: Metric key -> (label, unit, scale applied to the stored value)
+METRIC_LABELS: dict[str, tuple[str, str, float]] = {
+    "ttft_s": ("TTFT", "s", 1.0),
+    "tpot_ms": ("TPOT", "ms", 1.0),
+    "prefill_tokens_per_ms_per_gpu": ("prefill throughput", "tokens/ms/GPU", 1.0),
+    "decode_tokens_per_ms_per_gpu": ("decode throughput", "tokens/ms/GPU", 1.0),
+    "memory_bytes_per_gpu_max": ("memory, fullest GPU", "GB", 1e-9),
+    "cross_node_bytes_per_token": ("cross-node all-to-all, node-dedup", "B/token/MoE layer", 1.0),
+    "cross_node_bytes_per_token_plain": ("cross-node all-to-all, plain", "B/token/MoE layer", 1.0),
+    "load_imbalance_max": ("expert load, max/mean", "", 1.0),
+}
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    """A number with ``digits`` significant figures and thousands separators."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def warnings_panel(console: Console, warnings: Iterable[str]) -> None:
+    items = list(warnings)
+    if items:
+        console.print(Panel("\n".join(f"• {w}" for w in items), title="warnings", border_style="yellow"))
+
+
+def print_evaluation(console: Console, problem: Problem, evaluation: Evaluation, title: str) -> None:
+    """Degrees, stages with memory, metrics (claimed beside computed) and every constraint."""
+    plan = evaluation.plan
+    par = plan.parallelism
+    warnings_panel(console, declared_param_warnings(problem.model))
+    console.print(
+        f"[bold]{title}[/]: {evaluation.gpus} GPUs on {evaluation.nodes} node(s) of {problem.fabric.gpus_per_node} "
+        f"{problem.hardware.name} | pp {par.pp} · tp {par.tp} · dp_attn {par.dp_attn} · ep {par.ep} · "
+        f"tp_moe {par.tp_moe} · replicas {par.replicas}"
+    )
+    stages = Table(title="stages (fullest GPU of each)", title_justify="left")
+    for column in ("stage", "layers", "weights GB", "KV cache GB", "activations GB", "reserve GB", "total GB", "prefill ms/µb", "decode ms/µb"):
+        stages.add_column(column, justify="right")
+    for st in evaluation.stages:
+        mem = st.memory
+        stages.add_row(
+            str(st.index),
+            f"{st.layers[0]}–{st.layers[1]}",
+            fmt(mem.weights_bytes / GB),
+            fmt(mem.kv_cache_bytes / GB),
+            fmt(mem.activation_bytes / GB),
+            fmt(mem.runtime_reserve_bytes / GB),
+            fmt(mem.total_bytes / GB),
+            fmt(st.prefill_s * 1e3),
+            fmt(st.decode_s * 1e3),
+        )
+    console.print(stages)
+
+    metrics = Table(title="figures", title_justify="left")
+    metrics.add_column("metric")
+    metrics.add_column("computed", justify="right")
+    has_claims = bool(plan.claimed)
+    if has_claims:
+        metrics.add_column("claimed", justify="right")
+        metrics.add_column("claimed / computed", justify="right")
+    computed = evaluation.metrics()
+    for key, (label, unit, scale) in METRIC_LABELS.items():
+        row = [f"{label} [{unit}]" if unit else label, fmt(computed[key] * scale)]
+        if has_claims:
+            claim = plan.claimed.get(key)
+            if isinstance(claim, (int, float)):
+                ratio = claim / computed[key] if computed[key] else float("inf")
+                row += [fmt(claim * scale), f"{ratio:.3g}x"]
+            else:
+                row += ["", ""]
+        metrics.add_row(*row)
+    console.print(metrics)
+    if isinstance(plan.claimed.get("note"), str):
+        console.print(f"[dim]claims: {plan.claimed['note']}[/]")
+    print_checks(console, evaluation)
+    if evaluation.uniform_routing and problem.model.moe is not None:
+        console.print("[dim]routing: no statistics given; uniform, independent top-k routing assumed.[/]")
+
+
+def print_checks(console: Console, evaluation: Evaluation) -> None:
+    table = Table(title="constraints", title_justify="left")
+    for column in ("constraint", "value", "limit", "slack", "ok"):
+        table.add_column(column, justify="right" if column != "constraint" else "left")
+    binding = evaluation.binding
+    for check in evaluation.slo:
+        style = "bold yellow" if binding is not None and check.name == binding.name else ""
+        ok = "[green]yes[/]" if check.ok else "[bold red]VIOLATED[/]"
+        table.add_row(
+            f"{check.name}{' (binding)' if style else ''}",
+            f"{fmt(check.value)} {check.unit}",
+            f"{check.sense} {fmt(check.limit)} {check.unit}",
+            f"{check.slack:+.1%}",
+            ok,
+            style=style,
+        )
+    console.print(table)
+    for message in evaluation.rule_messages:
+        console.print(f"[bold red]engine rule broken:[/] {message}")
+
+
+def print_model(console: Console, model: ModelSpec) -> None:
+    """Parameter counts, per-layer weights, KV bytes per token and FLOPs per token."""
+    counts = count_params(model)
+    w_bytes = DTYPE_BYTES[model.precision.weights]
+    warnings_panel(console, declared_param_warnings(model, counts))
+    console.print(f"[bold]{model.name}[/] {model.description}")
+    summary = Table(show_header=False)
+    summary.add_column("")
+    summary.add_column("", justify="right")
+    summary.add_row("total parameters", f"{counts.total / 1e9:.4g}B")
+    summary.add_row("active parameters per token", f"{counts.active / 1e9:.4g}B")
+    summary.add_row("  convention", "embedding table and LM head counted in full")
+    summary.add_row("active, excluding the input embedding", f"{counts.active_excluding_embedding / 1e9:.4g}B")
+    summary.add_row("weights", f"{counts.total * w_bytes / GB:.4g} GB ({model.precision.weights})")
+    summary.add_row("KV cache per token", f"{kv_bytes_per_token(model):,.0f} B ({model.precision.kv_cache})")
+    summary.add_row("linear FLOPs per token", f"{2 * counts.active_excluding_embedding / 1e9:.4g} GFLOP (+ attention, see below)")
+    summary.add_row("attention FLOPs per token per context token", f"{attention_flops_per_context_token(model):,.0f} FLOP")
+    console.print(summary)
+    layers = Table(title="per-layer weights (parameters)", title_justify="left")
+    for column in ("layers", "kind", "attention", "dense FFN", "router", "routed experts", "shared experts", "total"):
+        layers.add_column(column, justify="right")
+    for first, last, lp in _layer_groups(counts.layers):
+        kind = "MoE" if lp.num_routed_experts else "dense"
+        layers.add_row(
+            f"{first}–{last}", kind, fmt(lp.attention), fmt(lp.dense_ffn), fmt(lp.router),
+            f"{lp.num_routed_experts} x {fmt(lp.routed_expert)}" if lp.num_routed_experts else "0", fmt(lp.shared_experts), fmt(lp.total),
+        )
+    console.print(layers)
+    for assumption in model.assumptions:
+        console.print(f"[dim]assumption: {assumption}[/]")
+
+
+def _layer_groups(layers):  # type: ignore[no-untyped-def]
+    groups = []
+    start = 0
+    for i in range(1, len(layers) + 1):
+        if i == len(layers) or layers[i] != layers[start]:
+            groups.append((start, i - 1, layers[start]))
+            start = i
+    return groups
+
+
+def kv_bytes_per_token(model: ModelSpec) -> float:
+    """KV-cache bytes per token of context, all layers, unsplit."""
+    return model.num_layers * attention_dims(model, 1).kv_bytes_per_token
+
+
+def attention_flops_per_context_token(model: ModelSpec) -> float:
+    """Decode attention FLOPs per new token per token of context, all layers (2 c H (d_qk + d_v))."""
+    dims = attention_dims(model, 1)
+    return model.num_layers * 2 * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode)
+
+
+def print_hardware(console: Console, profiles: Iterable[HardwareProfile]) -> None:
+    table = Table(title="hardware catalogue (dense FLOPS; bandwidth per GPU per direction)", title_justify="left")
+    for column in ("id", "BF16 TFLOPS", "FP8 TFLOPS", "HBM GB", "HBM TB/s", "GEMM MFU", "HBM util", "NVLink GB/s", "scale-out GB/s", "GPUs/node", "$/GPU-h"):
+        table.add_column(column, justify="right" if column != "id" else "left")
+    for hw in profiles:
+        tflops = hw.dense_tflops
+        table.add_row(
+            hw.name,
+            fmt(tflops.get("bf16", tflops.get("fp16", 0))),
+            fmt(tflops["fp8"]) if "fp8" in tflops else "—",
+            fmt(hw.hbm_capacity_gb),
+            fmt(hw.hbm_bandwidth_tb_per_s),
+            f"{hw.efficiency.gemm_mfu:.2f}",
+            f"{hw.efficiency.hbm_bandwidth_utilisation:.2f}",
+            fmt(hw.scaleup_bandwidth_gb_per_s),
+            fmt(hw.scaleout_bandwidth_gb_per_s),
+            str(hw.gpus_per_node),
+            f"{hw.price_per_gpu_hour_usd:.2f}" if hw.price_per_gpu_hour_usd else "—",
+        )
+    console.print(table)
