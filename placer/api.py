@@ -19,9 +19,15 @@ from placer.loading import load_model as _load_model
 from placer.loading import load_plan
 from placer.problem import Problem, load_problem
 from placer.report.plan_json import plan_with_figures
+from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK
+from placer.result import Result, SolveStatus
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
+from placer.solve import solve
 
 __all__ = [
+    "exit_code",
+    "result_document",
+    "solve",
     "evaluate",
     "evaluate_files",
     "hardware_profiles",
@@ -42,8 +48,12 @@ def load_model(ref: str | Path) -> ModelSpec:
 
 def evaluate_files(instance: str | Path, plan: str | Path) -> tuple[Problem, Evaluation]:
     """Load both files and evaluate the plan on the instance."""
+    from placer.evaluator import check_plan_fits_model
+
     problem = load_problem(instance)
-    return problem, evaluate(problem, load_plan(plan))
+    plan_spec = load_plan(plan)
+    check_plan_fits_model(problem, plan_spec, str(plan))  # here, so that its errors name the plan file
+    return problem, evaluate(problem, plan_spec)
 
 
 def plan_document(evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None) -> dict[str, Any]:
@@ -108,3 +118,30 @@ def write_outputs(out_dir: str | Path, problem: Problem, evaluation: Evaluation,
     _write_atomic(plan_path, json.dumps(document, indent=2) + "\n")
     _write_atomic(report_path, evaluation_markdown(problem, evaluation, document))
     return [plan_path, report_path]
+
+
+def result_document(result: Result) -> dict[str, Any]:
+    """The plan JSON of a solve (with status and solver figures), or the status and explanation."""
+    solver = SolverInfo(
+        backend=result.backend,
+        objective=result.objective,
+        bound=result.bound,
+        gap=result.gap,
+        wall_s=round(result.wall_s, 3),
+        status=result.status.value,
+    )
+    if result.evaluation is None:
+        return {"status": result.status.value, "solver": solver.model_dump(mode="json"), "explanation": result.explanation, "search": result.search}
+    document = plan_with_figures(result.evaluation, result.status.value, solver)
+    document["objective"] = {"primary": result.objective_term, "terms": result.terms}
+    document["search"] = result.search
+    return document
+
+
+def exit_code(result: Result) -> int:
+    """0 solved (optimal or with a gap), 3 infeasible, 4 no plan within the time limit."""
+    if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        return EXIT_OK
+    if result.status == SolveStatus.INFEASIBLE:
+        return EXIT_INFEASIBLE
+    return EXIT_NO_PLAN_IN_TIME

@@ -126,36 +126,44 @@ class Evaluation:
         }
 
 
-def check_plan_fits_model(problem: Problem, plan: Plan) -> None:
-    """Input errors that need the model: layer coverage and the expert map's shape."""
+def check_plan_fits_model(problem: Problem, plan: Plan, source: str | None = None) -> None:
+    """Input errors that need the model: layer coverage and the expert map's shape.
+
+    ``source`` (the plan file, if any) is named in the messages.
+    """
     model = problem.model
     if plan.num_layers != model.num_layers:
         raise InputError.single(
             f"stages[{len(plan.stages) - 1}].layers",
             f"the partition ends at layer {plan.num_layers - 1} but {model.name} has layers 0..{model.num_layers - 1}",
+            source,
         )
     if plan.expert_map is None:
         return
     moe = model.moe
     if moe is None:
-        raise InputError.single("expert_map", f"{model.name} has no MoE layers")
+        raise InputError.single("expert_map", f"{model.name} has no MoE layers", source)
     for index, entry in enumerate(plan.expert_map):
         where = f"expert_map[{index}]"
         if not model.is_moe_layer(entry.layer):
-            raise InputError.single(f"{where}.layer", f"layer {entry.layer} is not an MoE layer")
+            raise InputError.single(f"{where}.layer", f"layer {entry.layer} is not an MoE layer", source)
         if len(entry.gpus) != plan.parallelism.ep:
-            raise InputError.single(f"{where}.gpus", f"{len(entry.gpus)} EP ranks listed for ep = {plan.parallelism.ep}")
+            raise InputError.single(
+                f"{where}.gpus", f"{len(entry.gpus)} EP ranks listed for ep = {plan.parallelism.ep}", source
+            )
         seen: set[int] = set()
         for rank, experts in enumerate(entry.gpus):
             if len(set(experts)) != len(experts):
-                raise InputError.single(f"{where}.gpus[{rank}]", "an expert appears twice on one GPU")
+                raise InputError.single(f"{where}.gpus[{rank}]", "an expert appears twice on one GPU", source)
             bad = [e for e in experts if not 0 <= e < moe.num_experts]
             if bad:
-                raise InputError.single(f"{where}.gpus[{rank}]", f"expert {bad[0]} is out of range 0..{moe.num_experts - 1}")
+                raise InputError.single(
+                    f"{where}.gpus[{rank}]", f"expert {bad[0]} is out of range 0..{moe.num_experts - 1}", source
+                )
             seen.update(experts)
         if len(seen) != moe.num_experts:
             missing = sorted(set(range(moe.num_experts)) - seen)[:5]
-            raise InputError.single(f"{where}.gpus", f"experts {missing} have no slot")
+            raise InputError.single(f"{where}.gpus", f"experts {missing} have no slot", source)
 
 
 def plan_expert_maps(problem: Problem, plan: Plan) -> ExpertMaps:

@@ -54,11 +54,18 @@ class Problem:
 
 def build_problem(instance: Instance, base_dir: Path | None = None, source: str | None = None) -> Problem:
     """Resolve the instance's model and hardware references and check cross-field rules."""
-    model = instance.model if isinstance(instance.model, ModelSpec) else load_model(instance.model, base_dir)
-    if isinstance(instance.hardware, HardwareProfile):
-        hardware = instance.hardware
-    else:
-        hardware = load_hardware(instance.hardware, base_dir)
+    try:
+        model = instance.model if isinstance(instance.model, ModelSpec) else load_model(instance.model, base_dir)
+        if isinstance(instance.hardware, HardwareProfile):
+            hardware = instance.hardware
+        else:
+            hardware = load_hardware(instance.hardware, base_dir)
+    except InputError as exc:
+        # "unknown hardware", "file not found": the loaders do not know which file named the
+        # reference; errors inside a referenced file keep that file as their source.
+        if exc.source is not None or source is None:
+            raise
+        raise InputError(exc.problems, source) from None
     _check_routing(instance, model, source)
     reference = None
     if instance.reference_plan is not None:

@@ -58,7 +58,7 @@ def prefill_shape(workload: Workload, par: Parallelism, params: CostParameters) 
     seqs_mb = math.ceil(s_rank / m)
     length = workload.prompt_tokens.max
     tokens_rank = seqs_mb * length
-    chunk = workload.prefill_chunk_tokens or tokens_rank
+    chunk = workload.prefill_chunk_tokens or params.default_prefill_chunk_tokens
     forwards = math.ceil(tokens_rank / chunk)
     tokens_stage = math.ceil(s_rep / m) * length
     return PhaseShape("prefill", m, seqs_mb, tokens_rank, tokens_stage, length, forwards, s_rep)
@@ -77,4 +77,4 @@ def decode_shape(workload: Workload, par: Parallelism, params: CostParameters) -
 def activation_tokens_per_rank(workload: Workload, par: Parallelism, params: CostParameters) -> int:
     """Tokens one forward holds activations for on a DP rank: the prefill chunk (S7)."""
     shape = prefill_shape(workload, par, params)
-    return min(shape.tokens_per_rank, workload.prefill_chunk_tokens or shape.tokens_per_rank)
+    return min(shape.tokens_per_rank, workload.prefill_chunk_tokens or params.default_prefill_chunk_tokens)

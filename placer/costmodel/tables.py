@@ -144,7 +144,7 @@ def layer_costs(problem: Problem, par: Parallelism, pattern: StagePattern, exper
         kvs.append(kv_layer)
         key = (model.is_moe_layer(layer), traffic)
         if key not in memo:
-            memo[key] = (layer_phase_cost(pre_ctx, layer, traffic), layer_phase_cost(dec_ctx, layer, traffic))
+            memo[key] = (_memo_phase_cost(problem, pre_ctx, layer, traffic), _memo_phase_cost(problem, dec_ctx, layer, traffic))
         p_cost, d_cost = memo[key]
         pre_t.append(p_cost.time_s)
         dec_t.append(d_cost.time_s)
@@ -154,6 +154,27 @@ def layer_costs(problem: Problem, par: Parallelism, pattern: StagePattern, exper
     return LayerCosts(
         np.asarray(weights), np.asarray(kvs), np.asarray(pre_t), np.asarray(dec_t), tuple(traffic_list), tuple(pre_d), tuple(dec_d)
     )
+
+
+_PHASE_COST_CACHE: dict[int, tuple[Problem, dict[tuple[object, ...], LayerPhaseCost]]] = {}
+
+
+def _memo_phase_cost(problem: Problem, ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> LayerPhaseCost:
+    """Layer cost memoised per problem: it depends on the degrees only through the stage's
+    width split, the micro-batch shape and the placement, which many configurations share."""
+    entry = _PHASE_COST_CACHE.get(id(problem))
+    if entry is None or entry[0] is not problem:
+        if len(_PHASE_COST_CACHE) > 8:
+            _PHASE_COST_CACHE.clear()
+        entry = (problem, {})
+        _PHASE_COST_CACHE[id(problem)] = entry
+    par = ctx.par
+    key = (par.tp, par.dp_attn, par.ep, par.tp_moe, ctx.shape, ctx.tp_crosses_domain, ctx.stage_crosses_domain,
+           ctx.model.is_moe_layer(layer), traffic)
+    cache = entry[1]
+    if key not in cache:
+        cache[key] = layer_phase_cost(ctx, layer, traffic)
+    return cache[key]
 
 
 def edge_costs(problem: Problem, par: Parallelism, expert_maps: ExpertMaps) -> EdgeCosts:

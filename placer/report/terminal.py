@@ -12,6 +12,7 @@ from placer.costmodel.params import count_params, declared_param_warnings
 from placer.costmodel.layers import attention_dims
 from placer.evaluator import Evaluation
 from placer.problem import Problem
+from placer.result import Result
 from placer.schema import DTYPE_BYTES, HardwareProfile, ModelSpec
 
 GB = 1e9
@@ -192,3 +193,30 @@ def print_hardware(console: Console, profiles: Iterable[HardwareProfile]) -> Non
             f"{hw.price_per_gpu_hour_usd:.2f}" if hw.price_per_gpu_hour_usd else "—",
         )
     console.print(table)
+
+
+def print_result(console: Console, problem: Problem, result: Result) -> None:
+    """A solve: status, objective, bound, gap and time, then the plan's figures or the explanation."""
+    from placer.result import SolveStatus
+
+    status = result.status
+    colour = {"optimal": "green", "feasible": "yellow"}.get(status.value, "red")
+    gap = f"{result.gap:.2%}" if result.gap is not None else "—"
+    search = result.search
+    console.print(
+        f"[bold {colour}]{status.value.upper()}[/] ({result.backend}, {result.wall_s:.2f} s) | objective "
+        f"{result.objective_term} = {fmt(result.objective) if result.objective is not None else '—'}, bound "
+        f"{fmt(result.bound) if result.bound is not None else '—'}, gap {gap} | "
+        f"{search.get('configurations_in_model')} configurations of degrees in the model, "
+        f"at most {search.get('gpu_cap')} GPUs ({search.get('gpu_cap_reason')})"
+    )
+    if status == SolveStatus.INFEASIBLE:
+        console.print(Panel("\n".join(f"• {line}" for line in result.explanation), title="no plan exists", border_style="red"))
+        return
+    if result.evaluation is None:
+        console.print("[red]no plan found within the time limit[/]")
+        return
+    if result.terms:
+        console.print("objective terms (lexicographic): " + ", ".join(f"{k} = {fmt(v)}" for k, v in result.terms.items()))
+    title = "proven-optimal plan" if status == SolveStatus.OPTIMAL else "best plan found (not proven optimal)"
+    print_evaluation(console, problem, result.evaluation, title)

@@ -48,6 +48,13 @@ class CostParameters(StrictModel):
     node_dedup_decode: bool = Field(
         False, description="decode all-to-all sends once per remote expert (DeepEP low-latency mode)"
     )
+    default_prefill_chunk_tokens: PositiveInt = Field(
+        8192,
+        description=(
+            "tokens per prefill forward per DP rank when the workload sets no prefill_chunk_tokens: "
+            "the chunked-prefill budget SGLang (chunked_prefill_size) and vLLM (max_num_batched_tokens) default to"
+        ),
+    )
     layer_overhead_us: float = Field(
         0.0, ge=0, description="fixed per-layer launch overhead added to each phase's layer time"
     )

@@ -1,0 +1,5 @@
+"""OR-Tools CP-SAT backend."""
+
+from placer.backends.cpsat.model import solve
+
+__all__ = ["solve"]

@@ -1,0 +1,236 @@
+"""The strategy model in OR-Tools CP-SAT. Sections follow ``docs/formulation.md``.
+
+Integer scaling is done once, here: times in nanoseconds (``TIME_UNITS_PER_S``), memory in
+kilobytes (``BYTES_PER_UNIT``). Resource coefficients are rounded up and capacities down, so a
+plan the model accepts is never one the evaluator rejects.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ortools.sat.python import cp_model
+
+from placer.formulation.data import FormulationData
+from placer.formulation.terms import objective_terms, stage_bounds
+from placer.result import BackendSolution, SolveStatus
+
+TIME_UNITS_PER_S = 1e9
+BYTES_PER_UNIT = 1e3
+TRAFFIC_UNITS_PER_BYTE = 1.0
+
+
+def up(value: float, scale: float) -> int:
+    """Scale and round a resource use up."""
+    return int(math.ceil(value * scale - 1e-9))
+
+
+def down(value: float, scale: float) -> int:
+    """Scale and round a capacity down."""
+    return int(math.floor(value * scale + 1e-9))
+
+
+class StrategyModel:
+    """Variables and constraints of the joint degrees + partition model (F1)-(F9)."""
+
+    def __init__(self, data: FormulationData) -> None:
+        self.data = data
+        self.model = cp_model.CpModel()
+        self.bounds = [stage_bounds(data, c) for c in data.configs]
+        self._variables()
+        self.add_one_configuration()
+        self.add_degree_rules()
+        self.add_partition()
+        self.add_stage_times_and_memory()
+        self.add_slo_bounds()
+        self.terms = self._objective_terms()
+
+    # --- variables -----------------------------------------------------------------------
+    def _variables(self) -> None:
+        data, m = self.data, self.model
+        self.z = [m.NewBoolVar(f"z[{i}]") for i in range(len(data.configs))]
+        self.pmax = data.max_pp
+        # + one unit per rounded term: each coefficient is rounded up on its own
+        slack = data.num_layers + 8
+        self.t_ub = max(up(c.total_prefill_s(data.class_counts), TIME_UNITS_PER_S) for c in data.configs) + slack
+        self.td_ub = max(up(c.total_decode_s(data.class_counts), TIME_UNITS_PER_S) for c in data.configs) + slack
+        self.t_pre = m.NewIntVar(0, self.t_ub, "T_pre")
+        self.t_dec = m.NewIntVar(0, self.td_ub, "T_dec")
+        self.start = [m.NewIntVar(0, data.num_layers, f"a[{s}]") for s in range(self.pmax + 1)]
+
+    def add_one_configuration(self) -> None:
+        """(F1) exactly one configuration."""
+        self.model.AddExactlyOne(self.z)
+
+    def add_degree_rules(self) -> None:
+        """(D4)/(R1)-(R6): one-hot degree variables linked to the configuration; rules on them."""
+        data, m = self.data, self.model
+        self.degree: dict[tuple[str, int], cp_model.IntVar] = {}
+        for name in ("pp", "tp", "dp_attn", "ep", "tp_moe", "replicas"):
+            values = sorted({getattr(c.par, name) for c in data.configs})
+            for v in values:
+                var = m.NewBoolVar(f"{name}[{v}]")
+                m.Add(var == sum(z for z, c in zip(self.z, data.configs, strict=True) if getattr(c.par, name) == v))
+                self.degree[(name, v)] = var
+        for z, config in zip(self.z, data.configs, strict=True):
+            if not config.admissible:
+                m.Add(z == 0)  # a rule (R1)-(R6) fails for this combination of degrees
+
+    def add_partition(self) -> None:
+        """(F2)-(F3) contiguous stages covering every layer once, in order; stage s in use iff s < pp."""
+        data, m = self.data, self.model
+        m.Add(self.start[0] == 0)
+        m.Add(self.start[self.pmax] == data.num_layers)
+        prefix = data.prefix_counts()
+        self.active = []
+        self.count: list[list[cp_model.IntVar]] = [[] for _ in range(data.num_classes)]
+        for s in range(self.pmax):
+            active = sum(self.degree[("pp", p)] for p in range(s + 1, self.pmax + 1) if ("pp", p) in self.degree)
+            self.active.append(active)
+            size = self.start[s + 1] - self.start[s]
+            m.Add(size >= active)
+            m.Add(size <= data.num_layers * active)
+        for k in range(data.num_classes):
+            at = [m.NewIntVar(0, int(prefix[k, -1]), f"P[{k},a[{s}]]") for s in range(self.pmax + 1)]
+            for s in range(self.pmax + 1):
+                m.AddElement(self.start[s], [int(x) for x in prefix[k]], at[s])
+            for s in range(self.pmax):
+                n = m.NewIntVar(0, int(prefix[k, -1]), f"n[{k},{s}]")
+                m.Add(n == at[s + 1] - at[s])
+                self.count[k].append(n)
+
+    def _coef(self, name: str, values: list[int]) -> tuple[cp_model.IntVar, int]:
+        var = self.model.NewIntVar(min(values), max(values), name)
+        self.model.Add(var == sum(v * z for v, z in zip(values, self.z, strict=True)))
+        return var, max(values)
+
+    def add_stage_times_and_memory(self) -> None:
+        """(F4) stage time and memory per micro-batch: class coefficients times class counts."""
+        data, m = self.data, self.model
+        cfgs = data.configs
+        usable = down(data.usable_bytes, 1 / BYTES_PER_UNIT)
+        embed_pre = sum(up(c.embed_prefill_s, TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True))
+        embed_dec = sum(up(c.embed_decode_s, TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True))
+        embed_mem = sum(up(c.embed_bytes, 1 / BYTES_PER_UNIT) * z for c, z in zip(cfgs, self.z, strict=True))
+        fixed_mem = sum(up(c.fixed_bytes, 1 / BYTES_PER_UNIT) * z for c, z in zip(cfgs, self.z, strict=True))
+        for k in range(data.num_classes):
+            tau_pre = self._coef(f"tau_pre[{k}]", [up(c.layer_prefill_s[k], TIME_UNITS_PER_S) for c in cfgs])
+            tau_dec = self._coef(f"tau_dec[{k}]", [up(c.layer_decode_s[k], TIME_UNITS_PER_S) for c in cfgs])
+            mu = self._coef(f"mu[{k}]", [up(c.layer_bytes[k], 1 / BYTES_PER_UNIT) for c in cfgs])
+            for s in range(self.pmax):
+                for (coef, coef_max), tag in ((tau_pre, "pre"), (tau_dec, "dec"), (mu, "mem")):
+                    prod = m.NewIntVar(0, coef_max * data.class_counts[k], f"{tag}[{k},{s}]")
+                    m.AddMultiplicationEquality(prod, [coef, self.count[k][s]])
+                    setattr(self, f"_prod_{tag}_{k}_{s}", prod)
+        for s in range(self.pmax):
+            last = [(c, z) for c, z in zip(cfgs, self.z, strict=True) if c.par.pp == s + 1]
+            head_pre = sum(up(c.head_prefill_s, TIME_UNITS_PER_S) * z for c, z in last)
+            head_dec = sum(up(c.head_decode_s, TIME_UNITS_PER_S) * z for c, z in last)
+            head_mem = sum(up(c.head_bytes, 1 / BYTES_PER_UNIT) * z for c, z in last)
+            ks = range(data.num_classes)
+            pre = sum(getattr(self, f"_prod_pre_{k}_{s}") for k in ks) + head_pre + (embed_pre if s == 0 else 0)
+            dec = sum(getattr(self, f"_prod_dec_{k}_{s}") for k in ks) + head_dec + (embed_dec if s == 0 else 0)
+            mem = sum(getattr(self, f"_prod_mem_{k}_{s}") for k in ks) + head_mem + (embed_mem if s == 0 else 0)
+            m.Add(self.t_pre >= pre)
+            m.Add(self.t_dec >= dec)
+            m.Add(mem + fixed_mem <= usable)  # (M) memory per GPU
+
+    def add_slo_bounds(self) -> None:
+        """(F5)-(F8) every SLO as a bound on T_pre / T_dec, enforced for the chosen configuration."""
+        m = self.model
+        for z, bound in zip(self.z, self.bounds, strict=True):
+            if bound is None:
+                m.Add(z == 0)
+                continue
+            if math.isfinite(bound.prefill_s):
+                m.Add(self.t_pre <= down(bound.prefill_s, TIME_UNITS_PER_S)).OnlyEnforceIf(z)
+            if math.isfinite(bound.decode_s):
+                m.Add(self.t_dec <= down(bound.decode_s, TIME_UNITS_PER_S)).OnlyEnforceIf(z)
+
+    def _objective_terms(self) -> dict[str, tuple[cp_model.IntVar, float]]:
+        """(J1)-(J4) objective terms as integer variables with their unit scale."""
+        data, m, cfgs = self.data, self.model, self.data.configs
+        terms: dict[str, tuple[cp_model.IntVar, float]] = {}
+        g = m.NewIntVar(0, max(c.gpus for c in cfgs), "gpus")
+        m.Add(g == sum(c.gpus * z for c, z in zip(cfgs, self.z, strict=True)))
+        terms["min_gpus"] = (g, 1.0)
+        traffic = [int(round(c.cross_node_bytes_per_token * TRAFFIC_UNITS_PER_BYTE)) for c in cfgs]
+        x = m.NewIntVar(0, max(traffic), "cross_node")
+        m.Add(x == sum(v * z for v, z in zip(traffic, self.z, strict=True)))
+        terms["min_cross_node_traffic"] = (x, TRAFFIC_UNITS_PER_BYTE)
+        counts = data.class_counts
+        ttft = m.NewIntVar(0, max(up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_ub for c in cfgs), "ttft")
+        for c, z in zip(cfgs, self.z, strict=True):
+            m.Add(ttft >= up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_pre).OnlyEnforceIf(z)
+        terms["min_ttft"] = (ttft, TIME_UNITS_PER_S)
+        phase = data.problem.objective.throughput_phase
+        if phase == "prefill":
+            ub = max(c.gpus * c.micro_prefill for c in cfgs) * self.t_ub
+            y = m.NewIntVar(0, ub, "gpu_seconds")
+            for c, z in zip(cfgs, self.z, strict=True):
+                m.Add(y >= c.gpus * c.micro_prefill * self.t_pre).OnlyEnforceIf(z)
+        else:
+            ub = max(c.gpus * max(c.micro_decode * self.td_ub, up(c.total_decode_s(counts), TIME_UNITS_PER_S)) for c in cfgs)
+            y = m.NewIntVar(0, ub, "gpu_seconds")
+            for c, z in zip(cfgs, self.z, strict=True):
+                m.Add(y >= c.gpus * c.micro_decode * self.t_dec).OnlyEnforceIf(z)
+                m.Add(y >= c.gpus * up(c.total_decode_s(counts), TIME_UNITS_PER_S)).OnlyEnforceIf(z)
+        terms["max_throughput_per_gpu"] = (y, TIME_UNITS_PER_S)
+        return terms
+
+
+_STATUS = {
+    cp_model.OPTIMAL: SolveStatus.OPTIMAL,
+    cp_model.FEASIBLE: SolveStatus.FEASIBLE,
+    cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
+    cp_model.UNKNOWN: SolveStatus.NO_PLAN,
+    cp_model.MODEL_INVALID: SolveStatus.NO_PLAN,
+}
+
+
+def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, seed: int = 0) -> BackendSolution:
+    """Lexicographic solve: one CP-SAT pass per objective term, each fixing the previous optimum."""
+    started = time.perf_counter()
+    if not data.configs:
+        return BackendSolution("cpsat", SolveStatus.INFEASIBLE, None, (), {}, None, time.perf_counter() - started)
+    built = StrategyModel(data)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    terms: dict[str, float] = {}
+    statuses: list[str] = []
+    overall = SolveStatus.OPTIMAL
+    primary_bound: float | None = None
+    hint_values: list[int] | None = None
+    for index, name in enumerate(objective_terms(data)):
+        var, scale = built.terms[name]
+        remaining = time_limit_s - (time.perf_counter() - started)
+        if remaining <= 0:
+            overall = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
+            break
+        solver.parameters.max_time_in_seconds = remaining
+        built.model.ClearHints()
+        if hint_values is not None:
+            for z, v in zip(built.z, hint_values, strict=True):
+                built.model.AddHint(z, v)
+        built.model.Minimize(var)
+        code = solver.Solve(built.model)
+        status = _STATUS.get(code, SolveStatus.NO_PLAN)
+        statuses.append(f"{name}:{status.value}")
+        if status in (SolveStatus.INFEASIBLE, SolveStatus.NO_PLAN):
+            if index == 0:
+                return BackendSolution("cpsat", status, None, (), {}, None, time.perf_counter() - started, tuple(statuses))
+            overall = SolveStatus.FEASIBLE
+            break
+        value = int(solver.Value(var))
+        if index == 0:
+            primary_bound = solver.BestObjectiveBound() / scale
+        if status != SolveStatus.OPTIMAL:
+            overall = SolveStatus.FEASIBLE
+        terms[name] = value / scale
+        hint_values = [int(solver.Value(z)) for z in built.z]
+        chosen = hint_values.index(1)
+        starts = tuple(int(solver.Value(built.start[s])) for s in range(data.configs[chosen].par.pp))
+        built.model.Add(var <= value)  # keep this term at its optimum for the next passes
+    return BackendSolution("cpsat", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses))

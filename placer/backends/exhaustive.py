@@ -1,0 +1,133 @@
+"""Exhaustive reference: every configuration, each with its exact best partition by dynamic
+programming. No solver package; it is the referee the CP-SAT and MILP backends are tested against.
+
+For one configuration the partition problem is: split layers ``0..L-1`` into ``pp`` contiguous,
+non-empty stages, each within memory and within the SLO bounds on stage time (F4)-(F8), minimising
+the largest stage time of the objective's phase. The DP is
+``f[s][j] = min_{i<j} max(f[s-1][i], t(i, j, s))`` over feasible stages ``[i, j)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from placer.formulation.data import Config, FormulationData
+from placer.formulation.terms import StageBounds, objective_terms, stage_bounds, term_phase, term_value
+from placer.result import BackendSolution, SolveStatus
+
+
+def _stage_matrices(data: FormulationData, config: Config) -> dict[str, np.ndarray]:
+    """``[i, j]`` sums over layers ``i..j-1`` of per-layer bytes and times (inf where j <= i)."""
+    classes = np.asarray(data.layer_class)
+    out = {}
+    for name, per_class in (
+        ("bytes", config.layer_bytes),
+        ("prefill", config.layer_prefill_s),
+        ("decode", config.layer_decode_s),
+    ):
+        per_layer = np.asarray(per_class)[classes]
+        prefix = np.concatenate([[0.0], np.cumsum(per_layer)])
+        matrix = prefix[None, :] - prefix[:, None]
+        matrix[np.tril_indices_from(matrix)] = np.inf  # empty or reversed stages
+        out[name] = matrix
+    return out
+
+
+def best_partition(
+    data: FormulationData, config: Config, bounds: StageBounds, phase: str
+) -> tuple[float, float, tuple[int, ...]] | None:
+    """Minimise the largest ``phase`` stage time; return (T_pre, T_dec, stage starts) or ``None``."""
+    pp = config.par.pp
+    length = data.num_layers
+    mats = _stage_matrices(data, config)
+
+    def stage_arrays(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        first, last = s == 0, s == pp - 1
+        mem = mats["bytes"] + config.fixed_bytes + (config.embed_bytes if first else 0) + (config.head_bytes if last else 0)
+        pre = mats["prefill"] + (config.embed_prefill_s if first else 0) + (config.head_prefill_s if last else 0)
+        dec = mats["decode"] + (config.embed_decode_s if first else 0) + (config.head_decode_s if last else 0)
+        ok = (mem <= data.usable_bytes) & (pre <= bounds.prefill_s) & (dec <= bounds.decode_s)
+        return pre, dec, ok
+
+    f = np.full(length + 1, np.inf)
+    f[0] = 0.0
+    back = []
+    for s in range(pp):
+        pre, dec, ok = stage_arrays(s)
+        cost = pre if phase == "prefill" else dec
+        cand = np.where(ok, np.maximum(f[:, None], cost), np.inf)
+        choice = np.argmin(cand, axis=0)
+        f = cand[choice, np.arange(length + 1)]
+        back.append(choice)
+    if not math.isfinite(f[length]):
+        return None
+    starts = [0] * pp
+    j = length
+    for s in range(pp - 1, -1, -1):
+        i = int(back[s][j])
+        starts[s] = i
+        j = i
+    ends = starts[1:] + [length]
+    t_pre = max(stage_arrays(s)[0][starts[s], ends[s]] for s in range(pp))
+    t_dec = max(stage_arrays(s)[1][starts[s], ends[s]] for s in range(pp))
+    return float(t_pre), float(t_dec), tuple(starts)
+
+
+def evaluate_config(data: FormulationData, config: Config) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
+    """Lexicographic objective terms of a configuration's best partition, or ``None`` if none fits."""
+    if not config.admissible:
+        return None
+    bounds = stage_bounds(data, config)
+    if bounds is None:
+        return None
+    terms = objective_terms(data)
+    phases = [p for p in (term_phase(data, t) for t in terms) if p is not None]
+    first_phase = phases[0] if phases else "prefill"
+    found = best_partition(data, config, bounds, first_phase)
+    if found is None:
+        return None
+    t_pre, t_dec, starts = found
+    for phase in dict.fromkeys(phases[1:]):  # each further phase, the earlier ones held at their optimum
+        if phase == first_phase:
+            continue
+        held = StageBounds(min(bounds.prefill_s, t_pre), bounds.decode_s) if first_phase == "prefill" else StageBounds(bounds.prefill_s, min(bounds.decode_s, t_dec))
+        again = best_partition(data, config, held, phase)
+        if again is not None:
+            t_pre, t_dec, starts = again
+    values = tuple(term_value(data, config, term, t_pre, t_dec) for term in terms)
+    return values, starts
+
+
+def _key(values: tuple[float, ...]) -> tuple[float, ...]:
+    # Equal up to float noise counts as a tie; ties go to the lower configuration index.
+    return tuple(float(f"{v:.9g}") for v in values)
+
+
+def solve(data: FormulationData, time_limit_s: float = math.inf, workers: int = 1, seed: int = 0) -> BackendSolution:
+    """Score every configuration; the lexicographic minimum is the optimum under the cost model."""
+    del workers, seed  # deterministic, single-threaded
+    started = time.perf_counter()
+    best: tuple[tuple[float, ...], int, tuple[int, ...]] | None = None
+    terms = objective_terms(data)
+    for index, config in enumerate(data.configs):
+        if time.perf_counter() - started > time_limit_s:
+            status = SolveStatus.FEASIBLE if best else SolveStatus.NO_PLAN
+            break
+        scored = evaluate_config(data, config)
+        if scored is None:
+            continue
+        values, starts = scored
+        if best is None or _key(values) < _key(best[0]):
+            best = (values, index, starts)
+    else:
+        status = SolveStatus.OPTIMAL if best else SolveStatus.INFEASIBLE
+    wall = time.perf_counter() - started
+    if best is None:
+        return BackendSolution("exhaustive", status, None, (), {}, None, wall)
+    values, index, starts = best
+    named = dict(zip(terms, values, strict=True))
+    bound = values[0] if status == SolveStatus.OPTIMAL else None
+    return BackendSolution("exhaustive", status, index, starts, named, bound, wall)

@@ -1,0 +1,125 @@
+"""Why an instance has no plan: each constraint alone, its best reachable value, and the relaxation.
+
+Each SLO is relaxed against memory and the engine rules only, with stages assumed perfectly
+balanced (the largest stage is at least the mean). The figures are therefore *bounds*: no plan
+does better, so an SLO beyond its bound cannot be met, whatever else is relaxed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from placer.costmodel.tables import default_expert_maps, layer_costs, stage_pattern
+from placer.formulation.data import Config, FormulationData
+from placer.topology import default_layout
+
+OP_CAUSES = {
+    "attn_core": "attention over the context (in decode: reading the KV cache)",
+    "attn_proj": "attention projection weights",
+    "routed_experts": "routed-expert GEMMs and weight reads",
+    "dense_ffn": "dense FFN",
+    "shared_experts": "shared experts",
+    "router": "the router",
+}
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Best value of one figure over all configurations, and where it is reached."""
+
+    value: float
+    config: Config | None
+
+
+def _mean_stage(config: Config, counts: tuple[int, ...], phase: str) -> float:
+    per_class = config.layer_prefill_s if phase == "prefill" else config.layer_decode_s
+    body = sum(n * t for n, t in zip(counts, per_class, strict=True))
+    extras = config.embed_prefill_s + config.head_prefill_s if phase == "prefill" else config.embed_decode_s + config.head_decode_s
+    return (body + extras) / config.par.pp
+
+
+def _memory_ok(data: FormulationData, config: Config) -> bool:
+    counts = data.class_counts
+    total = sum(n * b for n, b in zip(counts, config.layer_bytes, strict=True)) + config.embed_bytes + config.head_bytes
+    return config.admissible and total / config.par.pp + config.fixed_bytes <= data.usable_bytes
+
+
+def _dominant_op(data: FormulationData, config: Config, phase: str) -> str:
+    """The operation that takes most of one MoE (or dense) layer's time in ``phase``."""
+    problem = data.problem
+    par = config.par
+    costs = layer_costs(problem, par, stage_pattern(default_layout(par, problem.fabric), 0, 0), default_expert_maps(problem, par))
+    detail = (costs.prefill_detail if phase == "prefill" else costs.decode_detail)[-1]
+    op, seconds = max(zip(detail.ops, detail.op_times_s, strict=True), key=lambda pair: pair[1])
+    share = seconds / detail.time_s if detail.time_s else 0.0
+    hw = problem.hardware
+    eff = hw.efficiency
+    compute_s = op.flops / (hw.peak_flops_per_s("bf16") * (eff.attention_mfu if op.kind == "attention" else eff.gemm_mfu))
+    memory_s = op.hbm_bytes / (hw.hbm_bytes_per_s * eff.hbm_bandwidth_utilisation)
+    if memory_s >= compute_s:
+        limit = f"memory-bound at {hw.hbm_bandwidth_tb_per_s * eff.hbm_bandwidth_utilisation:.3g} TB/s effective HBM bandwidth"
+    else:
+        limit = "compute-bound"
+    comm_share = detail.comm_s / detail.time_s if detail.time_s else 0.0
+    text = f"{OP_CAUSES.get(op.name, op.name)} takes {share:.0%} of a layer's {phase} time, {limit}"
+    if comm_share > share:
+        text = f"communication takes {comm_share:.0%} of a layer's {phase} time"
+    return text
+
+
+def explain_infeasible(data: FormulationData) -> list[str]:
+    """Lines naming each constraint that cannot be met, its best reachable value and the relaxation."""
+    problem = data.problem
+    slo, workload = problem.slo, problem.workload
+    counts = data.class_counts
+    lines: list[str] = []
+    fits = [c for c in data.configs if _memory_ok(data, c)]
+    if not data.configs or not fits:
+        lines.append(
+            f"memory: no configuration of at most {data.gpu_cap} GPUs ({data.gpu_cap_reason}) holds the model, its KV "
+            f"cache for {workload.batch_size} sequences of {workload.max_context_tokens:,} tokens and the workspace within "
+            f"{data.usable_bytes / 1e9:.1f} GB per GPU; allow more GPUs or shorten the context"
+        )
+        return lines
+    if slo.min_decode_tokens_per_ms_per_gpu is not None:
+        best = max(fits, key=lambda c: data.decode_tokens / (c.gpus * max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts))))
+        value = data.decode_tokens / (best.gpus * max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts))) / 1e3
+        if value < slo.min_decode_tokens_per_ms_per_gpu:
+            lines.append(
+                f"decode throughput cannot exceed {value:.3g} tokens/ms/GPU at {workload.decode_context:,} tokens of context "
+                f"(best of {len(fits)} configurations that fit in memory, reached with {best.gpus} GPU(s)): "
+                f"{_dominant_op(data, best, 'decode')}. Relax min_decode_tokens_per_ms_per_gpu to {value:.3g} or less "
+                f"(asked {slo.min_decode_tokens_per_ms_per_gpu:g}), or shorten the context"
+            )
+    if slo.min_prefill_tokens_per_ms_per_gpu is not None:
+        best = max(fits, key=lambda c: data.prefill_tokens / (c.gpus * c.micro_prefill * _mean_stage(c, counts, "prefill")))
+        value = data.prefill_tokens / (best.gpus * best.micro_prefill * _mean_stage(best, counts, "prefill")) / 1e3
+        if value < slo.min_prefill_tokens_per_ms_per_gpu:
+            lines.append(
+                f"prefill throughput cannot exceed {value:.3g} tokens/ms/GPU at {workload.prompt_tokens.max:,}-token prompts "
+                f"(reached with {best.gpus} GPU(s)): {_dominant_op(data, best, 'prefill')}. Relax "
+                f"min_prefill_tokens_per_ms_per_gpu to {value:.3g} or less"
+            )
+    if slo.ttft_s is not None:
+        best = min(fits, key=lambda c: c.total_prefill_s(counts) + (c.micro_prefill - 1) * _mean_stage(c, counts, "prefill"))
+        value = best.total_prefill_s(counts) + (best.micro_prefill - 1) * _mean_stage(best, counts, "prefill")
+        if value > slo.ttft_s:
+            lines.append(
+                f"TTFT cannot go below {value:.3g} s for {workload.batch_size} prompts of {workload.prompt_tokens.max:,} tokens "
+                f"with at most {data.gpu_cap} GPUs (reached with {best.gpus}): {_dominant_op(data, best, 'prefill')}. "
+                f"Relax ttft_s to {value:.3g} s or more, or allow more GPUs"
+            )
+    if slo.tpot_ms is not None:
+        best = min(fits, key=lambda c: max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts)))
+        value = max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts)) * 1e3
+        if value > slo.tpot_ms:
+            lines.append(
+                f"TPOT cannot go below {value:.3g} ms at {workload.decode_context:,} tokens of context (reached with "
+                f"{best.gpus} GPUs): {_dominant_op(data, best, 'decode')}. Relax tpot_ms to {value:.3g} or more"
+            )
+    if not lines:
+        lines.append(
+            "every SLO can be met on its own, but not all together within memory and the engine rules with at most "
+            f"{data.gpu_cap} GPUs ({data.gpu_cap_reason}); relax the tightest SLO or allow more GPUs"
+        )
+    return lines

@@ -1,0 +1,1 @@
+"""Solver-agnostic formulation data shared by the backends (see docs/formulation.md)."""

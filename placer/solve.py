@@ -1,0 +1,159 @@
+"""Solve orchestration: formulation data -> backend -> plan -> independent re-check -> Result."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from placer.backends import run_backend
+from placer.errors import PlanMismatchError
+from placer.evaluator import Evaluation, evaluate
+from placer.formulation.data import FormulationData, build_formulation
+from placer.formulation.terms import objective_terms
+from placer.problem import Problem
+from placer.result import BackendSolution, Result, SolveStatus
+from placer.schema import Parallelism, Plan, Stage
+
+#: Agreement required between the solver's objective terms and the evaluator's (integer scaling
+#: rounds every coefficient up by < 1 ns or < 1 kB).
+RELATIVE_TOLERANCE = 1e-5
+
+
+def plan_from_solution(data: FormulationData, solution: BackendSolution) -> Plan:
+    """Turn the chosen configuration and stage starts into a plan document."""
+    assert solution.config_index is not None
+    config = data.configs[solution.config_index]
+    starts = list(solution.stage_starts) + [data.num_layers]
+    stages = [Stage(layers=(starts[s], starts[s + 1] - 1)) for s in range(config.par.pp)]
+    return Plan(
+        name=f"{data.problem.name}-{solution.backend}",
+        instance=data.problem.name,
+        hardware=data.problem.hardware.name,
+        gpus=config.gpus,
+        parallelism=config.par,
+        stages=stages,
+    )
+
+
+def terms_from_evaluation(data: FormulationData, evaluation: Evaluation) -> dict[str, float]:
+    """The objective terms recomputed from the evaluator's figures, never from solver variables."""
+    phase = data.problem.objective.throughput_phase
+    if phase == "prefill":
+        gpu_seconds = data.prefill_tokens / (evaluation.prefill_tokens_per_ms_per_gpu * 1e3)
+    else:
+        gpu_seconds = data.decode_tokens / (evaluation.decode_tokens_per_ms_per_gpu * 1e3)
+    return {
+        "min_gpus": float(evaluation.gpus),
+        "max_throughput_per_gpu": gpu_seconds,
+        "min_cross_node_traffic": evaluation.cross_node_bytes_per_token,
+        "min_ttft": evaluation.ttft_s,
+    }
+
+
+def _check_agreement(solution: BackendSolution, recomputed: dict[str, float], evaluation: Evaluation) -> None:
+    if not evaluation.feasible:
+        broken = [c.name for c in evaluation.slo + evaluation.rules if not c.ok]
+        raise PlanMismatchError(f"{solution.backend} returned a plan the evaluator rejects: {broken}")
+    for name, value in solution.terms.items():
+        other = recomputed[name]
+        if not math.isclose(value, other, rel_tol=RELATIVE_TOLERANCE, abs_tol=1e-6):
+            raise PlanMismatchError(f"{solution.backend}: objective term {name} is {value} in the solver but {other} in the evaluator")
+
+
+def objective_terms_for(problem: Problem) -> list[str]:
+    objective = problem.objective
+    return ["max_throughput_per_gpu"] if objective.primary != "min_gpus" else ["min_gpus"]
+
+
+def warm_start_gpus(problem: Problem, max_gpus: int | None) -> int | None:
+    """Greedy incumbent for the GPU count: a small family of plans (one replica, EP over the whole
+    stage, the widest TP that divides the heads inside a node) in increasing GPU count, each with
+    its exact best partition. Its GPU count bounds the model's search space, which stays exact
+    for the fewest-GPUs objective: no plan with more GPUs can beat it."""
+    from placer.backends.exhaustive import evaluate_config
+    from placer.formulation.data import build_config, gpu_cap, layer_classes
+
+    cap, _ = gpu_cap(problem, max_gpus)
+    model = problem.model
+    classes, names = layer_classes(problem)
+    from placer.evaluator import usable_memory_bytes
+
+    workload = problem.workload
+    shell = FormulationData(
+        problem, (), classes, names, cap, "", usable_memory_bytes(problem),
+        float(workload.batch_size * workload.prompt_tokens.max), float(workload.batch_size), 0, 0,
+    )
+    candidates = []
+    width = 1
+    while width <= cap:
+        tp = max(d for d in range(1, min(width, problem.fabric.gpus_per_node) + 1) if width % d == 0 and model.attention.num_heads % d == 0)
+        ep = width if model.moe is not None and width <= model.moe.num_experts else 1
+        for pp in range(1, min(model.num_layers, cap // width) + 1):
+            candidates.append(Parallelism(pp=pp, tp=tp, dp_attn=width // tp, ep=ep, tp_moe=width // ep))
+        width *= 2
+    for par in sorted(candidates, key=lambda p: (p.gpus, p.pp)):
+        config = build_config(problem, par, classes, len(names))
+        if evaluate_config(shell, config) is not None:
+            return par.gpus
+    return None
+
+
+def solve(
+    problem: Problem,
+    backend: str = "cpsat",
+    time_limit_s: float = 60.0,
+    workers: int = 1,
+    seed: int = 0,
+    max_gpus: int | None = None,
+) -> Result:
+    """Find the best plan for ``problem`` under its objective, and prove it (or give the gap)."""
+    started = time.perf_counter()
+    incumbent = None
+    cap_reason = "--max-gpus"
+    if objective_terms_for(problem)[0] == "min_gpus":
+        incumbent = warm_start_gpus(problem, max_gpus)
+        if incumbent is not None and (max_gpus is None or incumbent < max_gpus):
+            max_gpus = incumbent
+            cap_reason = "warm-start incumbent: a feasible plan with this many GPUs exists"
+    data = build_formulation(problem, max_gpus, cap_reason)
+    search = {
+        "configurations_enumerated": data.considered,
+        "configurations_in_model": len(data.configs),
+        "fixed_by_presolve": data.presolved_out,
+        "gpu_cap": data.gpu_cap,
+        "gpu_cap_reason": data.gpu_cap_reason,
+        "build_s": time.perf_counter() - started,
+        "warm_start_gpus": incumbent,
+    }
+    solution = run_backend(backend, data, max(0.1, time_limit_s - search["build_s"]), workers, seed)
+    wall = time.perf_counter() - started
+    primary = objective_terms(data)[0]
+    if solution.config_index is None:
+        from placer.explain import explain_infeasible
+
+        explanation = explain_infeasible(data) if solution.status == SolveStatus.INFEASIBLE else []
+        return Result(solution.status, backend, wall, explanation=explanation, search=search, objective_term=primary)
+    plan = plan_from_solution(data, solution)
+    evaluation = evaluate(problem, plan)
+    recomputed = terms_from_evaluation(data, evaluation)
+    _check_agreement(solution, recomputed, evaluation)
+    objective = recomputed[primary]
+    bound = solution.bound
+    gap = None
+    if bound is not None and objective:
+        gap = max(0.0, (objective - bound) / abs(objective))
+    if solution.status == SolveStatus.OPTIMAL:
+        gap = 0.0
+    return Result(
+        status=solution.status,
+        backend=backend,
+        wall_s=wall,
+        plan=plan,
+        evaluation=evaluation,
+        objective=objective,
+        objective_term=primary,
+        bound=bound,
+        gap=gap,
+        terms={name: recomputed[name] for name in objective_terms(data)},
+        search=search,
+    )
