@@ -203,6 +203,8 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
     overall = SolveStatus.OPTIMAL
     primary_bound: float | None = None
     hint_values: list[int] | None = None
+    chosen: int | None = None
+    starts: tuple[int, ...] = ()
     for index, name in enumerate(objective_terms(data)):
         var, scale = built.terms[name]
         remaining = time_limit_s - (time.perf_counter() - started)
@@ -233,4 +235,6 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
         chosen = hint_values.index(1)
         starts = tuple(int(solver.Value(built.start[s])) for s in range(data.configs[chosen].par.pp))
         built.model.Add(var <= value)  # keep this term at its optimum for the next passes
+    if chosen is None:
+        overall = SolveStatus.NO_PLAN
     return BackendSolution("cpsat", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses))

@@ -40,10 +40,14 @@ def make_solver(time_limit_s: float, workers: int, seed: int) -> pulp.LpSolver:
     """HiGHS (in-process) when installed, else CBC, the documented default; gaps closed to optimality."""
     available = pulp.listSolvers(onlyAvailable=True)
     if "HiGHS" in available:
-        return pulp.HiGHS(msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9, random_seed=seed)
+        return pulp.HiGHS(
+            msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9, random_seed=seed
+        )
     if "HiGHS_CMD" in available:
         return pulp.HiGHS_CMD(msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9)
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9, options=[f"randomSeed {seed}"])
+    return pulp.PULP_CBC_CMD(
+        msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9, options=[f"randomSeed {seed}"]
+    )
 
 
 class StrategyModel:
@@ -62,6 +66,14 @@ class StrategyModel:
         self.add_slo_bounds()
         self.terms = self._objective_terms()
 
+    def var(
+        self, name: str, low: float | None = None, high: float | None = None, cat: str = pulp.LpContinuous
+    ) -> pulp.LpVariable:
+        """A new variable of this model (``add_variable`` on PuLP >= 3.3, the constructor before)."""
+        if hasattr(self.lp, "add_variable"):
+            return self.lp.add_variable(name, low, high, cat=cat)
+        return pulp.LpVariable(name, low, high, cat=cat)
+
     def add(self, constraint: pulp.LpConstraint) -> None:
         self.lp += constraint
 
@@ -69,14 +81,14 @@ class StrategyModel:
     def _variables(self) -> None:
         data = self.data
         counts = data.class_counts
-        self.z = [pulp.LpVariable(f"z_{i}", cat=pulp.LpBinary) for i in range(len(data.configs))]
+        self.z = [self.var(f"z_{i}", cat=pulp.LpBinary) for i in range(len(data.configs))]
         self.pmax = data.max_pp
         # valid upper bounds on the max-stage times (any stage is at most the whole pipeline), padded
         self.t_ub = max(c.total_prefill_s(counts) for c in data.configs) * TIME_UNITS_PER_S * (1 + 1e-6) + 1e-3
         self.td_ub = max(c.total_decode_s(counts) for c in data.configs) * TIME_UNITS_PER_S * (1 + 1e-6) + 1e-3
-        self.t_pre = pulp.LpVariable("T_pre", 0, self.t_ub)
-        self.t_dec = pulp.LpVariable("T_dec", 0, self.td_ub)
-        self.start = [pulp.LpVariable(f"a_{s}", 0, data.num_layers, cat=pulp.LpInteger) for s in range(self.pmax + 1)]
+        self.t_pre = self.var("T_pre", 0, self.t_ub)
+        self.t_dec = self.var("T_dec", 0, self.td_ub)
+        self.start = [self.var(f"a_{s}", 0, data.num_layers, cat=pulp.LpInteger) for s in range(self.pmax + 1)]
 
     def add_one_configuration(self) -> None:
         """(F1) exactly one configuration."""
@@ -88,8 +100,10 @@ class StrategyModel:
         self.degree: dict[tuple[str, int], pulp.LpVariable] = {}
         for name in ("pp", "tp", "dp_attn", "ep", "tp_moe", "replicas"):
             for v in sorted({getattr(c.par, name) for c in data.configs}):
-                var = pulp.LpVariable(f"deg_{name}_{v}", cat=pulp.LpBinary)
-                self.add(var == pulp.lpSum(z for z, c in zip(self.z, data.configs, strict=True) if getattr(c.par, name) == v))
+                var = self.var(f"deg_{name}_{v}", cat=pulp.LpBinary)
+                self.add(
+                    var == pulp.lpSum(z for z, c in zip(self.z, data.configs, strict=True) if getattr(c.par, name) == v)
+                )
                 self.degree[(name, v)] = var
         for z, config in zip(self.z, data.configs, strict=True):
             if not config.admissible:
@@ -112,7 +126,9 @@ class StrategyModel:
         prefix = data.prefix_counts()
         self.count_bits: list[list[list[tuple[int, pulp.LpVariable]]]] = []
         for k in range(data.num_classes):
-            at = [pulp.lpSum(int(prefix[k, i]) * b for i, b in enumerate(self.position[s])) for s in range(self.pmax + 1)]
+            at = [
+                pulp.lpSum(int(prefix[k, i]) * b for i, b in enumerate(self.position[s])) for s in range(self.pmax + 1)
+            ]
             per_stage = []
             for s in range(self.pmax):
                 per_stage.append(self.count_in_binary(f"{k}_{s}", at[s + 1] - at[s], int(prefix[k, -1])))
@@ -120,35 +136,42 @@ class StrategyModel:
 
     def position_one_hot(self, s: int) -> list[pulp.LpVariable]:
         """(F3) b[s][i] = 1 iff a_s == i, so that P[k][a_s] = sum_i P[k][i] b[s][i] is linear."""
-        b = [pulp.LpVariable(f"b_{s}_{i}", cat=pulp.LpBinary) for i in range(self.data.num_layers + 1)]
+        b = [self.var(f"b_{s}_{i}", cat=pulp.LpBinary) for i in range(self.data.num_layers + 1)]
         self.add(pulp.lpSum(b) == 1)
         self.add(self.start[s] == pulp.lpSum(i * v for i, v in enumerate(b)))
         return b
 
     def count_in_binary(self, tag: str, count: pulp.LpAffineExpression, most: int) -> list[tuple[int, pulp.LpVariable]]:
         """(F3) n[k][s] = P[k][a_{s+1}] - P[k][a_s] = sum_j 2^j beta_j, for the products of (F4)."""
-        bits = [(2**j, pulp.LpVariable(f"beta_{tag}_{j}", cat=pulp.LpBinary)) for j in range(max(1, math.ceil(math.log2(most + 1))))]
+        bits = [
+            (2**j, self.var(f"beta_{tag}_{j}", cat=pulp.LpBinary))
+            for j in range(max(1, math.ceil(math.log2(most + 1))))
+        ]
         self.add(count == pulp.lpSum(w * v for w, v in bits))
         return bits
 
     def coefficient(self, name: str, values: list[float]) -> tuple[pulp.LpVariable, float, float]:
         """(F4) tau = sum_c coef_c z_c, a configuration-dependent coefficient, with its range."""
         lo, hi = min(values), max(values)
-        var = pulp.LpVariable(name, lo, hi)
+        var = self.var(name, lo, hi)
         self.add(var == pulp.lpSum(v * z for v, z in zip(values, self.z, strict=True)))
         return var, lo, hi
 
-    def product_with_binary(self, name: str, coef: tuple[pulp.LpVariable, float, float], bit: pulp.LpVariable) -> pulp.LpVariable:
+    def product_with_binary(
+        self, name: str, coef: tuple[pulp.LpVariable, float, float], bit: pulp.LpVariable
+    ) -> pulp.LpVariable:
         """(F4) p = tau * beta, exact for binary beta (McCormick envelope with tau in [lo, hi])."""
         tau, lo, hi = coef
-        p = pulp.LpVariable(name, min(0.0, lo), hi)
+        p = self.var(name, min(0.0, lo), hi)
         self.add(p <= hi * bit)
         self.add(p >= lo * bit)
         self.add(p <= tau - lo * (1 - bit))
         self.add(p >= tau - hi * (1 - bit))
         return p
 
-    def product_with_count(self, tag: str, coef: tuple[pulp.LpVariable, float, float], bits: list[tuple[int, pulp.LpVariable]]) -> pulp.LpAffineExpression:
+    def product_with_count(
+        self, tag: str, coef: tuple[pulp.LpVariable, float, float], bits: list[tuple[int, pulp.LpVariable]]
+    ) -> pulp.LpAffineExpression:
         """(F4) tau * n[k][s] = sum_j 2^j (tau * beta_j), exact."""
         return pulp.lpSum(w * self.product_with_binary(f"{tag}_{j}", coef, bit) for j, (w, bit) in enumerate(bits))
 
@@ -204,19 +227,19 @@ class StrategyModel:
         ts = TIME_UNITS_PER_S
         zc = list(zip(cfgs, self.z, strict=True))
         terms: dict[str, pulp.LpVariable] = {}
-        g = pulp.LpVariable("gpus", 0)
+        g = self.var("gpus", 0)
         self.add(g == pulp.lpSum(c.gpus * z for c, z in zc))
         terms["min_gpus"] = g
-        x = pulp.LpVariable("cross_node", 0)
+        x = self.var("cross_node", 0)
         self.add(x == pulp.lpSum(c.cross_node_bytes_per_token * TRAFFIC_UNITS_PER_BYTE * z for c, z in zc))
         terms["min_cross_node_traffic"] = x
-        ttft = pulp.LpVariable("ttft", 0)
+        ttft = self.var("ttft", 0)
         for c, z in zc:
             total = c.total_prefill_s(counts) * ts
             big_m = total + (c.micro_prefill - 1) * self.t_ub
             self.add(ttft >= total + (c.micro_prefill - 1) * self.t_pre - big_m * (1 - z))
         terms["min_ttft"] = ttft
-        y = pulp.LpVariable("gpu_seconds", 0)
+        y = self.var("gpu_seconds", 0)
         if data.problem.objective.throughput_phase == "prefill":
             for c, z in zc:
                 w = c.gpus * c.micro_prefill
@@ -257,7 +280,9 @@ def _dual_bound(lp: pulp.LpProblem) -> float | None:
     return None
 
 
-def exact_stage_times(data: FormulationData, config: Config, bounds: StageBounds, starts: tuple[int, ...]) -> tuple[float, float] | None:
+def exact_stage_times(
+    data: FormulationData, config: Config, bounds: StageBounds, starts: tuple[int, ...]
+) -> tuple[float, float] | None:
     """(F4)-(F9) re-checked in floating point for a chosen plan: (T_pre, T_dec), or None if it breaks one."""
     ends = list(starts[1:]) + [data.num_layers]
     if starts[0] != 0 or any(e <= s for s, e in zip(starts, ends, strict=True)):
@@ -279,7 +304,9 @@ def exact_stage_times(data: FormulationData, config: Config, bounds: StageBounds
     return t_pre, t_dec
 
 
-def _solve_once(data: FormulationData, time_limit_s: float, workers: int, seed: int, margin: float, started: float) -> tuple[BackendSolution, bool]:
+def _solve_once(
+    data: FormulationData, time_limit_s: float, workers: int, seed: int, margin: float, started: float
+) -> tuple[BackendSolution, bool]:
     """Lexicographic passes on one model; the flag says whether the exact re-check of the plan failed."""
     built = StrategyModel(data, margin)
     terms: dict[str, float] = {}
@@ -300,7 +327,9 @@ def _solve_once(data: FormulationData, time_limit_s: float, workers: int, seed: 
         statuses.append(f"{name}:{status.value}")
         if status in (SolveStatus.INFEASIBLE, SolveStatus.NO_PLAN):
             if index == 0:
-                return BackendSolution("milp", status, None, (), {}, None, time.perf_counter() - started, tuple(statuses)), False
+                return BackendSolution(
+                    "milp", status, None, (), {}, None, time.perf_counter() - started, tuple(statuses)
+                ), False
             overall = SolveStatus.FEASIBLE
             break
         if status != SolveStatus.OPTIMAL:
@@ -310,7 +339,9 @@ def _solve_once(data: FormulationData, time_limit_s: float, workers: int, seed: 
         starts = tuple(int(round(built.start[s].varValue)) for s in range(config.par.pp))
         exact = exact_stage_times(data, config, built.bounds[chosen], starts)
         if exact is None:
-            return BackendSolution("milp", SolveStatus.NO_PLAN, None, (), {}, None, time.perf_counter() - started, tuple(statuses)), True
+            return BackendSolution(
+                "milp", SolveStatus.NO_PLAN, None, (), {}, None, time.perf_counter() - started, tuple(statuses)
+            ), True
         # every term of the plan so far, recomputed exactly from the configuration and partition
         terms = {t: term_value(data, config, t, *exact) for t in objective_terms(data)[: index + 1]}
         value = max(float(pulp.value(var)), terms[name] * scale)
@@ -319,7 +350,9 @@ def _solve_once(data: FormulationData, time_limit_s: float, workers: int, seed: 
             primary_bound = terms[name] if status == SolveStatus.OPTIMAL else (None if bound is None else bound / scale)
         # keep this term at its optimum for the next passes; the tolerance absorbs LP round-off
         built.lp += var <= value * (1 + 1e-9) + 1e-12
-    return BackendSolution("milp", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses)), False
+    return BackendSolution(
+        "milp", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses)
+    ), False
 
 
 def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, seed: int = 0) -> BackendSolution:
