@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pulp")
+
 
 from placer.backends.exhaustive import solve as exhaustive_solve  # noqa: E402
 from placer.backends.milp import solve as milp_solve  # noqa: E402

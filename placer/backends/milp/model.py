@@ -14,8 +14,12 @@ configuration and partition, never read from solver variables.
 from __future__ import annotations
 
 import math
+import os
 import time
 
+# Load OR-Tools before PuLP: PuLP imports highspy when it is installed, and OR-Tools' library
+# then fails to load in the same process (conflicting HiGHS symbols). Loading OR-Tools first is safe.
+import ortools.sat.python.cp_model  # noqa: F401, E402  (only for the load order above)
 import pulp
 
 from placer.formulation.data import Config, FormulationData
@@ -37,8 +41,13 @@ TERM_SCALE = {
 
 
 def make_solver(time_limit_s: float, workers: int, seed: int) -> pulp.LpSolver:
-    """HiGHS (in-process) when installed, else CBC, the documented default; gaps closed to optimality."""
-    available = pulp.listSolvers(onlyAvailable=True)
+    """CBC by default; in-process HiGHS with ``PLACER_MILP_SOLVER=highs``. Gaps closed to optimality.
+
+    HiGHS is opt-in because loading ``highspy`` and OR-Tools in one process breaks OR-Tools' import
+    (observed with highspy 1.15 and ortools 9.15); even asking PuLP whether HiGHS is available loads it.
+    """
+    choice = os.environ.get("PLACER_MILP_SOLVER", "cbc").lower()
+    available = pulp.listSolvers(onlyAvailable=True) if choice == "highs" else []
     if "HiGHS" in available:
         return pulp.HiGHS(
             msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9, random_seed=seed
