@@ -233,7 +233,7 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
     tpot = tpot_s(dec_times, sends_dec, dec_shape.micro_batches)
     prefill_tp = tokens_per_ms_per_gpu(workload.batch_size * workload.prompt_tokens.max, period, gpus)
     decode_tp = tokens_per_ms_per_gpu(workload.batch_size, tpot, gpus)
-    copy_bytes = _copy_bytes(problem)
+    copy_bytes = copy_bytes_per_token(problem)
     nodes = layout.num_nodes
     slo = _slo_checks(problem, plan, ttft, tpot, prefill_tp, decode_tp, stages)
     rules, messages = _rule_checks(problem, par, layout)
@@ -256,7 +256,7 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
     )
 
 
-def _copy_bytes(problem: Problem) -> float:
+def copy_bytes_per_token(problem: Problem) -> float:
     """Bytes of one token's hidden state sent out (dispatch) and back (combine)."""
     model, params = problem.model, problem.params
     act = model.precision.activations

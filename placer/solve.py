@@ -9,7 +9,7 @@ from placer.backends import run_backend
 from placer.errors import PlanMismatchError
 from placer.evaluator import Evaluation, evaluate
 from placer.formulation.data import FormulationData, build_formulation
-from placer.formulation.terms import objective_terms
+from placer.formulation.terms import objective_terms, primary_term
 from placer.problem import Problem
 from placer.result import BackendSolution, Result, SolveStatus
 from placer.schema import Parallelism, Plan, Stage
@@ -60,29 +60,18 @@ def _check_agreement(solution: BackendSolution, recomputed: dict[str, float], ev
             raise PlanMismatchError(f"{solution.backend}: objective term {name} is {value} in the solver but {other} in the evaluator")
 
 
-def objective_terms_for(problem: Problem) -> list[str]:
-    objective = problem.objective
-    return ["max_throughput_per_gpu"] if objective.primary != "min_gpus" else ["min_gpus"]
-
-
 def warm_start_gpus(problem: Problem, max_gpus: int | None) -> int | None:
     """Greedy incumbent for the GPU count: a small family of plans (one replica, EP over the whole
     stage, the widest TP that divides the heads inside a node) in increasing GPU count, each with
     its exact best partition. Its GPU count bounds the model's search space, which stays exact
     for the fewest-GPUs objective: no plan with more GPUs can beat it."""
     from placer.backends.exhaustive import evaluate_config
-    from placer.formulation.data import build_config, gpu_cap, layer_classes
+    from placer.formulation.data import build_config, formulation_data, gpu_cap, layer_classes
 
     cap, _ = gpu_cap(problem, max_gpus)
     model = problem.model
     classes, names = layer_classes(problem)
-    from placer.evaluator import usable_memory_bytes
-
-    workload = problem.workload
-    shell = FormulationData(
-        problem, (), classes, names, cap, "", usable_memory_bytes(problem),
-        float(workload.batch_size * workload.prompt_tokens.max), float(workload.batch_size), 0, 0,
-    )
+    shell = formulation_data(problem, (), cap, "")
     candidates = []
     width = 1
     while width <= cap:
@@ -110,7 +99,7 @@ def solve(
     started = time.perf_counter()
     incumbent = None
     cap_reason = "--max-gpus"
-    if objective_terms_for(problem)[0] == "min_gpus":
+    if primary_term(problem.objective) == "min_gpus":
         incumbent = warm_start_gpus(problem, max_gpus)
         if incumbent is not None and (max_gpus is None or incumbent < max_gpus):
             max_gpus = incumbent

@@ -99,16 +99,6 @@ def nodes_needed(gpus: int, fabric: Fabric) -> int:
     return math.ceil(gpus / fabric.gpus_per_node)
 
 
-def tp_group_inside_domain(parallelism: Parallelism, fabric: Fabric) -> bool:
-    """Whether every TP (and MoE-TP) group of the default layout stays in one NVLink domain."""
-    layout = default_layout(parallelism, fabric)
-    for group in (parallelism.tp, parallelism.tp_moe):
-        for start in range(0, parallelism.gpus, group):
-            if len(set(layout.domain_of[start : start + group])) > 1:
-                return False
-    return True
-
-
 def topology_graph(fabric: Fabric, num_nodes: int) -> nx.Graph:
     """The cluster as a graph: one vertex per GPU, one NVSwitch vertex per NVLink domain, one
     network-switch vertex; edge attribute ``bytes_per_s`` is the effective per-direction rate.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from placer.costmodel.tables import default_expert_maps, edge_costs, layer_costs, phase_shapes, stage_pattern
-from placer.evaluator import usable_memory_bytes
+from placer.evaluator import copy_bytes_per_token, usable_memory_bytes
 from placer.problem import Problem
 from placer.schema import Parallelism
 from placer.topology import default_layout
@@ -194,13 +194,7 @@ def build_config(problem: Problem, par: Parallelism, classes: tuple[int, ...], n
         sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
         sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
     traffic = [t for t in costs.traffic if t is not None]
-    model = problem.model
-    act = model.precision.activations
-    from placer.schema import DTYPE_BYTES
-
-    params = problem.params
-    copy_bytes = model.hidden_size * (DTYPE_BYTES[params.dispatch_dtype or act] + DTYPE_BYTES[params.combine_dtype or act])
-    cross = copy_bytes * float(np.mean([t.dedup_scaleout for t in traffic])) if traffic else 0.0
+    cross = copy_bytes_per_token(problem) * float(np.mean([t.dedup_scaleout for t in traffic])) if traffic else 0.0
     reserve = problem.hardware.runtime_reserve_gb * 1e9
     return Config(
         par=par,
@@ -245,17 +239,25 @@ def build_formulation(problem: Problem, max_gpus: int | None = None, cap_reason:
             presolved += 1
             continue
         configs.append(config)
+    return formulation_data(problem, tuple(configs), cap, reason, len(candidates), presolved)
+
+
+def formulation_data(
+    problem: Problem, configs: tuple[Config, ...], cap: int, reason: str, considered: int = 0, presolved: int = 0
+) -> FormulationData:
+    """Assemble the data record; derived fields (classes, usable memory, batch tokens) from the problem."""
+    classes, names = layer_classes(problem)
     workload = problem.workload
     return FormulationData(
         problem=problem,
-        configs=tuple(configs),
+        configs=configs,
         layer_class=classes,
         class_names=names,
         gpu_cap=cap,
         gpu_cap_reason=reason,
-        usable_bytes=usable,
+        usable_bytes=usable_memory_bytes(problem),
         prefill_tokens=float(workload.batch_size * workload.prompt_tokens.max),
         decode_tokens=float(workload.batch_size),
-        considered=len(candidates),
+        considered=considered,
         presolved_out=presolved,
     )

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 from placer.formulation.data import Config, FormulationData
+from placer.schema import Objective
 
 TERMS = ("min_gpus", "max_throughput_per_gpu", "min_cross_node_traffic", "min_ttft")
 
@@ -56,11 +57,15 @@ def _decode_budgets(data: FormulationData, config: Config) -> list[float]:
     return budgets
 
 
+def primary_term(objective: Objective) -> str:
+    """The first lexicographic term: cost per token is throughput per GPU times a constant price."""
+    return "max_throughput_per_gpu" if objective.primary in ("max_throughput_per_gpu", "min_cost_per_token") else "min_gpus"
+
+
 def objective_terms(data: FormulationData) -> list[str]:
     """The lexicographic order of terms the instance asks for (J1)."""
     objective = data.problem.objective
-    primary = "max_throughput_per_gpu" if objective.primary in ("max_throughput_per_gpu", "min_cost_per_token") else "min_gpus"
-    order = [primary]
+    order = [primary_term(objective)]
     for term in objective.tie_breaks:
         if term in TERMS and term not in order:
             order.append(term)
