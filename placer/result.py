@@ -36,6 +36,7 @@ class BackendSolution:
     bound: float | None
     wall_s: float
     pass_statuses: tuple[str, ...] = ()
+    interrupted: bool = False  # Ctrl-C stopped the search; the plan is the incumbent at that moment
 
 
 @dataclass
@@ -54,3 +55,4 @@ class Result:
     terms: dict[str, float] = field(default_factory=dict)
     explanation: list[str] = field(default_factory=list)
     search: dict[str, object] = field(default_factory=dict)
+    interrupted: bool = False  # Ctrl-C stopped the search: the plan is the incumbent, not proven

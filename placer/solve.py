@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -60,11 +61,12 @@ def _check_agreement(solution: BackendSolution, recomputed: dict[str, float], ev
             raise PlanMismatchError(f"{solution.backend}: objective term {name} is {value} in the solver but {other} in the evaluator")
 
 
-def warm_start_gpus(problem: Problem, max_gpus: int | None) -> int | None:
-    """Greedy incumbent for the GPU count: a small family of plans (one replica, EP over the whole
-    stage, the widest TP that divides the heads inside a node) in increasing GPU count, each with
-    its exact best partition. Its GPU count bounds the model's search space, which stays exact
-    for the fewest-GPUs objective: no plan with more GPUs can beat it."""
+def warm_start(problem: Problem, max_gpus: int | None) -> tuple[Parallelism, tuple[int, ...]] | None:
+    """Greedy incumbent: a small family of plans (one replica, EP over the whole stage, the widest
+    TP that divides the heads inside a node) in increasing GPU count, each with its exact best
+    partition; the first that fits. Its GPU count bounds the model's search space, which stays
+    exact for the fewest-GPUs objective (no plan with more GPUs can beat it), and it is the
+    backends' first hint, so an interrupted search has a plan to return."""
     from placer.backends.exhaustive import evaluate_config
     from placer.formulation.data import build_config, formulation_data, gpu_cap, layer_classes
 
@@ -82,8 +84,9 @@ def warm_start_gpus(problem: Problem, max_gpus: int | None) -> int | None:
         width *= 2
     for par in sorted(candidates, key=lambda p: (p.gpus, p.pp)):
         config = build_config(problem, par, classes, len(names))
-        if evaluate_config(shell, config) is not None:
-            return par.gpus
+        scored = evaluate_config(shell, config)
+        if scored is not None:
+            return par, scored[1]
     return None
 
 
@@ -97,14 +100,16 @@ def solve(
 ) -> Result:
     """Find the best plan for ``problem`` under its objective, and prove it (or give the gap)."""
     started = time.perf_counter()
-    incumbent = None
     cap_reason = "--max-gpus"
-    if primary_term(problem.objective) == "min_gpus":
-        incumbent = warm_start_gpus(problem, max_gpus)
-        if incumbent is not None and (max_gpus is None or incumbent < max_gpus):
-            max_gpus = incumbent
+    warm = warm_start(problem, max_gpus)
+    incumbent, incumbent_starts = warm if warm is not None else (None, ())
+    if incumbent is not None and primary_term(problem.objective) == "min_gpus":
+        if max_gpus is None or incumbent.gpus < max_gpus:
+            max_gpus = incumbent.gpus
             cap_reason = "warm-start incumbent: a feasible plan with this many GPUs exists"
     data = build_formulation(problem, max_gpus, cap_reason)
+    hint = next((i for i, c in enumerate(data.configs) if c.par == incumbent), None)
+    data = dataclasses.replace(data, hint_config=hint, hint_starts=incumbent_starts if hint is not None else ())
     search = {
         "configurations_enumerated": data.considered,
         "configurations_in_model": len(data.configs),
@@ -112,16 +117,25 @@ def solve(
         "gpu_cap": data.gpu_cap,
         "gpu_cap_reason": data.gpu_cap_reason,
         "build_s": time.perf_counter() - started,
-        "warm_start_gpus": incumbent,
+        "warm_start_gpus": None if incumbent is None else incumbent.gpus,
     }
     solution = run_backend(backend, data, max(0.1, time_limit_s - search["build_s"]), workers, seed)
     wall = time.perf_counter() - started
+    search["interrupted"] = solution.interrupted
     primary = objective_terms(data)[0]
     if solution.config_index is None:
         from placer.explain import explain_infeasible
 
         explanation = explain_infeasible(data) if solution.status == SolveStatus.INFEASIBLE else []
-        return Result(solution.status, backend, wall, explanation=explanation, search=search, objective_term=primary)
+        return Result(
+            solution.status,
+            backend,
+            wall,
+            explanation=explanation,
+            search=search,
+            objective_term=primary,
+            interrupted=solution.interrupted,
+        )
     plan = plan_from_solution(data, solution)
     evaluation = evaluate(problem, plan)
     recomputed = terms_from_evaluation(data, evaluation)
@@ -145,4 +159,5 @@ def solve(
         gap=gap,
         terms={name: recomputed[name] for name in objective_terms(data)},
         search=search,
+        interrupted=solution.interrupted,
     )

@@ -107,27 +107,36 @@ def _key(values: tuple[float, ...]) -> tuple[float, ...]:
 
 
 def solve(data: FormulationData, time_limit_s: float = math.inf, workers: int = 1, seed: int = 0) -> BackendSolution:
-    """Score every configuration; the lexicographic minimum is the optimum under the cost model."""
+    """Score every configuration; the lexicographic minimum is the optimum under the cost model.
+
+    A time limit or Ctrl-C ends the scan early: the best configuration seen so far comes back as
+    ``FEASIBLE`` with no bound, since the unscanned configurations are unknown."""
     del workers, seed  # deterministic, single-threaded
     started = time.perf_counter()
     best: tuple[tuple[float, ...], int, tuple[int, ...]] | None = None
     terms = objective_terms(data)
-    for index, config in enumerate(data.configs):
-        if time.perf_counter() - started > time_limit_s:
-            status = SolveStatus.FEASIBLE if best else SolveStatus.NO_PLAN
-            break
-        scored = evaluate_config(data, config)
-        if scored is None:
-            continue
-        values, starts = scored
-        if best is None or _key(values) < _key(best[0]):
-            best = (values, index, starts)
-    else:
+    complete, interrupted = True, False
+    try:
+        for index, config in enumerate(data.configs):
+            if time.perf_counter() - started > time_limit_s:
+                complete = False
+                break
+            scored = evaluate_config(data, config)
+            if scored is None:
+                continue
+            values, starts = scored
+            if best is None or _key(values) < _key(best[0]):
+                best = (values, index, starts)
+    except KeyboardInterrupt:
+        complete, interrupted = False, True
+    if complete:
         status = SolveStatus.OPTIMAL if best else SolveStatus.INFEASIBLE
+    else:
+        status = SolveStatus.FEASIBLE if best else SolveStatus.NO_PLAN
     wall = time.perf_counter() - started
     if best is None:
-        return BackendSolution("exhaustive", status, None, (), {}, None, wall)
+        return BackendSolution("exhaustive", status, None, (), {}, None, wall, interrupted=interrupted)
     values, index, starts = best
     named = dict(zip(terms, values, strict=True))
     bound = values[0] if status == SolveStatus.OPTIMAL else None
-    return BackendSolution("exhaustive", status, index, starts, named, bound, wall)
+    return BackendSolution("exhaustive", status, index, starts, named, bound, wall, interrupted=interrupted)

@@ -79,6 +79,8 @@ class FormulationData:
     decode_tokens: float  # B, tokens of one decode step
     considered: int  # configurations enumerated before the rules and presolve
     presolved_out: int  # configurations fixed to 0 by a single constraint (presolve)
+    hint_config: int | None = None  # index of a known-feasible configuration (warm start), if any
+    hint_starts: tuple[int, ...] = ()  # its stage starts
 
     @property
     def num_layers(self) -> int:

@@ -210,6 +210,8 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
         f"{search.get('configurations_in_model')} configurations of degrees in the model, "
         f"at most {search.get('gpu_cap')} GPUs ({search.get('gpu_cap_reason')})"
     )
+    if result.interrupted:
+        console.print("[bold yellow]interrupted (Ctrl-C)[/]: the best plan found before the interrupt, with its gap; not proven optimal")
     if status == SolveStatus.INFEASIBLE:
         console.print(Panel("\n".join(f"• {line}" for line in result.explanation), title="no plan exists", border_style="red"))
         return

@@ -8,6 +8,7 @@ plan the model accepts is never one the evaluator rejects.
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 from ortools.sat.python import cp_model
@@ -189,8 +190,46 @@ _STATUS = {
 }
 
 
+def solve_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel) -> tuple[int, bool]:
+    """Run one CP-SAT search so that Ctrl-C stops it and keeps its incumbent.
+
+    CP-SAT's own SIGINT catcher would end the search silently (the caller could not tell an
+    interrupted pass from a timed-out one), and a Python handler cannot run while the main thread
+    waits inside the C++ search. So the search runs in a worker thread and the main thread waits on
+    an event; a ``KeyboardInterrupt`` there calls ``stop_search``. Returns (status code,
+    interrupted).
+    """
+    solver.parameters.catch_sigint_signal = False
+    outcome: dict[str, int] = {}
+    failure: list[BaseException] = []
+    done = threading.Event()
+
+    def search() -> None:
+        try:
+            outcome["code"] = solver.Solve(model)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=search, name="cpsat-search", daemon=True).start()
+    interrupted = False
+    while not done.is_set():
+        try:
+            done.wait(0.05)
+        except KeyboardInterrupt:
+            interrupted = True
+            solver.stop_search()
+    if failure:
+        raise failure[0]
+    return outcome["code"], interrupted
+
+
 def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, seed: int = 0) -> BackendSolution:
-    """Lexicographic solve: one CP-SAT pass per objective term, each fixing the previous optimum."""
+    """Lexicographic solve: one CP-SAT pass per objective term, each fixing the previous optimum.
+
+    Ctrl-C during a pass stops the search; the incumbent found so far is returned, marked
+    ``interrupted``, and the remaining passes are skipped."""
     started = time.perf_counter()
     if not data.configs:
         return BackendSolution("cpsat", SolveStatus.INFEASIBLE, None, (), {}, None, time.perf_counter() - started)
@@ -203,6 +242,7 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
     overall = SolveStatus.OPTIMAL
     primary_bound: float | None = None
     hint_values: list[int] | None = None
+    hint_starts: tuple[int, ...] = ()
     chosen: int | None = None
     starts: tuple[int, ...] = ()
     for index, name in enumerate(objective_terms(data)):
@@ -213,16 +253,23 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
             break
         solver.parameters.max_time_in_seconds = remaining
         built.model.ClearHints()
+        if hint_values is None and data.hint_config is not None:
+            hint_values = [int(i == data.hint_config) for i in range(len(built.z))]
+            hint_starts = data.hint_starts
         if hint_values is not None:
+            for s, a in enumerate(hint_starts + (data.num_layers,) * (built.pmax + 1 - len(hint_starts))):
+                built.model.AddHint(built.start[s], a)
             for z, v in zip(built.z, hint_values, strict=True):
                 built.model.AddHint(z, v)
         built.model.Minimize(var)
-        code = solver.Solve(built.model)
+        code, interrupted = solve_interruptibly(solver, built.model)
         status = _STATUS.get(code, SolveStatus.NO_PLAN)
-        statuses.append(f"{name}:{status.value}")
+        statuses.append(f"{name}:{status.value}" + (" (interrupted)" if interrupted else ""))
         if status in (SolveStatus.INFEASIBLE, SolveStatus.NO_PLAN):
             if index == 0:
-                return BackendSolution("cpsat", status, None, (), {}, None, time.perf_counter() - started, tuple(statuses))
+                return BackendSolution(
+                    "cpsat", status, None, (), {}, None, time.perf_counter() - started, tuple(statuses), interrupted
+                )
             overall = SolveStatus.FEASIBLE
             break
         value = int(solver.Value(var))
@@ -234,7 +281,12 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
         hint_values = [int(solver.Value(z)) for z in built.z]
         chosen = hint_values.index(1)
         starts = tuple(int(solver.Value(built.start[s])) for s in range(data.configs[chosen].par.pp))
+        hint_starts = starts
         built.model.Add(var <= value)  # keep this term at its optimum for the next passes
+        if interrupted:
+            break
     if chosen is None:
         overall = SolveStatus.NO_PLAN
-    return BackendSolution("cpsat", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses))
+    return BackendSolution(
+        "cpsat", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses), interrupted
+    )

@@ -331,7 +331,15 @@ def _solve_once(
             overall = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
             break
         built.lp.setObjective(pulp.lpSum([var]))
-        built.lp.solve(make_solver(remaining, workers, seed))
+        try:
+            built.lp.solve(make_solver(remaining, workers, seed))
+        except KeyboardInterrupt:
+            # The solver process was interrupted with us: keep the passes already finished.
+            statuses.append(f"{name}:interrupted")
+            status = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
+            return BackendSolution(
+                "milp", status, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses), True
+            ), False
         status = _status(built.lp)
         statuses.append(f"{name}:{status.value}")
         if status in (SolveStatus.INFEASIBLE, SolveStatus.NO_PLAN):

@@ -1,0 +1,76 @@
+"""Ctrl-C returns the incumbent: a search stopped by SIGINT keeps the best plan found so far,
+marked as interrupted and not proven, instead of dying with a traceback."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+
+import pytest
+
+from placer.api import load_problem
+from placer.formulation.data import build_formulation
+from placer.result import SolveStatus
+
+pytestmark = pytest.mark.skipif(os.name != "posix", reason="sends SIGINT to this process")
+
+
+def _sigint_after(seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    return timer
+
+
+def test_cpsat_search_stops_on_sigint_and_keeps_its_incumbent():
+    from ortools.sat.python import cp_model
+
+    from placer.backends.cpsat.model import solve_interruptibly
+
+    # A permutation with many forbidden sums: first solutions come at once, the proof takes
+    # far longer than the 30 s limit on one worker.
+    model = cp_model.CpModel()
+    n = 60
+    x = [model.NewIntVar(0, n - 1, f"x{i}") for i in range(n)]
+    model.AddAllDifferent(x)
+    rng = random.Random(0)
+    for _ in range(200):
+        a, b, c = rng.sample(range(n), 3)
+        model.Add(x[a] + x[b] != x[c])
+    model.Minimize(sum((i % 7 + 1) * x[i] for i in range(n)))
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.max_time_in_seconds = 30
+    timer = _sigint_after(1.0)
+    try:
+        code, interrupted = solve_interruptibly(solver, model)
+    finally:
+        timer.cancel()
+    assert interrupted
+    assert code == cp_model.FEASIBLE
+    assert solver.WallTime() < 10
+
+
+def test_exhaustive_scan_returns_best_so_far_on_sigint(monkeypatch):
+    from placer.backends import exhaustive
+
+    data = build_formulation(load_problem("instances/mixtral-8x7b-h100.json"))
+    real = exhaustive.evaluate_config
+    calls = {"n": 0}
+
+    def interrupted_after_half(d, config):
+        calls["n"] += 1
+        if calls["n"] == len(d.configs) // 2:
+            raise KeyboardInterrupt
+        return real(d, config)
+
+    monkeypatch.setattr(exhaustive, "evaluate_config", interrupted_after_half)
+    solution = exhaustive.solve(data)
+    assert solution.interrupted
+    assert solution.bound is None  # half the configurations were never scored: nothing is proven
+    if solution.config_index is None:
+        assert solution.status == SolveStatus.NO_PLAN
+    else:
+        assert solution.status == SolveStatus.FEASIBLE
+        assert solution.config_index < len(data.configs) // 2
