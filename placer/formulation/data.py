@@ -192,7 +192,9 @@ def build_config(problem: Problem, par: Parallelism, classes: tuple[int, ...], n
         )
     sends_pre = sends_dec = 0.0
     for s in range(par.pp - 1):
-        crosses = stage_pattern(layout, 0, s).next_stage_crosses
+        # A boundary is as slow as its slowest replica: with several replicas the same boundary can
+        # stay inside a node in one replica and leave it in another (the evaluator takes the same max).
+        crosses = any(stage_pattern(layout, r, s).next_stage_crosses for r in range(par.replicas))
         sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
         sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
     traffic = [t for t in costs.traffic if t is not None]
@@ -220,10 +222,10 @@ def build_config(problem: Problem, par: Parallelism, classes: tuple[int, ...], n
     )
 
 
-def memory_lower_bound_ok(problem: Problem, par: Parallelism, usable: float, counts: tuple[int, ...], config: Config) -> bool:
+def memory_lower_bound_ok(usable: float, counts: tuple[int, ...], config: Config) -> bool:
     """(F9) aggregate memory: the fullest stage holds at least the mean of all stages."""
     total = sum(n * b for n, b in zip(counts, config.layer_bytes, strict=True)) + config.embed_bytes + config.head_bytes
-    return total / par.pp + config.fixed_bytes <= usable
+    return total / config.par.pp + config.fixed_bytes <= usable
 
 
 def build_formulation(problem: Problem, max_gpus: int | None = None, cap_reason: str = "--max-gpus") -> FormulationData:
@@ -237,7 +239,7 @@ def build_formulation(problem: Problem, max_gpus: int | None = None, cap_reason:
     presolved = 0
     for par in candidates:
         config = build_config(problem, par, classes, len(names))
-        if not config.admissible or not memory_lower_bound_ok(problem, par, usable, counts, config):
+        if not config.admissible or not memory_lower_bound_ok(usable, counts, config):
             presolved += 1
             continue
         configs.append(config)
