@@ -61,12 +61,38 @@ def test_decode_floor_is_infeasible_and_explained():
     assert "KV cache" in text
 
 
-def test_time_limit_zero_returns_no_plan_or_gap():
-    problem = load_problem(ROOT / "instances" / "mixtral-8x7b-h100.json")
-    result = solve(problem, backend="cpsat", time_limit_s=0.0, max_gpus=16)
-    assert result.status in (SolveStatus.NO_PLAN, SolveStatus.FEASIBLE, SolveStatus.OPTIMAL)
-    if result.plan is not None:
-        assert result.evaluation is not None and result.evaluation.feasible
+@pytest.mark.parametrize("backend", ["cpsat", "milp", "exhaustive"])
+def test_no_time_left_gives_no_plan_not_a_guess(backend):
+    from placer.backends import run_backend
+    from placer.formulation.data import build_formulation
+
+    data = build_formulation(load_problem(ROOT / "instances" / "mixtral-8x7b-h100.json"), 16)
+    solution = run_backend(backend, data, 0.0, 1, 0)
+    assert solution.status == SolveStatus.NO_PLAN
+    assert solution.config_index is None and solution.bound is None
+
+
+def test_boundary_send_is_as_slow_as_the_slowest_replica():
+    # moe10b, 8 GPUs per node, stages of 2 GPUs, pp = 3, two replicas: replica 0 fills ranks 0-5
+    # (node 0, no boundary leaves it); replica 1 holds ranks 6-11, so its first boundary (6-7 ->
+    # 8-9) crosses to node 1. The formulation must charge that boundary at the scale-out rate,
+    # as the evaluator does, or the solver would promise a TTFT the plan does not reach.
+    from placer.evaluator import evaluate
+    from placer.formulation.data import build_config, formulation_data, layer_classes
+    from placer.formulation.terms import term_value
+    from placer.schema import Parallelism, Plan
+
+    problem = load_problem(ROOT / "instances" / "moe10b.json")
+    par = Parallelism(pp=3, tp=1, dp_attn=2, ep=2, tp_moe=1, replicas=2)
+    classes, names = layer_classes(problem)
+    config = build_config(problem, par, classes, len(names))
+    stages = [{"layers": (0, 5)}, {"layers": (6, 10)}, {"layers": (11, 15)}]
+    plan = Plan(name="r2", instance=problem.name, hardware=problem.hardware.name, gpus=par.gpus, parallelism=par, stages=stages)
+    evaluation = evaluate(problem, plan)
+    t_pre = max(stage.prefill_s for stage in evaluation.stages)
+    t_dec = max(stage.decode_s for stage in evaluation.stages)
+    data = formulation_data(problem, (config,), par.gpus, "test")
+    assert term_value(data, config, "min_ttft", t_pre, t_dec) == pytest.approx(evaluation.ttft_s, rel=1e-9)
 
 
 def test_cli_exit_codes():

@@ -243,6 +243,7 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
     primary_bound: float | None = None
     hint_values: list[int] | None = None
     hint_starts: tuple[int, ...] = ()
+    interrupted = False
     chosen: int | None = None
     starts: tuple[int, ...] = ()
     for index, name in enumerate(objective_terms(data)):
