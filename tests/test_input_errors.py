@@ -44,6 +44,7 @@ CASES: list[tuple[str, str, str, tuple[str, ...]]] = [
     ("instance-model-topk-above-experts.json", "instance", "model.moe.top_k", ("32", "expert count 16")),
     ("instance-model-gqa-heads.json", "instance", "model.attention.num_heads", ("30", "not divisible", "8")),
     ("instance-model-mla-no-kv-lora-rank.json", "instance", "model.attention.kv_lora_rank", ("required for MLA",)),
+    ("instance-tie-break-unknown.json", "instance", "objective.tie_breaks[1]", ("max_slo_slack", "min_ttft")),
     ("instance-memory-margin.json", "instance", "cost_parameters.memory_margin_fraction", ("less than 1", "1.5")),
     ("instance-routing-loads-rows.json", "instance", "routing.loads", ("3 rows", "16 MoE layers")),
     ("instance-routing-loads-negative.json", "instance", "routing.loads[0][3]", ("greater than or equal to 0", "-1.0")),

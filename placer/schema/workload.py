@@ -58,7 +58,9 @@ class SLOs(StrictModel):
 
 
 PrimaryObjective = Literal["min_gpus", "max_throughput_per_gpu", "min_cost_per_token"]
-TieBreak = Literal["min_cross_node_traffic", "max_slo_slack", "min_gpus", "max_throughput_per_gpu", "min_ttft"]
+# Every tie-break here is a term of the formulation (J1)-(J4); a name the optimiser cannot honour
+# is refused at load time rather than silently ignored.
+TieBreak = Literal["min_cross_node_traffic", "min_gpus", "max_throughput_per_gpu", "min_ttft"]
 
 
 class Objective(StrictModel):
