@@ -278,9 +278,9 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
             primary_bound = solver.BestObjectiveBound() / scale
         if status != SolveStatus.OPTIMAL:
             overall = SolveStatus.FEASIBLE
-        terms[name] = value / scale
         hint_values = [int(solver.Value(z)) for z in built.z]
         chosen = hint_values.index(1)
+        terms[name] = value / scale
         starts = tuple(int(solver.Value(built.start[s])) for s in range(data.configs[chosen].par.pp))
         hint_starts = starts
         built.model.Add(var <= value)  # keep this term at its optimum for the next passes
@@ -288,6 +288,10 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
             break
     if chosen is None:
         overall = SolveStatus.NO_PLAN
+    elif "min_cross_node_traffic" in terms:
+        # Fixed by the final configuration alone: reported exactly, not as the rounded integer
+        # (a later pass may have moved to a configuration that ties with it after rounding).
+        terms["min_cross_node_traffic"] = data.configs[chosen].cross_node_bytes_per_token
     return BackendSolution(
         "cpsat", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses), interrupted
     )
