@@ -53,6 +53,16 @@ def small_instances(draw):
             "objective": {
                 "primary": draw(st.sampled_from(["min_gpus", "max_throughput_per_gpu"])),
                 "throughput_phase": draw(st.sampled_from(["prefill", "decode"])),
+                "tie_breaks": draw(
+                    st.sampled_from(
+                        [
+                            ["max_throughput_per_gpu", "min_cross_node_traffic"],
+                            ["max_throughput_per_gpu", "min_ttft"],
+                            ["min_ttft", "min_cross_node_traffic"],
+                            ["min_cross_node_traffic", "min_ttft"],
+                        ]
+                    )
+                ),
             },
         }
     )

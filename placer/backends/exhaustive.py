@@ -76,6 +76,21 @@ def best_partition(
     return float(t_pre), float(t_dec), tuple(starts)
 
 
+def _largest_time_keeping(data: FormulationData, config: Config, term: str | None, optimum_s: float) -> float:
+    """Largest max-stage time of the term's phase that keeps the term at its optimum value.
+
+    Holding the stage time itself would be too strict where the term does not grow with it: a
+    decode step limited by the sum of stages ``S_dec`` (``TPOT = max(m T_dec, S_dec)``) leaves
+    ``T_dec`` free up to ``S_dec / m``, and with one micro-batch TTFT is ``S_pre`` whatever
+    ``T_pre`` is. The later passes may use that freedom, as the CP-SAT and MILP passes do.
+    """
+    if term == "max_throughput_per_gpu" and data.problem.objective.throughput_phase == "decode":
+        return max(optimum_s, config.total_decode_s(data.class_counts) / config.micro_decode)
+    if term == "min_ttft" and config.micro_prefill == 1:
+        return math.inf
+    return optimum_s
+
+
 def evaluate_config(data: FormulationData, config: Config) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
     """Lexicographic objective terms of a configuration's best partition, or ``None`` if none fits."""
     if not config.admissible:
@@ -90,10 +105,15 @@ def evaluate_config(data: FormulationData, config: Config) -> tuple[tuple[float,
     if found is None:
         return None
     t_pre, t_dec, starts = found
-    for phase in dict.fromkeys(phases[1:]):  # each further phase, the earlier ones held at their optimum
+    first_term = next(t for t in terms if term_phase(data, t) == first_phase) if phases else None
+    for phase in dict.fromkeys(phases[1:]):  # each further phase, the earlier term held at its optimum
         if phase == first_phase:
             continue
-        held = StageBounds(min(bounds.prefill_s, t_pre), bounds.decode_s) if first_phase == "prefill" else StageBounds(bounds.prefill_s, min(bounds.decode_s, t_dec))
+        limit = _largest_time_keeping(data, config, first_term, t_pre if first_phase == "prefill" else t_dec)
+        if first_phase == "prefill":
+            held = StageBounds(min(bounds.prefill_s, limit), bounds.decode_s)
+        else:
+            held = StageBounds(bounds.prefill_s, min(bounds.decode_s, limit))
         again = best_partition(data, config, held, phase)
         if again is not None:
             t_pre, t_dec, starts = again

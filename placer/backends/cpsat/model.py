@@ -115,6 +115,27 @@ class StrategyModel:
         embed_dec = sum(up(c.embed_decode_s, TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True))
         embed_mem = sum(up(c.embed_bytes, 1 / BYTES_PER_UNIT) * z for c, z in zip(cfgs, self.z, strict=True))
         fixed_mem = sum(up(c.fixed_bytes, 1 / BYTES_PER_UNIT) * z for c, z in zip(cfgs, self.z, strict=True))
+        # (J3) GPU-seconds per batch, per stage: G m tau rounded as one product, so configurations
+        # whose true G m tau are equal (replicas splitting a batch, say) stay tied after scaling.
+        phase = data.problem.objective.throughput_phase
+        gm = [c.gpus * (c.micro_prefill if phase == "prefill" else c.micro_decode) for c in cfgs]
+        layer_s = [c.layer_prefill_s if phase == "prefill" else c.layer_decode_s for c in cfgs]
+        embed_s = [c.embed_prefill_s if phase == "prefill" else c.embed_decode_s for c in cfgs]
+        head_s = [c.head_prefill_s if phase == "prefill" else c.head_decode_s for c in cfgs]
+        embed_gsec = sum(up(f * e, TIME_UNITS_PER_S) * z for f, e, z in zip(gm, embed_s, self.z, strict=True))
+        self.stage_gpu_seconds = []
+        for k in range(data.num_classes):
+            gsec = self._coef(f"gsec[{k}]", [up(f * t[k], TIME_UNITS_PER_S) for f, t in zip(gm, layer_s, strict=True)])
+            for s in range(self.pmax):
+                prod = m.NewIntVar(0, gsec[1] * data.class_counts[k], f"gsec[{k},{s}]")
+                m.AddMultiplicationEquality(prod, [gsec[0], self.count[k][s]])
+                setattr(self, f"_prod_gsec_{k}_{s}", prod)
+        for s in range(self.pmax):
+            head_gsec = sum(
+                up(f * h, TIME_UNITS_PER_S) * z for f, h, z, c in zip(gm, head_s, self.z, cfgs, strict=True) if c.par.pp == s + 1
+            )
+            body = sum(getattr(self, f"_prod_gsec_{k}_{s}") for k in range(data.num_classes))
+            self.stage_gpu_seconds.append(body + head_gsec + (embed_gsec if s == 0 else 0))
         for k in range(data.num_classes):
             tau_pre = self._coef(f"tau_pre[{k}]", [up(c.layer_prefill_s[k], TIME_UNITS_PER_S) for c in cfgs])
             tau_dec = self._coef(f"tau_dec[{k}]", [up(c.layer_decode_s[k], TIME_UNITS_PER_S) for c in cfgs])
@@ -168,15 +189,13 @@ class StrategyModel:
         phase = data.problem.objective.throughput_phase
         if phase == "prefill":
             ub = max(c.gpus * c.micro_prefill for c in cfgs) * self.t_ub
-            y = m.NewIntVar(0, ub, "gpu_seconds")
-            for c, z in zip(cfgs, self.z, strict=True):
-                m.Add(y >= c.gpus * c.micro_prefill * self.t_pre).OnlyEnforceIf(z)
         else:
             ub = max(c.gpus * max(c.micro_decode * self.td_ub, up(c.total_decode_s(counts), TIME_UNITS_PER_S)) for c in cfgs)
-            y = m.NewIntVar(0, ub, "gpu_seconds")
-            for c, z in zip(cfgs, self.z, strict=True):
-                m.Add(y >= c.gpus * c.micro_decode * self.t_dec).OnlyEnforceIf(z)
-                m.Add(y >= c.gpus * up(c.total_decode_s(counts), TIME_UNITS_PER_S)).OnlyEnforceIf(z)
+        y = m.NewIntVar(0, ub, "gpu_seconds")
+        for stage in self.stage_gpu_seconds:  # y >= G m T, stage by stage
+            m.Add(y >= stage)
+        if phase == "decode":  # TPOT >= S_dec: y >= G S_dec
+            m.Add(y >= sum(up(c.gpus * c.total_decode_s(counts), TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True)))
         terms["max_throughput_per_gpu"] = (y, TIME_UNITS_PER_S)
         return terms
 
