@@ -10,7 +10,8 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from placer.catalogue import hardware_catalogue
 from placer.costmodel.params import count_params, declared_param_warnings
@@ -19,12 +20,16 @@ from placer.loading import load_model as _load_model
 from placer.loading import load_plan
 from placer.problem import Problem, load_problem
 from placer.report.plan_json import plan_with_figures
-from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK
+from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK, InputError
 from placer.result import Result, SolveStatus
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
 from placer.solve import solve
 
+if TYPE_CHECKING:
+    from placer.export import ExportInput
+
 __all__ = [
+    "export_input",
     "exit_code",
     "result_document",
     "solve",
@@ -118,6 +123,39 @@ def write_outputs(out_dir: str | Path, problem: Problem, evaluation: Evaluation,
     _write_atomic(plan_path, json.dumps(document, indent=2) + "\n")
     _write_atomic(report_path, evaluation_markdown(problem, evaluation, document))
     return [plan_path, report_path]
+
+
+def export_input(plan_path: str | Path, instance: str | Path | None = None, hosts: Sequence[str] = ()) -> ExportInput:
+    """The plan and its problem for an engine export. Without ``instance``, the plan's
+    ``instance`` name is looked up as ``instances/<name>.json`` beside the plan's folder or in the
+    working directory. A plan for other hardware than the instance's gets the instance reshaped
+    to that hardware (the rule of :func:`placer.compare.problem_on_hardware`)."""
+    from placer.compare import problem_on_hardware
+    from placer.evaluator import check_plan_fits_model
+    from placer.export import ExportInput
+
+    plan_file = Path(plan_path)
+    plan = load_plan(plan_file)
+    if instance is None:
+        if not plan.instance:
+            raise InputError.single("--instance", "the plan names no instance; give --instance", str(plan_file))
+        candidates = [
+            plan_file.parent / f"{plan.instance}.json",
+            plan_file.resolve().parent.parent / "instances" / f"{plan.instance}.json",
+            plan_file.resolve().parent.parent.parent / "instances" / f"{plan.instance}.json",
+            Path("instances") / f"{plan.instance}.json",
+        ]
+        instance = next((c for c in candidates if c.is_file() and c.resolve() != plan_file.resolve()), None)
+        if instance is None:
+            reason = f"instance {plan.instance!r} not found; give --instance"
+            raise InputError.single("--instance", reason, str(plan_file))
+    problem = load_problem(instance)
+    if plan.hardware and plan.hardware != problem.hardware.name:
+        if plan.hardware not in hardware_catalogue():
+            raise InputError.single("hardware", f"unknown hardware {plan.hardware!r}", str(plan_file))
+        problem = problem_on_hardware(problem, plan.hardware)
+    check_plan_fits_model(problem, plan, str(plan_file))
+    return ExportInput(problem, plan, tuple(hosts))
 
 
 def result_document(result: Result) -> dict[str, Any]:

@@ -142,5 +142,134 @@ def solve(
     raise typer.Exit(api.exit_code(result))
 
 
+@app.command()
+@handles_input_errors
+def compare(
+    instances: Annotated[list[Path], typer.Argument(help="instance JSON file(s)")],
+    hardware: Annotated[
+        str, typer.Option("--hardware", help="comma-separated profiles ('instance' = the instance's own)")
+    ] = "instance,h100-sxm,h200,b200,mi300x",
+    out: Annotated[Path | None, typer.Option("--out", help="write <out>/<instance>/ plans, reports and pictures")] = None,
+    sweep: Annotated[str | None, typer.Option("--sweep", help="an SLO and values, e.g. ttft_s=1,2,5,10")] = None,
+    backend: Annotated[Backend, typer.Option("--backend", help="solver backend")] = Backend.cpsat,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per solve")] = 60.0,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="solver threads per solve")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="solver random seed")] = 0,
+    jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="solves in parallel (default: CPU count)")] = None,
+    no_pictures: Annotated[bool, typer.Option("--no-pictures", help="with --out: skip the PNG/SVG pictures")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the comparison rows as JSON")] = False,
+) -> None:
+    """Solve each instance on each hardware profile (in parallel processes) and compare the plans.
+
+    Infeasible hardware stays in the table with its reason. Exit 0 when every solve answered
+    (infeasible is an answer), 2 on invalid input.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from placer import compare as cmp
+
+    names = cmp.parse_hardware_list(hardware)
+    sweep_spec = cmp.parse_sweep(sweep) if sweep else None
+    for path in instances:  # every input is checked before the first solve
+        api.load_problem(path)
+    settings = cmp.SolveSettings(backend=backend.value, time_limit_s=time_limit, workers=workers, seed=seed)
+    documents = []
+    for path in instances:
+        tasks = len(names) * (1 + (len(sweep_spec[1]) if sweep_spec else 0))
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err_console, transient=True, disable=as_json,
+        ) as progress:  # fmt: skip
+            bar = progress.add_task(f"{path.name}: solving", total=tasks)
+            comparison = cmp.compare(
+                path, names, settings, sweep_spec, jobs, on_done=lambda task, result, bar=bar: progress.advance(bar)
+            )
+        document = cmp.comparison_document(comparison)
+        documents.append(document)
+        if out is not None:
+            from placer.report.comparison import write_comparison
+
+            write_comparison(comparison, out, pictures=not no_pictures)
+        if not as_json:
+            from placer.report.terminal import print_comparison
+
+            print_comparison(console, document)
+            if out is not None:
+                console.print(f"[dim]written: {out / comparison.instance}/[/]")
+    if as_json:
+        emit_json(documents if len(documents) > 1 else documents[0])
+
+
+class Engine(str, Enum):
+    vllm = "vllm"
+    sglang = "sglang"
+    trtllm = "trtllm"
+    megatron = "megatron"
+
+
+@app.command("export")
+@handles_input_errors
+def export_cmd(
+    plan: Annotated[Path, typer.Argument(help="plan JSON (hand-written or from placer solve/compare)")],
+    engine: Annotated[Engine, typer.Option("--engine", help="serving engine")],
+    instance: Annotated[
+        Path | None, typer.Option("--instance", help="instance JSON (default: instances/<plan.instance>.json)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="write launch.sh, configs, hostfile, NOTES.md here")] = None,
+    hosts: Annotated[str | None, typer.Option("--hosts", help="comma-separated host names, in node order")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the launch as JSON")] = False,
+) -> None:
+    """Launch arguments for a serving engine from a plan; warns about anything it cannot express."""
+    from placer.export import export_plan
+
+    data = api.export_input(plan, instance, hosts.split(",") if hosts else ())
+    result, paths = export_plan(engine.value, data, out)
+    if as_json:
+        emit_json({"engine": result.engine, "argv": result.argv, "env": result.env, "warnings": result.warnings,
+                   "files": sorted(result.files), "sources": result.sources})  # fmt: skip
+        return
+    from placer.report.terminal import print_export
+
+    print_export(console, result)
+    if out is not None:
+        console.print(f"[dim]written: {', '.join(str(p) for p in paths)}[/]")
+
+
+@app.command()
+@handles_input_errors
+def fidelity(
+    out: Annotated[Path | None, typer.Option("--out", help="write the Markdown table here")] = None,
+) -> None:
+    """Predict published DeepSeek-V3 deployments (H800, H100) and compare with the measured figures."""
+    from placer.fidelity import render_markdown, run_fidelity
+
+    report = run_fidelity()
+    text = render_markdown(report)
+    if out is not None:
+        api._write_atomic(out, text)
+    sys.stdout.write(text)
+
+
+@app.command()
+@handles_input_errors
+def calibrate(
+    measurements: Annotated[Path, typer.Argument(help="measured kernel times, CSV or JSON")],
+    hardware: Annotated[str, typer.Option("--hardware", help="catalogue id or profile JSON to start from")],
+    out: Annotated[Path | None, typer.Option("--out", help="write the fitted hardware profile JSON here")] = None,
+) -> None:
+    """Fit a hardware profile's efficiency factors (MFU, HBM utilisation) to measured kernel times."""
+    from placer.calibrate import calibrated_profile
+    from placer.loading import load_hardware
+
+    profile, result = calibrated_profile(measurements, load_hardware(hardware, field="--hardware"))
+    text = json.dumps(profile.model_dump(mode="json"), indent=2) + "\n"
+    for name, value in sorted(result.factors.items()):
+        err_console.print(f"{name} = {value:.4f} ({result.counts.get(name, 0)} measurements)", highlight=False)
+    if out is not None:
+        api._write_atomic(out, text)
+    else:
+        sys.stdout.write(text)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -147,7 +147,12 @@ def solve(
         gap = max(0.0, (objective - bound) / abs(objective))
     if solution.status == SolveStatus.OPTIMAL:
         gap = 0.0
-    return Result(
+    plan, evaluation, placement = _place_experts(problem, plan, evaluation, backend, time_limit_s)
+    if placement is not None:
+        from placer.report.placement import placement_summary
+
+        search["placement"] = placement_summary(placement)
+    result = Result(
         status=solution.status,
         backend=backend,
         wall_s=wall,
@@ -161,3 +166,24 @@ def solve(
         search=search,
         interrupted=solution.interrupted,
     )
+    result.placement = placement  # type: ignore[attr-defined]  # read by the reports
+    return result
+
+
+def _place_experts(problem: Problem, plan: Plan, evaluation: Evaluation, backend: str, time_limit_s: float):  # type: ignore[no-untyped-def]
+    """Placement step (docs/placement.md): place every MoE layer for the chosen degrees and keep the
+    placed plan when the evaluator still accepts it. The strategy's proven terms stay as they are:
+    its balanced-load expert time is a lower bound on every placement's."""
+    from placer.placement.plan import apply_to_plan, place_plan
+
+    if problem.model.moe is None:
+        return plan, evaluation, None
+    report = place_plan(problem, plan, backend="milp" if backend == "milp" else "cpsat", time_limit_s=min(10.0, time_limit_s / 4))
+    if report is None or plan.parallelism.ep == 1:
+        return plan, evaluation, report
+    placed = apply_to_plan(plan, report)
+    placed_eval = evaluate(problem, placed)
+    if not placed_eval.feasible:
+        report.notes.append("the placed plan breaks a constraint in the evaluator; the strategy plan is kept (re-solve not done)")
+        return plan, evaluation, report
+    return placed, placed_eval, report

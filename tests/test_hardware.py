@@ -92,7 +92,11 @@ def test_every_numeric_field_is_set_explicitly():
         assert required <= set(raw), f"{stem}: missing {sorted(required - set(raw))}"
         assert set(raw["efficiency"]) == {
             "gemm_mfu",
+            "gemm_mfu_decode",
             "attention_mfu",
+            "attention_mfu_decode",
+            "overlap_efficiency",
+            "alltoall_sm_fraction",
             "hbm_bandwidth_utilisation",
             "scaleup_bandwidth_utilisation",
             "scaleout_bandwidth_utilisation",

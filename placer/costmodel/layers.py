@@ -7,7 +7,7 @@ and HBM bytes and timed by roofline; collectives are timed by ``comm``. Equation
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class Op:
     flops: float
     hbm_bytes: float
     kind: str  # "gemm" or "attention"
+    phase: str = "prefill"  # "prefill" or "decode": picks the phase's MFU
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,13 @@ def layer_kv_bytes(model: ModelSpec, par: Parallelism, seqs_resident: int, conte
 
 
 def op_time_s(op: Op, hardware: HardwareProfile, precision: str) -> float:
-    """(O1) Roofline: ``max(FLOPs / (peak x MFU), bytes / (HBM bandwidth x utilisation))``."""
+    """(O1) Roofline: ``max(FLOPs / (peak x MFU), bytes / (HBM bandwidth x utilisation))``.
+
+    The MFU is the op class's figure for the op's phase (``EfficiencySpec.mfu``). ``placer
+    calibrate`` fits the efficiency factors through this same function.
+    """
     eff = hardware.efficiency
-    mfu = eff.attention_mfu if op.kind == "attention" else eff.gemm_mfu
+    mfu = eff.mfu(op.kind, op.phase)
     peak = hardware.peak_flops_per_s(precision if op.kind == "gemm" else "bf16")
     compute = op.flops / (peak * mfu)
     memory = op.hbm_bytes / (hardware.hbm_bytes_per_s * eff.hbm_bandwidth_utilisation)
@@ -148,8 +153,77 @@ class LayerContext:
 
 
 def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> LayerPhaseCost:
-    """(O2)-(O8) Ops and collectives of ``layer`` for one micro-batch, and its time."""
+    """(O2)-(O8) Ops and collectives of ``layer`` for one micro-batch, and its time (O10).
+
+    Without two-batch overlap the layer's compute and communication add up, less
+    ``comm_compute_overlap`` of the shorter. With it (O10), the micro-batch runs as two halves:
+    every op and collective is costed at half the tokens (so weights are read once per half), and
+    the halves' compute and all-to-all legs pair up in four slots; in each slot
+    ``overlap_efficiency`` of the shorter piece is hidden. An SM-driven all-to-all
+    (node-deduplicated, DeepEP normal mode) slows the compute it overlaps by
+    ``1 / (1 - alltoall_sm_fraction)``.
+    """
+    if not ctx.params.two_batch_overlap:
+        ops, colls = _layer_ops(ctx, layer, traffic)
+        times = _op_times(ctx, ops)
+        compute = sum(times) + ctx.params.layer_overhead_us * 1e-6
+        comm = sum(c.time_s for c in colls)
+        total = compute + comm - ctx.params.comm_compute_overlap * min(compute, comm)
+        return LayerPhaseCost(ops, times, colls, compute, comm, total)
+    half = replace(
+        ctx.shape,
+        seqs_per_rank=ctx.shape.seqs_per_rank / 2,
+        tokens_per_rank=ctx.shape.tokens_per_rank / 2,
+        tokens_per_stage=ctx.shape.tokens_per_stage / 2,
+    )
+    ops_half, colls_half = _layer_ops(replace(ctx, shape=half), layer, traffic)
+    times_half = _op_times(ctx, ops_half)
+    ops = tuple(replace(op, flops=2 * op.flops, hbm_bytes=2 * op.hbm_bytes) for op in ops_half)
+    times = tuple(2 * t for t in times_half)
+    colls = tuple(Collective(c.name, 2 * c.time_s) for c in colls_half)
+    eff = ctx.hardware.efficiency
+    slow = 1.0 / (1.0 - eff.alltoall_sm_fraction) if _sm_driven_alltoall(ctx) else 1.0
+    # Half-batch pieces: attention side (everything before the dispatch), expert side, dispatch, combine.
+    expert = sum(t for op, t in zip(ops_half, times_half, strict=True) if op.name == "routed_experts") * slow
+    attention = sum(times_half) * slow - expert + ctx.params.layer_overhead_us * 1e-6 / 2
+    dispatch = sum(c.time_s for c in colls_half if c.name == "moe_dispatch")
+    combine = sum(c.time_s for c in colls_half if c.name == "moe_combine")
+    serial = sum(c.time_s for c in colls_half if c.name not in ("moe_dispatch", "moe_combine"))
+    f = eff.overlap_efficiency
+
+    def slot(compute_s: float, comm_s: float) -> float:
+        return compute_s + comm_s - f * min(compute_s, comm_s)
+
+    # (O10) Steady state of two half-batches X, Y on a compute and a communication stream:
+    # Y.attention || X.dispatch, X.experts || Y.dispatch, Y.experts || X.combine,
+    # X.attention (next layer) || Y.combine. Other collectives do not overlap.
+    total = (
+        slot(attention, dispatch) + slot(expert, dispatch) + slot(expert, combine) + slot(attention, combine)
+        + 2 * serial
+    )
+    compute = 2 * (attention + expert)
+    comm = sum(c.time_s for c in colls)
+    return LayerPhaseCost(ops, times, colls, compute, comm, total)
+
+
+def _sm_driven_alltoall(ctx: LayerContext) -> bool:
+    """Whether the phase's all-to-all runs on SMs (DeepEP normal mode = node-deduplicated)."""
+    if ctx.model.moe is None or ctx.par.ep <= 1:
+        return False
+    return ctx.params.node_dedup_prefill if ctx.shape.phase == "prefill" else ctx.params.node_dedup_decode
+
+
+def _op_times(ctx: LayerContext, ops: tuple[Op, ...]) -> tuple[float, ...]:
+    precision = COMPUTE_PRECISION[ctx.model.precision.weights]
+    return tuple(op_time_s(op, ctx.hardware, precision) for op in ops)
+
+
+def _layer_ops(
+    ctx: LayerContext, layer: int, traffic: LayerTraffic | None
+) -> tuple[tuple[Op, ...], tuple[Collective, ...]]:
+    """The ops and collectives of ``layer`` for the context's shape."""
     model, par, shape, fabric = ctx.model, ctx.par, ctx.shape, ctx.fabric
+    phase = shape.phase
     h = model.hidden_size
     a_bytes = DTYPE_BYTES[model.precision.activations]
     w_bytes = DTYPE_BYTES[model.precision.weights]
@@ -161,7 +235,7 @@ def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None
     algorithm = ctx.params.allreduce_algorithm
 
     # (O2) attention projections
-    ops.append(Op("attn_proj", 2 * n * dims.proj_params, reads * dims.proj_params * w_bytes + 4 * n * h * a_bytes, "gemm"))
+    ops.append(Op("attn_proj", 2 * n * dims.proj_params, reads * dims.proj_params * w_bytes + 4 * n * h * a_bytes, "gemm", phase))
     # (O3) attention core
     if shape.phase == "prefill":
         length = shape.context_tokens
@@ -171,30 +245,61 @@ def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None
         ctx_len = shape.context_tokens
         flops = 2 * n * ctx_len * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode)
         moved = n * ctx_len * dims.kv_bytes_per_token + 2 * n * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode) * a_bytes
-    ops.append(Op("attn_core", flops, moved, "attention"))
+    ops.append(Op("attn_core", flops, moved, "attention", phase))
     colls.append(Collective("attn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
 
     moe = model.moe
     if moe is None or not model.is_moe_layer(layer):
         assert model.ffn_size is not None
         params = ffn_params(h, model.ffn_size, model.ffn_gated) / par.tp
-        ops.append(Op("dense_ffn", 2 * n * params, reads * params * w_bytes + n * (2 * h + 2 * model.ffn_size / par.tp) * a_bytes, "gemm"))
+        ops.append(Op("dense_ffn", 2 * n * params, reads * params * w_bytes + n * (2 * h + 2 * model.ffn_size / par.tp) * a_bytes, "gemm", phase))
         colls.append(Collective("ffn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
     else:
         assert traffic is not None
-        ops.append(Op("router", 2 * n * h * moe.num_experts, reads * h * moe.num_experts * w_bytes, "gemm"))
+        ops.append(Op("router", 2 * n * h * moe.num_experts, reads * h * moe.num_experts * w_bytes, "gemm", phase))
         if moe.num_shared_experts:
             params = moe.num_shared_experts * ffn_params(h, moe.shared_ffn_size, moe.gated) / par.tp
-            ops.append(Op("shared_experts", 2 * n * params, reads * params * w_bytes + 4 * n * h * a_bytes, "gemm"))
+            ops.append(Op("shared_experts", 2 * n * params, reads * params * w_bytes + 4 * n * h * a_bytes, "gemm", phase))
         ops.append(_routed_expert_op(ctx, traffic))
         colls += _moe_collectives(ctx, traffic)
+    ops.append(Op("elementwise", 0.0, n * elementwise_bytes_per_token(ctx, layer, traffic), "gemm", phase))
+    return tuple(ops), tuple(colls)
 
-    precision = COMPUTE_PRECISION[model.precision.weights]
-    times = tuple(op_time_s(op, ctx.hardware, precision) for op in ops)
-    compute = sum(times) + ctx.params.layer_overhead_us * 1e-6
-    comm = sum(c.time_s for c in colls)
-    total = compute + comm - ctx.params.comm_compute_overlap * min(compute, comm)
-    return LayerPhaseCost(tuple(ops), times, tuple(colls), compute, comm, total)
+
+#: Hidden-size activation passes per layer outside the GEMMs, read + write counted separately:
+#: two RMSNorms (read h, write h: 4), two residual adds (read 2h, write h: 6), and the 8-bit
+#: quantisation of the attention and FFN inputs (read h, write half as many bytes: ~3).
+HIDDEN_PASSES_PER_LAYER = 13
+
+
+def elementwise_bytes_per_token(ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> float:
+    """(O11) HBM bytes per token of one layer's memory-bound kernels that are not GEMMs.
+
+    Norms, residual adds and activation quantisation (``HIDDEN_PASSES_PER_LAYER`` passes over the
+    hidden state); rotary embedding and the head-wise expansion of keys and values (write and read
+    back ``H_r * (d_qk + d_v)``); the gate activation of the FFNs (read ``2x``, write ``x`` per
+    token and FFN); and, for routed experts, the permutation into expert order and the weighted
+    un-permutation (``2 h`` activation elements per (token, expert) pair on this GPU: an 8-bit copy
+    read and written, and the expert output read back). Small per token, but for
+    16,384-token prefill chunks these are gigabytes per layer.
+    """
+    model, par = ctx.model, ctx.par
+    h = model.hidden_size
+    a_bytes = DTYPE_BYTES[model.precision.activations]
+    dims = attention_dims(model, par.tp)
+    qkv = dims.qk_dim_prefill + dims.v_dim_prefill if ctx.shape.phase == "prefill" else 0
+    per_token = HIDDEN_PASSES_PER_LAYER * h + 2 * dims.heads * qkv
+    moe = model.moe
+    if moe is None or not model.is_moe_layer(layer):
+        assert model.ffn_size is not None
+        per_token += 3 * model.ffn_size / par.tp
+    else:
+        per_token += 3 * moe.num_shared_experts * moe.shared_ffn_size / par.tp
+        if traffic is not None:
+            # pairs on this GPU per token of its DP rank: stage pairs / rank tokens
+            share = ctx.shape.tokens_per_stage * max(traffic.gpu_pairs_per_token) / max(ctx.shape.tokens_per_rank, 1)
+            per_token += share * (2 * h + 3 * moe.expert_ffn_size / par.tp_moe)
+    return per_token * a_bytes
 
 
 def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
@@ -213,9 +318,10 @@ def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
     flops = 2 * pairs * expert_params
     moved = shape.forwards_per_micro_batch * touched * expert_params * w_bytes + pairs * (2 * h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
     precision = COMPUTE_PRECISION[model.precision.weights]
-    times = [op_time_s(Op("x", f, b, "gemm"), ctx.hardware, precision) for f, b in zip(flops, moved, strict=True)]
+    phase = shape.phase
+    times = [op_time_s(Op("x", f, b, "gemm", phase), ctx.hardware, precision) for f, b in zip(flops, moved, strict=True)]
     busiest = int(np.argmax(times))
-    return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm")
+    return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm", phase)
 
 
 def _moe_collectives(ctx: LayerContext, traffic: LayerTraffic) -> list[Collective]:

@@ -75,6 +75,12 @@ def decode_shape(workload: Workload, par: Parallelism, params: CostParameters) -
 
 
 def activation_tokens_per_rank(workload: Workload, par: Parallelism, params: CostParameters) -> int:
-    """Tokens one forward holds activations for on a DP rank: the prefill chunk (S7)."""
+    """Tokens one forward holds activations for on a DP rank: the prefill chunk (S7).
+
+    With two-batch overlap a forward runs as two half micro-batches whose large intermediates
+    are not live at the same time, so the workspace is sized for half the chunk (the memory
+    saving SGLang reports for its two-batch overlap).
+    """
     shape = prefill_shape(workload, par, params)
-    return min(shape.tokens_per_rank, workload.prefill_chunk_tokens or params.default_prefill_chunk_tokens)
+    tokens = min(shape.tokens_per_rank, workload.prefill_chunk_tokens or params.default_prefill_chunk_tokens)
+    return math.ceil(tokens / 2) if params.two_batch_overlap else tokens

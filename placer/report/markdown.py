@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from placer.costmodel.params import declared_param_warnings
@@ -12,8 +13,11 @@ from placer.report.terminal import METRIC_LABELS, fmt
 GB = 1e9
 
 
-def evaluation_markdown(problem: Problem, evaluation: Evaluation, document: dict[str, Any]) -> str:
-    """A self-contained report: decisions, stages, figures, constraints, assumptions."""
+def evaluation_markdown(
+    problem: Problem, evaluation: Evaluation, document: dict[str, Any], *, pictures: Sequence[tuple[str, str]] = ()
+) -> str:
+    """A self-contained report: decisions, stages, figures, constraints, assumptions; ``pictures``
+    are ``(caption, relative path)`` pairs shown at the end."""
     plan = evaluation.plan
     par = plan.parallelism
     lines = [f"# {problem.name}: {evaluation.gpus} x {problem.hardware.name}", ""]
@@ -24,9 +28,11 @@ def evaluation_markdown(problem: Problem, evaluation: Evaluation, document: dict
         lines += [f"**Status:** {status}", ""]
     solver = document.get("solver")
     if solver:
+        gap = solver.get("gap")
+        wall = f", wall {solver['wall_s']} s" if solver.get("wall_s") is not None else ""
         lines += [
             f"**Solver:** {solver.get('backend')} — objective {solver.get('objective')}, bound {solver.get('bound')}, "
-            f"gap {solver.get('gap')}, wall {solver.get('wall_s')} s",
+            f"gap {'—' if gap is None else f'{gap:.2%}'}{wall}",
             "",
         ]
     for warning in declared_param_warnings(problem.model):
@@ -36,17 +42,20 @@ def evaluation_markdown(problem: Problem, evaluation: Evaluation, document: dict
         "",
         "| GPUs | nodes | pp | tp | dp_attn | ep | tp_moe | replicas |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {evaluation.gpus} | {evaluation.nodes} | {par.pp} | {par.tp} | {par.dp_attn} | {par.ep} | {par.tp_moe} | {par.replicas} |",
+        f"| {evaluation.gpus} | {evaluation.nodes} | {par.pp} | {par.tp} | {par.dp_attn} | {par.ep} | {par.tp_moe} "
+        f"| {par.replicas} |",
         "",
         "## Stages (fullest GPU of each)",
         "",
-        "| stage | layers | weights GB | KV cache GB | activations GB | reserve GB | total GB | prefill ms/micro-batch | decode ms/micro-batch |",
+        "| stage | layers | weights GB | KV cache GB | activations GB | reserve GB | total GB "
+        "| prefill ms/micro-batch | decode ms/micro-batch |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for st in evaluation.stages:
         m = st.memory
         lines.append(
-            f"| {st.index} | {st.layers[0]}–{st.layers[1]} | {fmt(m.weights_bytes / GB)} | {fmt(m.kv_cache_bytes / GB)} | "
+            f"| {st.index} | {st.layers[0]}–{st.layers[1]} | {fmt(m.weights_bytes / GB)} | "
+            f"{fmt(m.kv_cache_bytes / GB)} | "
             f"{fmt(m.activation_bytes / GB)} | {fmt(m.runtime_reserve_bytes / GB)} | {fmt(m.total_bytes / GB)} | "
             f"{fmt(st.prefill_s * 1e3)} | {fmt(st.decode_s * 1e3)} |"
         )
@@ -70,4 +79,8 @@ def evaluation_markdown(problem: Problem, evaluation: Evaluation, document: dict
         lines += ["", "Routing: no statistics given; uniform, independent top-k routing assumed."]
     if problem.model.assumptions:
         lines += ["", "## Model assumptions", ""] + [f"- {a}" for a in problem.model.assumptions]
-    return "\n".join(lines) + "\n"
+    if pictures:
+        lines += ["", "## Pictures", ""]
+        for caption, path in pictures:
+            lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"

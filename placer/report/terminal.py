@@ -222,3 +222,87 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
         console.print("objective terms (lexicographic): " + ", ".join(f"{k} = {fmt(v)}" for k, v in result.terms.items()))
     title = "proven-optimal plan" if status == SolveStatus.OPTIMAL else "best plan found (not proven optimal)"
     print_evaluation(console, problem, result.evaluation, title)
+    placement = getattr(result, "placement", None)
+    if placement is not None:
+        from placer.evaluator import copy_bytes_per_token
+        from placer.report.placement import print_placement
+
+        print_placement(console, placement, copy_bytes_per_token(problem))
+
+
+def _opt(value: float | None, digits: int = 4) -> str:
+    return "—" if value is None else fmt(value, digits)
+
+
+def print_comparison(console: Console, document: dict) -> None:
+    """One row per hardware: size, degrees, latency, throughput by phase, headroom, traffic, the
+    binding constraint (highlighted), cost when the profile has a price, status and gap; the
+    reason of every hardware without a plan in a panel below."""
+    table = Table(
+        title=f"{document['instance']} across hardware (instance hardware: {document['instance_hardware']})",
+        title_justify="left",
+    )
+    columns = (
+        "hardware", "GPUs\n(nodes)", "pp·tp·dp·\nep·tpm·R", "TTFT\ns", "TPOT\nms", "tokens/ms/GPU\nprefill | decode",
+        "headroom\nGB", "x-node B/\ntoken/layer", "binding\n(slack)", "$/M out\ntokens", "status\n(gap)",
+    )  # fmt: skip
+    for column in columns:
+        left = column.split("\n")[0] in ("hardware", "binding", "status", "pp·tp·dp·")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+    reasons = []
+    for row in document["rows"]:
+        status = row["status"]
+        colour = {"optimal": "green", "feasible": "yellow"}.get(status, "red")
+        gap = f" ({row['gap']:.1%})" if row.get("gap") else ""
+        if "gpus" not in row:
+            table.add_row(row["hardware"], *["—"] * 9, f"[{colour}]{status}[/]")
+            reasons.append(f"{row['hardware']}: {row.get('reason', '')}")
+            continue
+        p = row["parallelism"]
+        degrees = f"{p['pp']}·{p['tp']}·{p['dp_attn']}·{p['ep']}·{p['tp_moe']}·{p['replicas']}"
+        binding = row.get("binding_constraint")
+        binding_text = f"[bold yellow]{binding}[/] ({row['binding_slack']:+.0%})" if binding else "—"
+        cost = _opt(row.get("usd_per_million_output_tokens"), 3)
+        table.add_row(
+            row["hardware"], f"{row['gpus']} ({row['nodes']})", degrees, fmt(row["ttft_s"]), fmt(row["tpot_ms"]),
+            f"{fmt(row['prefill_tokens_per_ms_per_gpu'])} | {fmt(row['decode_tokens_per_ms_per_gpu'])}",
+            fmt(row["memory_headroom_gb"]), fmt(row["cross_node_bytes_per_token"]), binding_text, cost,
+            f"[{colour}]{status}[/]{gap}",
+        )  # fmt: skip
+    console.print(table)
+    if reasons:
+        console.print(Panel("\n".join(f"• {r}" for r in reasons), title="no plan", border_style="red"))
+    console.print(
+        "[dim]degrees pp·tp·dp_attn·ep·tp_moe·replicas; throughput per GPU by phase; headroom = usable HBM less the "
+        "fullest GPU; x-node = all-to-all bytes per token per MoE layer leaving the node (dedup); $/M tokens = "
+        "GPU-hour price over decode throughput (— without a price; prompt-token cost in the Markdown).[/]"
+    )
+    sweep = document.get("sweep")
+    if sweep:
+        print_sweep(console, sweep)
+
+
+def print_sweep(console: Console, sweep: dict) -> None:
+    """GPUs needed per SLO value (rows) and hardware (columns)."""
+    key = sweep["slo"]
+    hardware = list(dict.fromkeys(r["hardware"] for r in sweep["rows"]))
+    values = sorted({r["slo_overrides"][key] for r in sweep["rows"]})
+    table = Table(title=f"GPUs needed against {key}", title_justify="left")
+    table.add_column(key, justify="right")
+    for hw in hardware:
+        table.add_column(hw, justify="right")
+    for value in values:
+        cells = []
+        for hw in hardware:
+            row = next(r for r in sweep["rows"] if r["hardware"] == hw and r["slo_overrides"][key] == value)
+            cells.append(str(row["gpus"]) if "gpus" in row else f"[red]{row['status']}[/]")
+        table.add_row(fmt(value), *cells)
+    console.print(table)
+
+
+def print_export(console: Console, export) -> None:  # type: ignore[no-untyped-def]
+    """An engine export: the command, then every part of the plan the engine cannot express."""
+    warnings_panel(console, export.warnings)
+    console.print(Panel(export.command_line(), title=f"{export.engine} launch", border_style="green"))
+    for note in export.notes:
+        console.print(f"[dim]• {note}[/]")

@@ -55,6 +55,15 @@ class CostParameters(StrictModel):
             "the chunked-prefill budget SGLang (chunked_prefill_size) and vLLM (max_num_batched_tokens) default to"
         ),
     )
+    two_batch_overlap: bool = Field(
+        False,
+        description=(
+            "split every forward into two micro-batches whose communication overlaps the other's compute "
+            "(DeepSeek's dual micro-batch overlap, SGLang --enable-two-batch-overlap): hides "
+            "hardware.efficiency.overlap_efficiency of the shorter of compute and communication, reads the "
+            "weights once per half-batch and halves the activation workspace"
+        ),
+    )
     layer_overhead_us: float = Field(
         0.0, ge=0, description="fixed per-layer launch overhead added to each phase's layer time"
     )

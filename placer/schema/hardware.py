@@ -17,13 +17,44 @@ HARDWARE_SCHEMA_VERSION = "placer.hardware/1"
 
 
 class EfficiencySpec(StrictModel):
-    """Achieved fraction of peak per kernel class (dimensionless, in (0, 1])."""
+    """Achieved fraction of peak per kernel class and phase (dimensionless, in (0, 1]).
 
-    gemm_mfu: float = Field(0.6, gt=0, le=1, description="dense and grouped GEMMs")
-    attention_mfu: float = Field(0.5, gt=0, le=1, description="attention core (flash-attention style)")
+    The ``*_decode`` figures apply to decode-step kernels (few tokens per GEMM, attention over a
+    long cache); left out, they equal the prefill figure. ``overlap_efficiency`` and
+    ``alltoall_sm_fraction`` only act when ``cost_parameters.two_batch_overlap`` is on.
+    ``placer calibrate`` fits the first five from measured kernel times.
+    """
+
+    gemm_mfu: float = Field(0.6, gt=0, le=1, description="dense and grouped GEMMs, prefill (many tokens)")
+    gemm_mfu_decode: float | None = Field(None, gt=0, le=1, description="GEMMs of a decode step; default gemm_mfu")
+    attention_mfu: float = Field(0.5, gt=0, le=1, description="attention core (flash-attention style), prefill")
+    attention_mfu_decode: float | None = Field(
+        None, gt=0, le=1, description="attention core of a decode step (e.g. FlashMLA); default attention_mfu"
+    )
     hbm_bandwidth_utilisation: float = Field(0.8, gt=0, le=1)
     scaleup_bandwidth_utilisation: float = Field(0.8, gt=0, le=1, description="NVLink / xGMI collectives")
     scaleout_bandwidth_utilisation: float = Field(0.9, gt=0, le=1, description="RDMA NICs")
+    overlap_efficiency: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="two-batch overlap: share of the shorter of compute and communication hidden behind the other",
+    )
+    alltoall_sm_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "share of the SMs an SM-driven all-to-all (DeepEP normal mode, prefill) takes from compute "
+            "while the two batches overlap"
+        ),
+    )
+
+    def mfu(self, kind: str, phase: str) -> float:
+        """The MFU of an op class (``gemm`` or ``attention``) in ``phase`` (``prefill`` or ``decode``)."""
+        if kind == "attention":
+            return self.attention_mfu_decode if phase == "decode" and self.attention_mfu_decode else self.attention_mfu
+        return self.gemm_mfu_decode if phase == "decode" and self.gemm_mfu_decode else self.gemm_mfu
 
 
 class HardwareProfile(StrictModel):

@@ -1,0 +1,307 @@
+"""Solve one instance on several hardware profiles (and, optionally, over a sweep of one SLO).
+
+Every solve is independent, so they run in separate worker processes; results come back in the
+order asked for, whatever order they finish in, so tables and files are deterministic.
+
+Swapping the hardware of an instance
+------------------------------------
+An instance names its hardware and describes its cluster. The cluster's *shape* belongs to the
+machine, the cluster's *size* and *network* to the site. When the hardware changes
+(:func:`problem_on_hardware`):
+
+* ``gpus_per_node`` and ``nvlink_domain_gpus`` come from the new profile (an H800 node has 8
+  GPUs, a GB200 NVL72 rack 72 in one NVLink domain);
+* the cluster's own NVLink and RDMA bandwidth and latency overrides are dropped: they describe the
+  original machine's links, and the profile carries its own;
+* the GPU *budget* is kept: ``num_nodes`` becomes the fewest nodes of the new shape holding at
+  least as many GPUs as the original cluster (``ceil(old_nodes * old_gpus_per_node / new)``),
+  and an unlimited cluster stays unlimited;
+* the scale-out oversubscription (a property of the site's fat tree) and every SLO, including
+  ``max_gpus``, stay as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from placer.catalogue import hardware_catalogue
+from placer.errors import InputError
+from placer.evaluator import Evaluation, usable_memory_bytes
+from placer.problem import Problem, load_problem
+from placer.result import Result, SolveStatus
+from placer.schema import ClusterSpec, SLOs
+
+GB = 1e9
+MS_PER_HOUR = 3.6e6
+
+#: ``--hardware`` token that stands for the instance's own hardware profile
+OWN_HARDWARE = "instance"
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    """Solver settings shared by every solve of a comparison (one worker and a fixed seed keep
+    CP-SAT deterministic when it proves optimality within the limit)."""
+
+    backend: str = "cpsat"
+    time_limit_s: float = 60.0
+    workers: int = 1
+    seed: int = 0
+    max_gpus: int | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One independent solve: an instance file on a hardware profile, with SLO overrides."""
+
+    instance: str
+    hardware: str
+    slo_overrides: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass
+class Entry:
+    """A finished task: the problem it solved and the solver's result."""
+
+    task: Task
+    problem: Problem
+    result: Result
+
+    @property
+    def evaluation(self) -> Evaluation | None:
+        return self.result.evaluation
+
+
+@dataclass
+class Comparison:
+    """One instance across hardware; ``sweep`` holds the SLO sweep's entries, if one was asked."""
+
+    instance: str
+    base: Problem
+    entries: list[Entry]
+    sweep_key: str | None = None
+    sweep: list[Entry] = field(default_factory=list)
+
+
+def parse_hardware_list(text: str) -> list[str]:
+    """``"h100-sxm,h200"`` -> names; checks each against the catalogue (``instance`` = own)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise InputError.single("--hardware", "no hardware named")
+    catalogue = hardware_catalogue()
+    unknown = [n for n in names if n != OWN_HARDWARE and n not in catalogue]
+    if unknown:
+        raise InputError.single(
+            "--hardware",
+            f"unknown hardware {', '.join(unknown)}; known: {', '.join(sorted(catalogue))} (or '{OWN_HARDWARE}')",
+        )
+    seen: list[str] = []
+    for name in names:
+        if name not in seen:
+            seen.append(name)
+    return seen
+
+
+def parse_sweep(text: str) -> tuple[str, list[float]]:
+    """``"ttft_s=1,2,5,10"`` -> ``("ttft_s", [1, 2, 5, 10])``; the key must be an SLO field."""
+    key, sep, values = text.partition("=")
+    key = key.strip()
+    if not sep or not values.strip():
+        raise InputError.single("--sweep", f"expected SLO=V1,V2,... (for example ttft_s=1,2,5,10), got {text!r}")
+    if key not in SLOs.model_fields:
+        raise InputError.single("--sweep", f"{key!r} is not an SLO; choose from {', '.join(SLOs.model_fields)}")
+    try:
+        numbers = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise InputError.single("--sweep", f"values must be numbers, got {values!r}") from None
+    if any(v <= 0 for v in numbers):
+        raise InputError.single("--sweep", "values must be positive")
+    return key, sorted(set(numbers))
+
+
+def problem_on_hardware(problem: Problem, hardware_name: str) -> Problem:
+    """``problem`` on another hardware profile, with the cluster reshaped by the rule in the
+    module docstring. The instance's own hardware returns ``problem`` unchanged."""
+    if hardware_name in (OWN_HARDWARE, problem.hardware.name):
+        return problem
+    hardware = hardware_catalogue()[hardware_name]
+    old = problem.cluster
+    num_nodes = None
+    if old.num_nodes is not None:
+        old_gpus = old.num_nodes * problem.fabric.gpus_per_node
+        num_nodes = math.ceil(old_gpus / hardware.gpus_per_node)
+    cluster = ClusterSpec(
+        gpus_per_node=hardware.gpus_per_node,
+        num_nodes=num_nodes,
+        nvlink_domain_gpus=hardware.nvlink_domain_gpus,
+        scaleout_oversubscription=old.scaleout_oversubscription,
+    )
+    return problem.replace(hardware=hardware, cluster=cluster)
+
+
+def problem_for_task(base: Problem, task: Task) -> Problem:
+    problem = problem_on_hardware(base, task.hardware)
+    if task.slo_overrides:
+        slo = SLOs.model_validate({**problem.slo.model_dump(), **dict(task.slo_overrides)})
+        problem = problem.replace(slo=slo)
+    return problem
+
+
+def run_task(task: Task, settings: SolveSettings) -> tuple[Task, Problem, Result]:
+    """Load, reshape and solve one task (top level so that worker processes can import it)."""
+    from placer.solve import solve
+
+    problem = problem_for_task(load_problem(task.instance), task)
+    result = solve(
+        problem,
+        backend=settings.backend,
+        time_limit_s=settings.time_limit_s,
+        workers=settings.workers,
+        seed=settings.seed,
+        max_gpus=settings.max_gpus,
+    )
+    return task, problem, result
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    settings: SolveSettings,
+    jobs: int | None = None,
+    on_done: Callable[[Task, Result], None] | None = None,
+) -> list[tuple[Task, Problem, Result]]:
+    """Run every task, ``jobs`` at a time in worker processes (1: in this process); the answers
+    come back in the order of ``tasks``."""
+    jobs = min(len(tasks), jobs if jobs is not None else (os.cpu_count() or 1)) or 1
+    if jobs == 1:
+        done = []
+        for task in tasks:
+            outcome = run_task(task, settings)
+            done.append(outcome)
+            if on_done is not None:
+                on_done(task, outcome[2])
+        return done
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: the parent may hold solver threads, which a forked child would inherit dead
+    context = multiprocessing.get_context("spawn")
+    results: dict[int, tuple[Task, Problem, Result]] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(run_task, task, settings): index for index, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            outcome = future.result()
+            results[futures[future]] = outcome
+            if on_done is not None:
+                on_done(outcome[0], outcome[2])
+    return [results[i] for i in range(len(tasks))]
+
+
+def compare_tasks(
+    instance: str | Path, hardware: Sequence[str], sweep: tuple[str, list[float]] | None = None
+) -> list[Task]:
+    """The base solve on each hardware, then each sweep value on each hardware."""
+    path = str(instance)
+    tasks = [Task(path, hw) for hw in hardware]
+    if sweep is not None:
+        key, values = sweep
+        tasks += [Task(path, hw, ((key, value),)) for value in values for hw in hardware]
+    return tasks
+
+
+def compare(
+    instance: str | Path,
+    hardware: Sequence[str],
+    settings: SolveSettings = SolveSettings(),
+    sweep: tuple[str, list[float]] | None = None,
+    jobs: int | None = None,
+    on_done: Callable[[Task, Result], None] | None = None,
+) -> Comparison:
+    """Solve ``instance`` on every hardware profile (and sweep point); input errors surface here,
+    in the calling process, before any worker starts."""
+    base = load_problem(instance)
+    # 'instance' names the instance's own profile: a list that also names it solves it once
+    hardware = list(dict.fromkeys(base.hardware.name if hw == OWN_HARDWARE else hw for hw in hardware))
+    tasks = compare_tasks(instance, hardware, sweep)
+    for task in tasks:  # reshaping and SLO overrides fail here, not in a worker
+        problem_for_task(base, task)
+    done = run_tasks(tasks, settings, jobs, on_done)
+    entries = [Entry(t, p, r) for t, p, r in done]
+    count = len(hardware)
+    return Comparison(
+        instance=base.name,
+        base=base,
+        entries=entries[:count],
+        sweep_key=sweep[0] if sweep else None,
+        sweep=entries[count:],
+    )
+
+
+def usd_per_million_tokens(price_per_gpu_hour_usd: float | None, tokens_per_ms_per_gpu: float) -> float | None:
+    """GPU rental cost of a million tokens at a throughput, in USD (None without a price)."""
+    if price_per_gpu_hour_usd is None or tokens_per_ms_per_gpu <= 0:
+        return None
+    return price_per_gpu_hour_usd / (tokens_per_ms_per_gpu * MS_PER_HOUR) * 1e6
+
+
+def entry_row(entry: Entry) -> dict[str, Any]:
+    """One row of the comparison table, JSON-ready; every figure is the evaluator's, named with
+    its unit. Infeasible hardware keeps its row, with the reason."""
+    result, problem = entry.result, entry.problem
+    row: dict[str, Any] = {
+        "hardware": problem.hardware.name,
+        "gpus_per_node": problem.fabric.gpus_per_node,
+        "status": result.status.value,
+        "gap": result.gap,
+        "solver_wall_s": round(result.wall_s, 3),
+        "price_per_gpu_hour_usd": problem.hardware.price_per_gpu_hour_usd,
+    }
+    if entry.task.slo_overrides:
+        row["slo_overrides"] = dict(entry.task.slo_overrides)
+    evaluation = result.evaluation
+    if evaluation is None:
+        if result.status == SolveStatus.INFEASIBLE:
+            row["reason"] = result.explanation[0] if result.explanation else "infeasible"
+        else:
+            row["reason"] = f"no plan within the time limit ({result.wall_s:.0f} s)"
+        return row
+    par = evaluation.plan.parallelism
+    memory = next(c for c in evaluation.slo if c.name == "memory_per_gpu")
+    binding = evaluation.binding
+    price = problem.hardware.price_per_gpu_hour_usd
+    row.update(
+        {
+            "gpus": evaluation.gpus,
+            "nodes": evaluation.nodes,
+            "parallelism": par.model_dump(),
+            "stages": [list(st.layers) for st in evaluation.stages],
+            "ttft_s": evaluation.ttft_s,
+            "tpot_ms": evaluation.tpot_s * 1e3,
+            "prefill_tokens_per_ms_per_gpu": evaluation.prefill_tokens_per_ms_per_gpu,
+            "decode_tokens_per_ms_per_gpu": evaluation.decode_tokens_per_ms_per_gpu,
+            "memory_gb_per_gpu_max": memory.value,
+            "memory_headroom_gb": usable_memory_bytes(problem) / GB - memory.value,
+            "cross_node_bytes_per_token": evaluation.cross_node_bytes_per_token,
+            "binding_constraint": binding.name if binding else None,
+            "binding_slack": binding.slack if binding else None,
+            "usd_per_million_output_tokens": usd_per_million_tokens(price, evaluation.decode_tokens_per_ms_per_gpu),
+            "usd_per_million_prompt_tokens": usd_per_million_tokens(price, evaluation.prefill_tokens_per_ms_per_gpu),
+        }
+    )
+    return row
+
+
+def comparison_document(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as JSON: one row per hardware, then the sweep rows."""
+    doc: dict[str, Any] = {
+        "instance": comparison.instance,
+        "instance_hardware": comparison.base.hardware.name,
+        "rows": [entry_row(e) for e in comparison.entries],
+    }
+    if comparison.sweep_key is not None:
+        doc["sweep"] = {"slo": comparison.sweep_key, "rows": [entry_row(e) for e in comparison.sweep]}
+    return doc

@@ -1,0 +1,312 @@
+"""Cost-model fidelity: predict published DeepSeek-V3 deployments and compare with what was measured.
+
+The measured points, their sources and the settings derived from the published text live in
+``placer/data/calibration_points.json`` (copied from the project's shared reference file so that
+a clean checkout has them). For each point this module builds the instance and plan that match
+the published setting, runs the independent evaluator (the same cost model the optimiser uses)
+and reports predicted against measured throughput. It also checks published fit / out-of-memory
+facts against the evaluator's memory check. Nothing here is tuned per point: every point of one
+GPU type uses that GPU's catalogue profile.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from placer.errors import InputError
+from placer.evaluator import Evaluation, evaluate
+from placer.loading import load_hardware
+from placer.problem import Problem, build_problem
+from placer.schema import HardwareProfile, Instance, Plan
+
+DATA_FILE = Path(__file__).resolve().parent / "data" / "calibration_points.json"
+GPUS_PER_NODE = 8
+
+#: Accuracy target of issue 6: median absolute error of throughput below 25%, none off by 2x.
+TARGET_MEDIAN_ABS_ERROR = 0.25
+TARGET_MAX_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class FidelityRow:
+    """One measured point against its prediction."""
+
+    label: str
+    gpu: str
+    hardware: str
+    phase: str
+    metric: str
+    measured: float
+    predicted: float
+    in_target: bool
+    memory_gb: float
+    memory_limit_gb: float
+    notes: str
+    source: str
+
+    @property
+    def error(self) -> float:
+        """Signed relative error ``(predicted - measured) / measured``."""
+        return (self.predicted - self.measured) / self.measured
+
+    @property
+    def ratio(self) -> float:
+        """``max(pred/meas, meas/pred)``: how many times off, >= 1."""
+        return max(self.predicted / self.measured, self.measured / self.predicted)
+
+
+@dataclass(frozen=True)
+class MemoryFactRow:
+    """One published fit / no-fit fact against the memory model."""
+
+    label: str
+    published_fits: bool
+    predicted_gb: float
+    limit_gb: float
+    source: str
+
+    @property
+    def predicted_fits(self) -> bool:
+        return self.predicted_gb <= self.limit_gb
+
+    @property
+    def agrees(self) -> bool:
+        return self.predicted_fits == self.published_fits
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    rows: tuple[FidelityRow, ...]
+    memory: tuple[MemoryFactRow, ...]
+    hardware: dict[str, HardwareProfile]
+
+    def summary(self, in_target_only: bool = True) -> dict[str, float]:
+        rows = [r for r in self.rows if r.in_target or not in_target_only]
+        errors = [abs(r.error) for r in rows]
+        return {
+            "points": float(len(rows)),
+            "median_abs_error": statistics.median(errors),
+            "max_ratio": max(r.ratio for r in rows),
+        }
+
+    @property
+    def meets_target(self) -> bool:
+        s = self.summary()
+        return s["median_abs_error"] < TARGET_MEDIAN_ABS_ERROR and s["max_ratio"] <= TARGET_MAX_RATIO
+
+
+def load_points(path: str | Path = DATA_FILE) -> dict[str, Any]:
+    """The measured points and memory facts (``placer/data/calibration_points.json``)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError.single("", f"calibration points file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError.single("", f"not valid JSON ({exc.msg} at line {exc.lineno})", str(path)) from None
+
+
+def expert_map(num_experts: int, ep: int, physical_experts: int) -> list[list[int]]:
+    """Slots per EP rank: the logical experts in order, then the redundant copies, in equal runs.
+
+    ``physical_experts - num_experts`` redundant slots replicate experts 0, 1, ... (with uniform
+    routing which experts are copied does not matter). With as many slots per rank as it takes,
+    rank ``r`` gets positions ``[r*s, (r+1)*s)`` of that list.
+    """
+    if physical_experts % ep:
+        raise InputError.single("physical_experts", f"{physical_experts} slots do not divide over ep = {ep}")
+    slots = physical_experts // ep
+    spare = physical_experts - num_experts
+    if num_experts % ep == 0 and spare % ep == 0:
+        # Equal homes per rank; rank r also holds copies of the first experts of the ranks after it,
+        # so every rank keeps the same expected load under uniform routing.
+        home = num_experts // ep
+        extra = spare // ep
+        return [
+            list(range(r * home, (r + 1) * home)) + [((r + 1 + j) % ep) * home for j in range(extra)] for r in range(ep)
+        ]
+    order = list(range(num_experts)) + list(range(spare))
+    ranks = [order[r * slots : (r + 1) * slots] for r in range(ep)]
+    for r, experts in enumerate(ranks):
+        if len(set(experts)) != len(experts):
+            raise InputError.single("physical_experts", f"rank {r} would hold one expert twice")
+    return ranks
+
+
+def build_case(
+    setting: dict[str, Any],
+    hardware: HardwareProfile,
+    model_name: str,
+    precision: dict[str, str],
+    batch_override: int | None = None,
+) -> tuple[Problem, Plan]:
+    """The instance and plan matching one published setting (pure DP attention + EP, one stage)."""
+    gpus, ep = int(setting["gpus"]), int(setting["ep"])
+    phase = setting["phase"]
+    if phase == "prefill":
+        prompt = int(setting["prompt_tokens"])
+        tokens_per_gpu = int(setting["tokens_per_gpu"])
+        seqs_per_gpu = max(1, tokens_per_gpu // prompt)
+        workload = {
+            "batch_size": batch_override or gpus * seqs_per_gpu,
+            "prompt_tokens": {"min": prompt, "max": prompt},
+            "output_tokens": 1,
+            "prefill_chunk_tokens": tokens_per_gpu,
+        }
+    else:
+        kv = int(setting["kv_tokens"])
+        tokens_per_step = int(setting.get("mtp_tokens_per_step", 1))
+        # MTP: every sequence verifies ``tokens_per_step`` tokens per step at the same context;
+        # each is costed as one decode token (weights once, KV read per token).
+        workload = {
+            "batch_size": gpus * int(setting["seqs_per_gpu"]) * tokens_per_step,
+            "prompt_tokens": {"min": kv, "max": kv},
+            "output_tokens": 1,
+            "decode_context_tokens": kv,
+        }
+    instance = Instance.model_validate(
+        {
+            "name": setting.get("label", "fidelity"),
+            "model": model_name,
+            "hardware": hardware,
+            "cluster": {"gpus_per_node": GPUS_PER_NODE, "num_nodes": -(-gpus // GPUS_PER_NODE)},
+            "workload": workload,
+            "cost_parameters": {
+                "dispatch_dtype": precision["dispatch"],
+                "combine_dtype": precision["combine"],
+                "two_batch_overlap": bool(setting.get("two_batch_overlap", False)),
+            },
+        }
+    )
+    problem = build_problem(instance)
+    moe = problem.model.moe
+    assert moe is not None
+    ranks = expert_map(moe.num_experts, ep, int(setting.get("physical_experts", moe.num_experts)))
+    plan = Plan.model_validate(
+        {
+            "name": setting.get("label", "fidelity"),
+            "gpus": gpus,
+            "parallelism": {"pp": 1, "tp": 1, "dp_attn": gpus, "ep": ep, "tp_moe": gpus // ep, "replicas": 1},
+            "stages": [{"layers": [0, problem.model.num_layers - 1]}],
+            "expert_map": [{"layer": layer, "gpus": ranks} for layer in problem.model.moe_layers],
+        }
+    )
+    return problem, plan
+
+
+def predicted_per_node(setting: dict[str, Any], evaluation: Evaluation) -> float:
+    """Tokens per second per node of 8 GPUs, in the measured metric's terms."""
+    if setting["phase"] == "prefill":
+        return evaluation.prefill_tokens_per_ms_per_gpu * 1e3 * GPUS_PER_NODE
+    tokens_per_step = int(setting.get("mtp_tokens_per_step", 1))
+    accepted = 1.0 + (tokens_per_step - 1) * float(setting.get("mtp_acceptance", 0.0))
+    # The evaluator counts every verified token; a step emits ``accepted`` tokens per sequence.
+    return evaluation.decode_tokens_per_ms_per_gpu * 1e3 * GPUS_PER_NODE * accepted / tokens_per_step
+
+
+def run_fidelity(
+    hardware_overrides: dict[str, HardwareProfile] | None = None, path: str | Path = DATA_FILE
+) -> FidelityReport:
+    """Predict every measured point and check every memory fact."""
+    data = load_points(path)
+    overrides = hardware_overrides or {}
+    profiles: dict[str, HardwareProfile] = {}
+
+    def profile(name: str) -> HardwareProfile:
+        if name not in profiles:
+            profiles[name] = overrides.get(name) or load_hardware(name)
+        return profiles[name]
+
+    rows = []
+    for point in data["points"]:
+        setting = dict(point["setting"], label=point["label"])
+        problem, plan = build_case(setting, profile(setting["hardware"]), data["model"], data["precision"])
+        evaluation = evaluate(problem, plan)
+        usable = problem.hardware.hbm_bytes * (1 - problem.params.memory_margin_fraction)
+        rows.append(
+            FidelityRow(
+                label=point["label"],
+                gpu=point["gpu"],
+                hardware=setting["hardware"],
+                phase=setting["phase"],
+                metric=setting["measured_metric"],
+                measured=float(setting["measured"]),
+                predicted=predicted_per_node(setting, evaluation),
+                in_target=bool(setting["in_target"]),
+                memory_gb=evaluation.memory_bytes_per_gpu_max / 1e9,
+                memory_limit_gb=usable / 1e9,
+                notes=setting.get("notes", ""),
+                source=point["published"]["source"],
+            )
+        )
+    memory = [memory_fact(fact, profile(fact["hardware"]), data) for fact in data.get("memory_facts", [])]
+    return FidelityReport(tuple(rows), tuple(memory), profiles)
+
+
+def memory_fact(fact: dict[str, Any], hardware: HardwareProfile, data: dict[str, Any]) -> MemoryFactRow:
+    """Evaluate one fit / no-fit fact: a forward of ``tokens_per_gpu`` with the KV pool resident."""
+    setting = dict(fact, phase="prefill", label=fact["id"])
+    seqs_per_gpu = int(fact["kv_pool_tokens_per_gpu"]) // int(fact["prompt_tokens"])
+    problem, plan = build_case(
+        setting, hardware, data["model"], data["precision"], batch_override=int(fact["gpus"]) * seqs_per_gpu
+    )
+    evaluation = evaluate(problem, plan)
+    usable = problem.hardware.hbm_bytes * (1 - problem.params.memory_margin_fraction)
+    return MemoryFactRow(
+        fact["id"], bool(fact["fits"]), evaluation.memory_bytes_per_gpu_max / 1e9, usable / 1e9, fact["source"]
+    )
+
+
+def render_markdown(report: FidelityReport) -> str:
+    """The fidelity table as Markdown (``results/fidelity.md``)."""
+    lines = [
+        "# Cost-model fidelity: DeepSeek-V3 on H800 and H100",
+        "",
+        "Generated by `python benchmarks/fidelity.py` (or `placer fidelity`). Each row is a published",
+        "measurement (`placer/data/calibration_points.json`, copied with its source from the shared",
+        "reference file); the prediction comes from the evaluator with the catalogue profile of the GPU,",
+        "the same factors for every point of one GPU type. Throughput is tokens per second per node of 8 GPUs.",
+        "",
+        "| point | GPU | phase | measured | predicted | error | x off | memory GB (limit) | in target |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report.rows:
+        lines.append(
+            f"| {r.label} | {r.hardware} | {r.phase} | {r.measured:,.0f} | {r.predicted:,.0f} | {r.error:+.1%} | "
+            f"{r.ratio:.2f} | {r.memory_gb:.1f} ({r.memory_limit_gb:.1f}) | {'yes' if r.in_target else 'no'} |"
+        )
+    s = report.summary()
+    a = report.summary(in_target_only=False)
+    lines += [
+        "",
+        f"Controlled points ({int(s['points'])}): median absolute error {s['median_abs_error']:.1%}, "
+        f"worst {s['max_ratio']:.2f}x off. Target: median < {TARGET_MEDIAN_ABS_ERROR:.0%}, none beyond "
+        f"{TARGET_MAX_RATIO:.0f}x: {'met' if report.meets_target else 'NOT met'}.",
+        f"All points ({int(a['points'])}, including 24-hour production averages): median absolute error "
+        f"{a['median_abs_error']:.1%}, worst {a['max_ratio']:.2f}x off.",
+        "",
+        "## Memory facts",
+        "",
+        "| fact | published | predicted GB (limit) | model says | agrees |",
+        "|---|---|---:|---|---|",
+    ]
+    for m in report.memory:
+        lines.append(
+            f"| {m.label} | {'fits' if m.published_fits else 'out of memory'} | "
+            f"{m.predicted_gb:.1f} ({m.limit_gb:.1f}) | "
+            f"{'fits' if m.predicted_fits else 'does not fit'} | {'yes' if m.agrees else 'NO'} |"
+        )
+    lines += ["", "## Efficiency factors used", ""]
+    for name, hw in sorted(report.hardware.items()):
+        eff = hw.efficiency.model_dump()
+        lines.append(f"* **{name}**: " + ", ".join(f"{k} {v}" for k, v in eff.items()))
+        if "efficiency" in hw.sources:
+            lines.append(f"  * source: {hw.sources['efficiency']}")
+    lines += ["", "## Settings and sources", ""]
+    for r in report.rows:
+        lines.append(f"* **{r.label}**: {r.notes}. Source: {r.source}")
+    lines.append("")
+    return "\n".join(lines)

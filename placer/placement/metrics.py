@@ -1,0 +1,109 @@
+"""Balance and cross-node all-to-all traffic of one placement (definitions: docs/placement.md).
+
+Token origin: uniform over the EP group's ranks (a token starts on its attention-DP rank, and the
+DP ranks tile the stage's GPUs evenly). Replica choice, local-first (as (T3) of the cost model):
+a copy on the token's own rank, else the copies on its node (evenly), else all copies (evenly).
+
+Counts are copies of one token's hidden state per token of the stage, per MoE layer; multiply by
+``h * b_dispatch`` (dispatch) or ``h * b_combine`` (combine) for bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placer.placement.data import LayerPlacementProblem, Placement, copies_matrix
+
+
+@dataclass(frozen=True)
+class PlacementMetrics:
+    """Figures of one layer's placement."""
+
+    max_over_mean: float  # busiest rank's expert load over the mean rank load
+    dedup_cross: float  # node-deduplicated cross-node copies per token (dispatch; combine equal)
+    plain_cross: float  # plain cross-node copies per token (one per remote expert)
+    wasted_slots: int  # slots holding a second copy of an expert on the same rank
+    empty_slots: int
+    busiest_nic_copies: float  # busiest scale-out NIC (send or receive), copies per stage token
+    mean_nic_copies: float
+    rank_load: tuple[float, ...]  # selections per token served by each rank (sum = top_k)
+
+
+def serving_weights(present: np.ndarray, rank_node: np.ndarray) -> np.ndarray:
+    """[S, E, R] share of expert e's tokens from source rank s that rank r serves (local-first)."""
+    num_ranks = rank_node.size
+    same_node = rank_node[:, None] == rank_node[None, :]  # [S, R]
+    own = np.eye(num_ranks, dtype=bool)
+    p = present[None, :, :]  # [1, E, R]
+    own_hit = (p & own[:, None, :]).any(axis=2, keepdims=True)
+    local = p & same_node[:, None, :]
+    has_local = local.any(axis=2, keepdims=True)
+    weights = np.where(own_hit, own[:, None, :] & p, np.where(has_local, local, p)).astype(float)
+    sums = weights.sum(axis=2, keepdims=True)
+    return np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
+
+
+def node_shares(present: np.ndarray, rank_node: np.ndarray, num_nodes: int) -> np.ndarray:
+    """[A, E, N] share of expert e's tokens from a source on node a served on node n."""
+    per_node = np.zeros((present.shape[0], num_nodes))
+    np.add.at(per_node.T, rank_node, present.T.astype(float))
+    total = per_node.sum(axis=1, keepdims=True)
+    remote = np.divide(per_node, total, out=np.zeros_like(per_node), where=total > 0)  # [E, N]
+    local = per_node > 0  # [E, N]
+    shares = np.broadcast_to(remote, (num_nodes, *remote.shape)).copy()  # [A, E, N]
+    for a in range(num_nodes):
+        shares[a, local[:, a], :] = 0.0
+        shares[a, local[:, a], a] = 1.0
+    return shares
+
+
+def touched_nodes(shares: np.ndarray, problem: LayerPlacementProblem) -> np.ndarray:
+    """[A, N] probability that a token from node a sends at least one copy to node n.
+
+    Exact over the traces (the replica of each selected expert drawn independently); without
+    traces, selections are taken as independent (the (T4) approximation)."""
+    traces = problem.routing.traces
+    if traces is not None:
+        gathered = shares[:, traces, :]  # [A, T, k, N]
+        # a token that lists an expert twice in its trace reaches the same node: use unique ids
+        miss = np.prod(1.0 - gathered, axis=2)
+        return 1.0 - miss.mean(axis=1)
+    probs = problem.routing.loads
+    return 1.0 - np.prod(1.0 - np.clip(probs[None, :, None] * shares, 0.0, 1.0), axis=1)
+
+
+def placement_metrics(placement: Placement, problem: LayerPlacementProblem) -> PlacementMetrics:
+    """Balance, waste and cross-node copies of ``placement`` on ``problem``'s statistics."""
+    copies = copies_matrix(placement, problem.num_experts)
+    present = copies > 0
+    rank_node = problem.rank_node
+    num_nodes = problem.num_nodes
+    loads = problem.routing.loads
+    num_ranks = problem.num_ranks
+    weights = serving_weights(present, rank_node)  # [S, E, R]
+    rank_load = np.einsum("e,ser->r", loads, weights) / num_ranks
+    mean = rank_load.mean()
+    shares = node_shares(present, rank_node, num_nodes)
+    touched = touched_nodes(shares, problem)  # [A, N]
+    remote = ~np.eye(num_nodes, dtype=bool)
+    dedup_by_node = (touched * remote).sum(axis=1)  # [A]
+    plain_by_node = np.einsum("e,aen->a", loads, shares * remote[:, None, :])
+    source_weight = problem.ranks_per_node / num_ranks
+    # scale-out NICs, rail-matched: each source rank sends its node's dedup copies; node n's
+    # ranks receive evenly what other nodes send to n
+    send = dedup_by_node[rank_node] / num_ranks
+    received = (touched * remote * problem.ranks_per_node[:, None]).sum(axis=0) / num_ranks  # [N] per stage token
+    recv = received[rank_node] / problem.ranks_per_node[rank_node]
+    nic = np.maximum(send, recv)
+    return PlacementMetrics(
+        max_over_mean=float(rank_load.max() / mean) if mean > 0 else 1.0,
+        dedup_cross=float(source_weight @ dedup_by_node),
+        plain_cross=float(source_weight @ plain_by_node),
+        wasted_slots=int((copies - 1).clip(min=0).sum()),
+        empty_slots=int(max(0, num_ranks * problem.slots_per_rank - copies.sum())),
+        busiest_nic_copies=float(nic.max()),
+        mean_nic_copies=float(nic.mean()),
+        rank_load=tuple(float(x) for x in rank_load),
+    )

@@ -1,0 +1,95 @@
+"""Node-level placement model data, shared by the greedy warm start and the exact backends.
+
+Decomposition (docs/placement.md): experts go to home nodes (this model, balancing node load
+and keeping co-activated experts together), then each node fills its slots with redundant copies
+of its own hottest experts and packs them onto its ranks (:mod:`placer.placement.packing`).
+
+Aggregation: tokens do not appear; the objective is over the sparse *excess co-activation graph*
+``w[e, f] = max(0, P(e and f) - P_indep(e and f)) / (c_e c_f)``: the pairs selected together more
+often than independent routing would, kept to the ``neighbours`` strongest per expert. Putting a
+pair on one node lets a token that needs both cross the network once (node-deduplicated).
+Under independent routing ``w`` is sampling noise and no placement can do much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from placer.placement.data import LayerPlacementProblem
+from placer.routing.stats import independent_coactivation
+
+#: integer scale of the CP-SAT/MILP coefficients (weights are probabilities per token)
+WEIGHT_SCALE = 1_000_000
+LOAD_SCALE = 1_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class NodeModel:
+    """Experts' copies to nodes: at most one copy of an expert per node."""
+
+    copies: np.ndarray  # [E] c_e
+    copy_load: np.ndarray  # [E] load of one copy, p_e / c_e (selections per token)
+    node_slots: np.ndarray  # [N]
+    node_load_cap: np.ndarray  # [N] selections per token
+    edges: np.ndarray  # [M, 2] expert pairs e < f
+    edge_weight: np.ndarray  # [M] w[e, f]
+
+    @property
+    def num_experts(self) -> int:
+        return int(self.copies.size)
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.node_slots.size)
+
+    def dense_weights(self) -> np.ndarray:
+        w = np.zeros((self.num_experts, self.num_experts))
+        w[self.edges[:, 0], self.edges[:, 1]] = self.edge_weight
+        return w + w.T
+
+    def kept(self, assign: np.ndarray) -> float:
+        """Objective: excess co-activation weight kept inside nodes. ``assign[e, n]`` bool."""
+        same = (assign[self.edges[:, 0]] & assign[self.edges[:, 1]]).sum(axis=1)
+        return float(self.edge_weight @ same)
+
+    def total_weight(self) -> float:
+        return float(self.edge_weight.sum() * min(1, self.num_nodes))
+
+
+def excess_coactivation(problem: LayerPlacementProblem) -> np.ndarray:
+    routing = problem.routing
+    if routing.traces is None:
+        return np.zeros((routing.num_experts, routing.num_experts))
+    return np.clip(routing.coactivation - independent_coactivation(routing.loads), 0.0, None)
+
+
+def build_node_model(
+    problem: LayerPlacementProblem, target_max_over_mean: float, neighbours: int = 12, node_slack: float = 0.8
+) -> NodeModel:
+    """Copies, loads, capacities and the sparse graph for one layer.
+
+    ``node_slack`` keeps part of the balance allowance for packing copies onto ranks: a node may
+    carry ``1 + node_slack * (target - 1)`` times its ranks' mean load."""
+    loads = problem.routing.loads
+    nodes = problem.num_nodes
+    per_node = problem.ranks_per_node
+    # Each expert has one home node; its redundant copies stay in that node (filled in by
+    # packing), so a token reaches every copy of an expert in one node and the load split over
+    # the copies is even under local-first serving.
+    copies = np.ones(loads.size, dtype=np.int64)
+    copy_load = loads / copies
+    mean_rank = loads.sum() / problem.num_ranks
+    cap = per_node * mean_rank * (1 + node_slack * (target_max_over_mean - 1))
+    excess = excess_coactivation(problem) / np.outer(copies, copies)
+    edges_set: set[tuple[int, int]] = set()
+    if nodes > 1 and excess.any():
+        top = np.argsort(-excess, axis=1)[:, :neighbours]
+        for e in range(excess.shape[0]):
+            for f in top[e]:
+                if excess[e, f] > 0:
+                    edges_set.add((min(e, int(f)), max(e, int(f))))
+    edges = np.array(sorted(edges_set), dtype=np.int64).reshape(-1, 2)
+    weight = excess[edges[:, 0], edges[:, 1]] if edges.size else np.zeros(0)
+    return NodeModel(copies, copy_load, per_node * problem.slots_per_rank, cap, edges, weight)

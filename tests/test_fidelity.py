@@ -1,0 +1,93 @@
+"""Fidelity benchmark: every published point predicted, accuracy bounds, memory facts and margin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from placer.evaluator import evaluate
+from placer.fidelity import DATA_FILE, build_case, load_points, run_fidelity
+from placer.loading import load_hardware
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "calibration.json"
+
+
+@pytest.fixture(scope="module")
+def report():
+    return run_fidelity()
+
+
+def test_every_point_is_predicted(report):
+    data = json.loads(DATA_FILE.read_text())
+    assert len(report.rows) == len(data["points"])
+    assert all(r.predicted > 0 for r in report.rows)
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared reference file not in this checkout")
+def test_points_copy_the_shared_reference():
+    shared = {b["id"]: b for b in json.loads(SHARED.read_text())["benchmarks"]}
+    points = load_points()["points"]
+    assert {p["id"] for p in points} == set(shared)  # no published point left out
+    for p in points:
+        assert p["published"]["source"] == shared[p["id"]]["source"]
+        assert p["setting"]["measured"] in list(shared[p["id"]]["metric"].values()) or p["id"] == "ds_day6_prefill"
+
+
+def test_no_controlled_point_off_by_2x(report):
+    # Issue 6's bound; the median (25% target) is reported in results/fidelity.md, not asserted.
+    assert report.summary()["max_ratio"] <= 2.0
+
+
+def test_same_profile_for_every_point_of_a_gpu(report):
+    # No per-point tuning: one catalogue profile per GPU type.
+    assert set(report.hardware) == {r.hardware for r in report.rows}
+    for name, profile in report.hardware.items():
+        assert profile == load_hardware(name)
+
+
+def _fact(report, label):
+    return next(m for m in report.memory if m.label == label)
+
+
+def test_memory_facts_that_fit(report):
+    assert _fact(report, "sglang_prefill_fit_8k_no_tbo").agrees
+    assert _fact(report, "sglang_prefill_fit_16k_tbo").agrees
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: the workspace model does not yet reproduce SGLang's OOM at 16,384 tokens without TBO",
+)
+def test_memory_fact_oom_without_tbo(report):
+    assert _fact(report, "sglang_prefill_oom_16k_no_tbo").agrees
+
+
+def test_two_batch_overlap_halves_the_workspace():
+    data = load_points()
+    hw = load_hardware("h100-sxm")
+    base = {
+        "gpus": 32,
+        "ep": 32,
+        "physical_experts": 288,
+        "tokens_per_gpu": 16384,
+        "prompt_tokens": 4096,
+        "phase": "prefill",
+    }
+    act = {}
+    for tbo in (False, True):
+        problem, plan = build_case(dict(base, two_batch_overlap=tbo), hw, data["model"], data["precision"])
+        act[tbo] = evaluate(problem, plan).stages[0].memory.activation_bytes
+    logits = 4 * 129280 * 4  # 4 sequences' last-token logits, fp32, kept in both
+    assert act[True] - logits == pytest.approx((act[False] - logits) / 2, rel=1e-6)
+
+
+def test_a_plan_that_fits_leaves_the_stated_margin(report):
+    # The memory check keeps memory_margin_fraction (5%) of HBM free on top of the runtime reserve.
+    for row in report.rows + tuple(report.memory):
+        hbm_gb = report.hardware["h100-sxm" if "sglang" in row.label else "h800"].hbm_capacity_gb
+        limit = row.memory_limit_gb if hasattr(row, "memory_limit_gb") else row.limit_gb
+        assert limit == pytest.approx(hbm_gb * 0.95)
+    fits = [r for r in report.rows if r.memory_gb <= r.memory_limit_gb]
+    assert fits and all(r.memory_gb <= 0.95 * 80 for r in fits)
