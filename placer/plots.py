@@ -119,6 +119,7 @@ def topology_picture(
         filled[node] = slot + 1
         vertex_of_rank.append(node * fabric.gpus_per_node + slot)
     replica_gpus = len(loads.stage_of_rank)
+    used_vertices = set(vertex_of_rank)
     keep = {"fabric"} | {
         v for v, d in graph.nodes(data=True) if d.get("node") in used_nodes or d.get("kind") == "scaleup_switch"
     }
@@ -157,7 +158,10 @@ def topology_picture(
         x, y = positions[vertex]
         if data["kind"] == "gpu":
             stage = stage_of_vertex.get(vertex)
-            colour = STAGE_COLOURS[stage % len(STAGE_COLOURS)] if stage is not None else "#DDDDDD"
+            if stage is not None:
+                colour = STAGE_COLOURS[stage % len(STAGE_COLOURS)]
+            else:  # another replica's GPU, or a GPU of a used node that the plan leaves idle
+                colour = "#DDDDDD" if vertex in used_vertices else "white"
             ax.scatter(
                 [x],
                 [y],
@@ -187,6 +191,10 @@ def topology_picture(
     ]
     if evaluation.plan.parallelism.replicas > 1:
         handles.append(plt.Line2D([], [], marker="o", linestyle="", color="#DDDDDD", label="other replicas"))
+    if len(used_vertices) < gpu_count:
+        handles.append(
+            plt.Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black", label="unused GPU")
+        )
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, framealpha=0.9)
     ax.set_axis_off()
     ax.set_title(
