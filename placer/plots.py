@@ -236,6 +236,9 @@ def hardware_chart(
     return save_figure(fig, stem, formats)
 
 
+FRONTIER_STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"))
+
+
 def frontier_chart(
     rows: Sequence[dict[str, Any]], slo: str, title: str, stem: Path, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
@@ -249,7 +252,10 @@ def frontier_chart(
         points = sorted((r["slo_overrides"][slo], r.get("gpus")) for r in rows if r["hardware"] == hw)
         xs = [x for x, g in points if g is not None]
         ys = [g for x, g in points if g is not None]
-        ax.plot(xs, ys, marker="o", color=colour, label=hw, alpha=0.8)
+        # Distinct markers and dashes keep hardware with identical answers visible on top of each other.
+        style = FRONTIER_STYLES[i % len(FRONTIER_STYLES)]
+        ax.plot(xs, ys, marker=style[0], linestyle=style[1], markersize=9 - 1.5 * (i % 4), color=colour, label=hw,
+                alpha=0.8)
         missing = [x for x, g in points if g is None]
         if missing:
             ax.scatter(missing, [0] * len(missing), marker="x", color=colour, zorder=3)
