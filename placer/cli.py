@@ -237,6 +237,35 @@ def export_cmd(
 
 @app.command()
 @handles_input_errors
+def place(
+    instance: Annotated[Path, typer.Argument(help="instance JSON")],
+    plan: Annotated[Path, typer.Argument(help="plan JSON whose degrees to place experts for")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the placement summary as JSON")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="write the placed plan and SGLang's expert map here")] = None,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for all MoE layers")] = 10.0,
+) -> None:
+    """Place experts for a plan's degrees: expert map, host order, balance and traffic vs baselines, gap."""
+    from placer.evaluator import check_plan_fits_model
+    from placer.loading import load_plan
+    from placer.placement.command import place_document, place_for_plan, print_place, write_outputs
+    from placer.problem import load_problem
+
+    problem, plan_spec = load_problem(instance), load_plan(plan)
+    check_plan_fits_model(problem, plan_spec, str(plan))
+    outcome = place_for_plan(problem, plan_spec, time_limit_s=time_limit)
+    if outcome is None:
+        raise InputError.single("model", f"{problem.model.name} has no MoE layers: nothing to place", str(instance))
+    written = write_outputs(outcome, out) if out is not None else []
+    if as_json:
+        emit_json({**place_document(outcome), "written": [str(p) for p in written]})
+        return
+    print_place(console, outcome)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.command()
+@handles_input_errors
 def fidelity(
     out: Annotated[Path | None, typer.Option("--out", help="write the Markdown table here")] = None,
 ) -> None:

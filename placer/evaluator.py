@@ -22,6 +22,7 @@ from placer.costmodel.tables import (
 )
 from placer.errors import InputError
 from placer.problem import Problem
+from placer.routing import cached_routing_stats
 from placer.schema import DTYPE_BYTES, Parallelism, Plan
 from placer.topology import RankLayout, default_layout
 
@@ -173,19 +174,25 @@ def plan_expert_maps(problem: Problem, plan: Plan) -> ExpertMaps:
     return maps
 
 
-def evaluate(problem: Problem, plan: Plan) -> Evaluation:
-    """Compute every figure of ``plan`` on ``problem`` and check every constraint."""
+def evaluate(problem: Problem, plan: Plan, balanced: bool = False) -> Evaluation:
+    """Compute every figure of ``plan`` on ``problem`` and check every constraint.
+
+    Expert load and all-to-all traffic come from the plan's expert map (contiguous when it has
+    none) and the instance's routing statistics (uniform when it has none). ``balanced=True``
+    ignores the statistics: the strategy model's figures, which ``placer solve`` uses to check
+    that a backend's objective terms agree with the cost model before placing experts."""
     check_plan_fits_model(problem, plan)
     par = plan.parallelism
     layout = default_layout(par, problem.fabric, plan.rank_to_node)
     maps = plan_expert_maps(problem, plan)
-    edges = edge_costs(problem, par, maps)
+    routing = None if balanced else cached_routing_stats(problem.model, problem.routing)
+    edges = edge_costs(problem, par, maps, routing)
     pre_shape, dec_shape = phase_shapes(problem, par)
     cache: dict[StagePattern, LayerCosts] = {}
 
     def costs_for(pattern: StagePattern) -> LayerCosts:
         if pattern not in cache:
-            cache[pattern] = layer_costs(problem, par, pattern, maps)
+            cache[pattern] = layer_costs(problem, par, pattern, maps, routing)
         return cache[pattern]
 
     stages: list[StageReport] = []
@@ -230,7 +237,9 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
     workload = problem.workload
     ttft = ttft_s(pre_times, sends_pre, pre_shape.micro_batches)
     period = prefill_period_s(pre_times, pre_shape.micro_batches)
-    tpot = tpot_s(dec_times, sends_dec, dec_shape.micro_batches)
+    # A decode step emits ``output_tokens_per_step`` tokens per sequence (1 without drafts): TPOT is
+    # the step time per emitted token.
+    tpot = tpot_s(dec_times, sends_dec, dec_shape.micro_batches) / workload.output_tokens_per_step
     prefill_tp = tokens_per_ms_per_gpu(workload.batch_size * workload.prompt_tokens.max, period, gpus)
     decode_tp = tokens_per_ms_per_gpu(workload.batch_size, tpot, gpus)
     copy_bytes = copy_bytes_per_token(problem)
@@ -252,7 +261,7 @@ def evaluate(problem: Problem, plan: Plan) -> Evaluation:
         slo=slo,
         rules=rules,
         rule_messages=messages,
-        uniform_routing=problem.routing is None,
+        uniform_routing=routing is None,
     )
 
 

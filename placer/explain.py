@@ -111,7 +111,8 @@ def explain_infeasible(data: FormulationData) -> list[str]:
             )
     if slo.tpot_ms is not None:
         best = min(fits, key=lambda c: max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts)))
-        value = max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts)) * 1e3
+        step_s = max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts))
+        value = step_s / workload.output_tokens_per_step * 1e3
         if value > slo.tpot_ms:
             lines.append(
                 f"TPOT cannot go below {value:.3g} ms at {workload.decode_context:,} tokens of context (reached with "

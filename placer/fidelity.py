@@ -158,14 +158,15 @@ def build_case(
         }
     else:
         kv = int(setting["kv_tokens"])
-        tokens_per_step = int(setting.get("mtp_tokens_per_step", 1))
-        # MTP: every sequence verifies ``tokens_per_step`` tokens per step at the same context;
-        # each is costed as one decode token (weights once, KV read per token).
+        # MTP: every sequence verifies ``mtp_tokens_per_step`` tokens per step against one read of
+        # its cache; the evaluator's decode throughput counts the accepted tokens.
         workload = {
-            "batch_size": gpus * int(setting["seqs_per_gpu"]) * tokens_per_step,
+            "batch_size": gpus * int(setting["seqs_per_gpu"]),
             "prompt_tokens": {"min": kv, "max": kv},
             "output_tokens": 1,
             "decode_context_tokens": kv,
+            "decode_tokens_per_step": int(setting.get("mtp_tokens_per_step", 1)),
+            "draft_acceptance": float(setting.get("mtp_acceptance", 0.0)),
         }
     instance = Instance.model_validate(
         {
@@ -201,10 +202,8 @@ def predicted_per_node(setting: dict[str, Any], evaluation: Evaluation) -> float
     """Tokens per second per node of 8 GPUs, in the measured metric's terms."""
     if setting["phase"] == "prefill":
         return evaluation.prefill_tokens_per_ms_per_gpu * 1e3 * GPUS_PER_NODE
-    tokens_per_step = int(setting.get("mtp_tokens_per_step", 1))
-    accepted = 1.0 + (tokens_per_step - 1) * float(setting.get("mtp_acceptance", 0.0))
-    # The evaluator counts every verified token; a step emits ``accepted`` tokens per sequence.
-    return evaluation.decode_tokens_per_ms_per_gpu * 1e3 * GPUS_PER_NODE * accepted / tokens_per_step
+    # The evaluator's decode throughput already counts accepted tokens only (MTP drafts included).
+    return evaluation.decode_tokens_per_ms_per_gpu * 1e3 * GPUS_PER_NODE
 
 
 def run_fidelity(

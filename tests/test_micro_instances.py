@@ -250,3 +250,37 @@ def test_decode_floor_within_reach_needs_one_gpu():
     result = solve_all(problem)
     assert result.status == SolveStatus.OPTIMAL
     assert result.plan.gpus == 1
+
+
+# (D1) Multi-token prediction: each decode step verifies 2 tokens per sequence against one read of
+# its cache and emits 1 + 0.8 = 1.8 tokens. Memory-bound decode of this model at 1 GPU reads the
+# weights once per step plus 8 x 69.2 MB of cache; the draft adds GEMM work on 16 instead of 8
+# tokens (still memory-bound), so the step hardly slows while it emits 1.8x the tokens: TPOT per
+# token falls by nearly 1.8x, and the solver's TPOT bound (step time <= TPOT x 1.8) must agree with
+# the evaluator on every backend.
+def test_mtp_divides_the_step_over_accepted_tokens():
+    plain = micro(TTFT_MODEL, LONG, {}, objective={"primary": "min_gpus", "throughput_phase": "decode"})
+    mtp_workload = dict(LONG, decode_tokens_per_step=2, draft_acceptance=0.8)
+    mtp = micro(TTFT_MODEL, mtp_workload, {}, objective={"primary": "min_gpus", "throughput_phase": "decode"})
+    one_gpu = Plan.model_validate(
+        {
+            "name": "one-gpu",
+            "instance": "micro-ttft",
+            "hardware": "micro-gpu",
+            "gpus": 1,
+            "parallelism": {"pp": 1, "tp": 1, "dp_attn": 1, "ep": 1, "tp_moe": 1},
+            "stages": [{"layers": [0, 3]}],
+        }
+    )
+    base, drafted = evaluate(plain, one_gpu), evaluate(mtp, one_gpu)
+    step_ratio = drafted.tpot_s * 1.8 / base.tpot_s  # step time with drafts / without
+    assert 1.0 <= step_ratio < 1.15
+    assert drafted.decode_tokens_per_ms_per_gpu > 1.5 * base.decode_tokens_per_ms_per_gpu
+    # KV memory is the same: drafts do not add resident sequences
+    assert max(s.memory.kv_cache_bytes for s in drafted.stages) == max(s.memory.kv_cache_bytes for s in base.stages)
+    # a TPOT the plain step cannot meet but the drafted one can
+    tpot_ms = (base.tpot_s + drafted.tpot_s) / 2 * 1e3
+    assert solve_all(micro(TTFT_MODEL, LONG, {"tpot_ms": tpot_ms, "max_gpus": 1})).status == SolveStatus.INFEASIBLE
+    result = solve_all(micro(TTFT_MODEL, mtp_workload, {"tpot_ms": tpot_ms, "max_gpus": 1}))
+    assert result.status == SolveStatus.OPTIMAL
+    assert result.evaluation.tpot_s * 1e3 <= tpot_ms

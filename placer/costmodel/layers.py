@@ -244,7 +244,9 @@ def _layer_ops(
     else:
         ctx_len = shape.context_tokens
         flops = 2 * n * ctx_len * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode)
-        moved = n * ctx_len * dims.kv_bytes_per_token + 2 * n * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode) * a_bytes
+        # Each sequence's cache is read once per step, however many tokens (drafts) it verifies.
+        kv_read = shape.seqs_per_rank * ctx_len * dims.kv_bytes_per_token
+        moved = kv_read + 2 * n * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode) * a_bytes
     ops.append(Op("attn_core", flops, moved, "attention", phase))
     colls.append(Collective("attn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
 

@@ -31,8 +31,8 @@ class PhaseShape:
     @property
     def tokens_per_replica(self) -> int:
         """Tokens a replica processes per pass of the whole batch (S6)."""
-        per_seq = self.context_tokens if self.phase == "prefill" else 1
-        return self.seqs_per_replica * per_seq
+        per_seq = self.context_tokens if self.phase == "prefill" else self.tokens_per_rank / self.seqs_per_rank
+        return int(self.seqs_per_replica * per_seq)
 
 
 def seqs_per_replica(workload: Workload, par: Parallelism) -> int:
@@ -70,8 +70,9 @@ def decode_shape(workload: Workload, par: Parallelism, params: CostParameters) -
     s_rank = seqs_per_dp_rank(workload, par)
     m = _micro_batches(params.decode_micro_batches, par, s_rank)
     seqs_mb = math.ceil(s_rank / m)
-    tokens_stage = math.ceil(s_rep / m)
-    return PhaseShape("decode", m, seqs_mb, seqs_mb, tokens_stage, workload.decode_context, 1, s_rep)
+    per_seq = workload.decode_tokens_per_step  # with MTP / speculative drafts every sequence runs several
+    tokens_stage = math.ceil(s_rep / m) * per_seq
+    return PhaseShape("decode", m, seqs_mb, seqs_mb * per_seq, tokens_stage, workload.decode_context, 1, s_rep)
 
 
 def activation_tokens_per_rank(workload: Workload, par: Parallelism, params: CostParameters) -> int:

@@ -29,8 +29,9 @@ from placer.costmodel.shapes import (
     prefill_shape,
     seqs_per_dp_rank,
 )
-from placer.costmodel.traffic import LayerTraffic, contiguous_map, layer_traffic
+from placer.costmodel.traffic import LayerTraffic, contiguous_map, layer_traffic, rank_pair_loads, serving_weights
 from placer.problem import Problem
+from placer.routing.stats import RoutingStats
 from placer.schema import DTYPE_BYTES, Parallelism
 from placer.schema.base import COMPUTE_PRECISION
 from placer.topology import RankLayout
@@ -108,12 +109,28 @@ def default_expert_maps(problem: Problem, par: Parallelism) -> ExpertMaps:
     return {layer: base for layer in model.moe_layers}
 
 
+def busiest_rank_pairs(expert_map: tuple[tuple[int, ...], ...], ep: int, loads: np.ndarray) -> float:
+    """Largest expected (token, expert) pairs one EP rank serves per stage token, all ranks in one
+    domain (the workspace sizing of (M4), where the domain split does not matter much)."""
+    present = np.zeros((loads.size, ep), dtype=bool)
+    for rank, experts in enumerate(expert_map):
+        present[list(experts), rank] = True
+    return float(rank_pair_loads(serving_weights(present, np.zeros(ep, dtype=int)), loads).max())
+
+
 def phase_shapes(problem: Problem, par: Parallelism) -> tuple[PhaseShape, PhaseShape]:
     return prefill_shape(problem.workload, par, problem.params), decode_shape(problem.workload, par, problem.params)
 
 
-def layer_costs(problem: Problem, par: Parallelism, pattern: StagePattern, expert_maps: ExpertMaps) -> LayerCosts:
-    """Weights, KV and per-micro-batch times of every layer for a stage with ``pattern``."""
+def layer_costs(
+    problem: Problem, par: Parallelism, pattern: StagePattern, expert_maps: ExpertMaps, routing: RoutingStats | None = None
+) -> LayerCosts:
+    """Weights, KV and per-micro-batch times of every layer for a stage with ``pattern``.
+
+    ``routing`` (statistics, one entry per MoE layer in order) sets each GPU's expert load and the
+    all-to-all reach from the measured or synthetic routing; ``None`` is uniform routing, which is
+    also what the strategy model uses (its balanced load is a lower bound on the busiest GPU's,
+    ``docs/formulation.md``)."""
     model = problem.model
     pre, dec = phase_shapes(problem, par)
     seqs = seqs_per_dp_rank(problem.workload, par)
@@ -134,11 +151,13 @@ def layer_costs(problem: Problem, par: Parallelism, pattern: StagePattern, exper
     weights, kvs, pre_t, dec_t, traffic_list, pre_d, dec_d = [], [], [], [], [], [], []
     # A layer's cost depends on the layer only through its kind and its placement: share the work.
     memo: dict[tuple[bool, LayerTraffic | None], tuple[LayerPhaseCost, LayerPhaseCost]] = {}
+    moe_index = {layer: i for i, layer in enumerate(model.moe_layers)} if model.moe is not None else {}
     for layer in range(model.num_layers):
         traffic = None
         distinct = 0
         if model.moe is not None and model.is_moe_layer(layer):
-            traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k)
+            stats = None if routing is None else routing.layers[moe_index[layer]]
+            traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
             distinct = max(traffic.gpu_distinct_experts)
         weights.append(layer_weight_bytes(model, layer, par, distinct))
         kvs.append(kv_layer)
@@ -177,8 +196,13 @@ def _memo_phase_cost(problem: Problem, ctx: LayerContext, layer: int, traffic: L
     return cache[key]
 
 
-def edge_costs(problem: Problem, par: Parallelism, expert_maps: ExpertMaps) -> EdgeCosts:
-    """(O9) Embedding and LM head, (C4) pipeline sends, (M4) activation workspace."""
+def edge_costs(
+    problem: Problem, par: Parallelism, expert_maps: ExpertMaps, routing: RoutingStats | None = None
+) -> EdgeCosts:
+    """(O9) Embedding and LM head, (C4) pipeline sends, (M4) activation workspace.
+
+    The MoE workspace holds the busiest GPU's (token, expert) pairs: with ``routing``, from the
+    statistics and the expert map by the (T3) local-first rule, else uniform."""
     model, hw, fabric, params = problem.model, problem.hardware, problem.fabric, problem.params
     h, vocab = model.hidden_size, model.vocab_size
     w_bytes = DTYPE_BYTES[model.precision.weights]
@@ -214,10 +238,16 @@ def edge_costs(problem: Problem, par: Parallelism, expert_maps: ExpertMaps) -> E
     workspace = act_tokens * a_bytes * (params.activation_buffers_per_token * h + 2 * max(widths))
     if model.moe is not None:
         moe = model.moe
-        pairs_max = max(
-            max(layer_traffic(m, tuple([0] * par.stage_width), par.tp_moe, moe.top_k).gpu_pairs_per_token)
-            for m in set(expert_maps.values())
-        )
+        if routing is None:
+            pairs_max = max(
+                max(layer_traffic(m, tuple([0] * par.stage_width), par.tp_moe, moe.top_k).gpu_pairs_per_token)
+                for m in set(expert_maps.values())
+            )
+        else:
+            pairs_max = max(
+                busiest_rank_pairs(expert_maps[layer], par.ep, stats.loads)
+                for layer, stats in zip(model.moe_layers, routing.layers, strict=True)
+            )
         workspace += act_tokens * par.dp_attn * pairs_max * (h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
         if moe.num_shared_experts:
             workspace += act_tokens * a_bytes * 2 * moe.num_shared_experts * moe.shared_ffn_size / par.tp

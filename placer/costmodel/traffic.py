@@ -11,6 +11,11 @@ in two accountings (T1)-(T5) of ``docs/cost-model.md``:
 
 Which replica of a redundant expert serves a token is local-first: a copy on the token's own EP
 rank, else copies in its domain (split evenly), else all copies (split evenly).
+
+Routing: uniform by default; with a layer's routing statistics, its expert loads set each GPU's
+load and its per-token traces (when known) the node-deduplicated reach. The placement metrics
+(``placer.placement.metrics``) call the same :func:`serving_weights`, :func:`rank_pair_loads`
+and :func:`reach_probability`, so the placement step and the evaluator cannot disagree.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from functools import lru_cache
 from math import comb
 
 import numpy as np
+
+from placer.routing.stats import LayerRouting
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ def layer_traffic(
     tp_moe: int,
     top_k: int,
     expert_probs: tuple[float, ...] | None = None,
+    routing: LayerRouting | None = None,
 ) -> LayerTraffic:
     """Expected traffic of one MoE layer (cached: the default placement repeats per layer).
 
@@ -72,8 +80,11 @@ def layer_traffic(
         NVLink domain of each GPU of the stage.
     expert_probs
         Probability that a token selects each expert (sums to ``top_k``); ``None`` = uniform.
+    routing
+        The layer's routing statistics; overrides ``expert_probs``. Its loads set the per-GPU
+        load; its traces, when known, give the exact reach probabilities (T4).
     """
-    return _layer_traffic(expert_map, gpu_domains, tp_moe, top_k, expert_probs)
+    return _layer_traffic(expert_map, gpu_domains, tp_moe, top_k, expert_probs, routing)
 
 
 @lru_cache(maxsize=4096)
@@ -83,85 +94,119 @@ def _layer_traffic(
     tp_moe: int,
     top_k: int,
     expert_probs: tuple[float, ...] | None,
+    routing: LayerRouting | None,
 ) -> LayerTraffic:
     ep = len(expert_map)
     width = ep * tp_moe
     domains = np.asarray(gpu_domains)
     assert len(domains) == width, "one domain per stage GPU"
     num_experts = 1 + max(e for rank in expert_map for e in rank)
-    if expert_probs is None:
-        probs = np.full(num_experts, top_k / num_experts)
-    else:
+    traces = None
+    if routing is not None:
+        probs = np.asarray(routing.loads, dtype=float)
+        traces = routing.traces
+    elif expert_probs is not None:
         probs = np.asarray(expert_probs, dtype=float)
-        num_experts = len(probs)
+    else:
+        probs = np.full(num_experts, top_k / num_experts)
+    num_experts = max(num_experts, len(probs))
     copies = np.zeros((num_experts, ep))
     for rank, experts in enumerate(expert_map):
         for expert in experts:
             copies[expert, rank] = 1.0
     rank_domain = domains[:: tp_moe]  # a MoE-TP group sits in one domain (checked elsewhere)
-    uniform_exact = expert_probs is None and bool((copies.sum(axis=1) <= 1).all())
+    uniform_exact = routing is None and expert_probs is None and bool((copies.sum(axis=1) <= 1).all())
+
+    weights = serving_weights(copies > 0, rank_domain)  # [ep sources, E, ep]
+    per_rank_src = np.einsum("e,ser->sr", probs, weights)  # expected copies from each source rank to each rank
+    dom_ids = np.unique(rank_domain)
+    dom_masks = np.stack([rank_domain == d for d in dom_ids], axis=1).astype(float)  # [ep, domains]
+    reach_rank = reach_probability(weights, probs, top_k, traces, uniform_exact)  # [ep, ep]
+    reach_dom = reach_probability(weights @ dom_masks, probs, top_k, traces, uniform_exact)  # [ep, domains]
 
     gpu_rank = np.arange(width) // tp_moe
     totals = np.zeros(4)
     source_out = np.zeros((width, 2))
-    load = np.zeros(width)
     for source in range(width):
-        weights = _serving_weights(copies, gpu_rank[source], rank_domain, domains[source])  # [E, ep]
-        per_rank = probs @ weights  # expected copies to each rank
-        per_gpu = per_rank[gpu_rank]
-        load += per_gpu
+        src_rank = gpu_rank[source]
+        per_gpu = per_rank_src[src_rank][gpu_rank]
         same = domains == domains[source]
         not_self = np.arange(width) != source
         plain_up = per_gpu[same & not_self].sum()
         plain_out = per_gpu[~same].sum()
-        reach_rank = _reach_probability(weights, probs, top_k, uniform_exact, np.eye(ep, dtype=bool))
-        reach_gpu = reach_rank[gpu_rank]
-        dom_ids = np.unique(rank_domain)
-        dom_masks = np.stack([rank_domain == d for d in dom_ids], axis=1)  # [ep, domains]
-        reach_dom = _reach_probability(weights, probs, top_k, uniform_exact, dom_masks)
-        dedup_out = reach_dom[dom_ids != domains[source]].sum()
+        reach_gpu = reach_rank[src_rank][gpu_rank]
+        dedup_out = reach_dom[src_rank][dom_ids != domains[source]].sum()
         dedup_up = reach_gpu[same & not_self].sum() + max(0.0, reach_gpu[~same].sum() - dedup_out)
         totals += (plain_up, plain_out, dedup_up, dedup_out)
         source_out[source] = (plain_out, dedup_out)
     totals /= width
+    load = rank_pair_loads(weights, probs)[gpu_rank]
     distinct = tuple(int(copies[:, r].sum()) for r in gpu_rank)
     return LayerTraffic(
         plain_scaleup=float(totals[0]),
         plain_scaleout=float(totals[1]),
         dedup_scaleup=float(totals[2]),
         dedup_scaleout=float(totals[3]),
-        gpu_pairs_per_token=tuple(float(x) for x in load / width),
+        gpu_pairs_per_token=tuple(float(x) for x in load),
         gpu_distinct_experts=distinct,
         max_source_scaleout_plain=float(source_out[:, 0].max()),
         max_source_scaleout_dedup=float(source_out[:, 1].max()),
     )
 
 
-def _serving_weights(copies: np.ndarray, source_rank: int, rank_domain: np.ndarray, source_domain: int) -> np.ndarray:
-    """Share of each expert's tokens from this source served by each rank (local-first)."""
-    own = copies[:, source_rank] > 0
-    local_mask = (rank_domain == source_domain)[None, :] & (copies > 0)
-    has_local = local_mask.any(axis=1)
-    weights = np.where(has_local[:, None], local_mask, copies > 0).astype(float)
-    weights[own] = 0.0
-    weights[own, source_rank] = 1.0
-    sums = weights.sum(axis=1, keepdims=True)
+def serving_weights(present: np.ndarray, rank_domain: np.ndarray) -> np.ndarray:
+    """(T3) ``[S, E, R]`` share of expert e's tokens from source rank s served by rank r.
+
+    Local-first: a copy on the source's own rank takes all of them, else the copies in the
+    source's domain split them evenly, else all copies do. ``present[e, r]``: e has a slot on r.
+    Shared by the cost model and the placement metrics (one rule, one implementation)."""
+    num_ranks = rank_domain.size
+    same_domain = rank_domain[:, None] == rank_domain[None, :]  # [S, R]
+    own = np.eye(num_ranks, dtype=bool)
+    p = present[None, :, :]  # [1, E, R]
+    own_hit = (p & own[:, None, :]).any(axis=2, keepdims=True)
+    local = p & same_domain[:, None, :]
+    has_local = local.any(axis=2, keepdims=True)
+    weights = np.where(own_hit, own[:, None, :] & p, np.where(has_local, local, p)).astype(float)
+    sums = weights.sum(axis=2, keepdims=True)
     return np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
 
 
-def _reach_probability(
-    weights: np.ndarray, probs: np.ndarray, top_k: int, uniform_exact: bool, masks: np.ndarray
-) -> np.ndarray:
-    """P(a token sends at least one copy into each set of ranks ``masks[:, j]``).
+def rank_pair_loads(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(T5) ``[R]`` expected (token, expert) pairs each rank serves per token of the EP group.
 
-    Exact for uniform top-k without replacement when every expert has one home
-    (``1 - C(E - n, k) / C(E, k)``); otherwise independent selection is assumed.
+    Token origin uniform over the source ranks; ``sum == top_k``. The busiest rank's value sets
+    the routed-expert time (O5) and the all-to-all payload factor (O6)."""
+    return np.einsum("e,ser->r", probs, weights) / weights.shape[0]
+
+
+#: array elements gathered at once in :func:`reach_probability` (bounds peak memory to ~32 MB)
+_TRACE_CHUNK_ELEMENTS = 4_000_000
+
+
+def reach_probability(
+    shares: np.ndarray, probs: np.ndarray, top_k: int, traces: np.ndarray | None = None, uniform_exact: bool = False
+) -> np.ndarray:
+    """(T4) ``[S, J]`` probability that a token from source ``s`` sends at least one copy into
+    target set ``j``, with ``shares[s, e, j]`` the share of expert e's tokens from s served in j.
+
+    * traces known: exact over the recorded tokens, ``mean_t [1 - prod_i (1 - shares[s, x_ti, j])]``
+      (the replica of each selected expert drawn independently by its share);
+    * uniform routing, one home per expert: ``1 - C(E - n, k) / C(E, k)`` (top-k without
+      replacement), ``n`` the experts homed in j;
+    * otherwise independent selection: ``1 - prod_e (1 - clip(p_e shares[s, e, j], 0, 1))``.
     """
-    share = weights @ masks.astype(float)  # [E, sets]: share of expert e's tokens going to set j
+    if traces is not None:
+        miss = np.zeros((shares.shape[0], shares.shape[2]))
+        step = max(1, _TRACE_CHUNK_ELEMENTS // max(1, shares.shape[0] * traces.shape[1] * shares.shape[2]))
+        for lo in range(0, traces.shape[0], step):
+            chunk = traces[lo : lo + step]
+            miss += np.prod(1.0 - shares[:, chunk, :], axis=2).sum(axis=1)  # [S, T, k, J] -> [S, J]
+        return 1.0 - miss / max(1, traces.shape[0])
     if uniform_exact:
-        num_experts = weights.shape[0]
-        homes = np.rint(share.sum(axis=0)).astype(int)
+        num_experts = shares.shape[1]
+        homes = np.rint(shares.sum(axis=1)).astype(int)  # [S, J]
         total = comb(num_experts, top_k)
-        return np.array([1.0 - comb(num_experts - n, top_k) / total for n in homes])
-    miss = np.prod(1.0 - np.clip(probs[:, None] * share, 0.0, 1.0), axis=0)
-    return 1.0 - miss
+        table = np.array([1.0 - comb(num_experts - n, top_k) / total for n in range(num_experts + 1)])
+        return table[homes]
+    return 1.0 - np.prod(1.0 - np.clip(probs[None, :, None] * shares, 0.0, 1.0), axis=1)

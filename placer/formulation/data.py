@@ -76,7 +76,7 @@ class FormulationData:
     gpu_cap_reason: str
     usable_bytes: float
     prefill_tokens: float  # B * L_max, tokens of one prefill batch
-    decode_tokens: float  # B, tokens of one decode step
+    decode_tokens: float  # B x output tokens per step: tokens one decode step emits
     considered: int  # configurations enumerated before the rules and presolve
     presolved_out: int  # configurations fixed to 0 by a single constraint (presolve)
     hint_config: int | None = None  # index of a known-feasible configuration (warm start), if any
@@ -261,7 +261,7 @@ def formulation_data(
         gpu_cap_reason=reason,
         usable_bytes=usable_memory_bytes(problem),
         prefill_tokens=float(workload.batch_size * workload.prompt_tokens.max),
-        decode_tokens=float(workload.batch_size),
+        decode_tokens=float(workload.batch_size * workload.output_tokens_per_step),
         considered=considered,
         presolved_out=presolved,
     )

@@ -51,7 +51,7 @@ def _decode_budgets(data: FormulationData, config: Config) -> list[float]:
     slo = data.problem.slo
     budgets = []
     if slo.tpot_ms is not None:
-        budgets.append(slo.tpot_ms * 1e-3)
+        budgets.append(slo.tpot_ms * 1e-3 * data.problem.workload.output_tokens_per_step)  # step time
     if slo.min_decode_tokens_per_ms_per_gpu is not None:
         budgets.append(data.decode_tokens / (slo.min_decode_tokens_per_ms_per_gpu * 1e3 * config.gpus))
     return budgets

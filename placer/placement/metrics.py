@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placer.costmodel.traffic import rank_pair_loads, reach_probability, serving_weights
 from placer.placement.data import LayerPlacementProblem, Placement, copies_matrix
 
 
@@ -31,47 +32,19 @@ class PlacementMetrics:
     rank_load: tuple[float, ...]  # selections per token served by each rank (sum = top_k)
 
 
-def serving_weights(present: np.ndarray, rank_node: np.ndarray) -> np.ndarray:
-    """[S, E, R] share of expert e's tokens from source rank s that rank r serves (local-first)."""
-    num_ranks = rank_node.size
-    same_node = rank_node[:, None] == rank_node[None, :]  # [S, R]
-    own = np.eye(num_ranks, dtype=bool)
-    p = present[None, :, :]  # [1, E, R]
-    own_hit = (p & own[:, None, :]).any(axis=2, keepdims=True)
-    local = p & same_node[:, None, :]
-    has_local = local.any(axis=2, keepdims=True)
-    weights = np.where(own_hit, own[:, None, :] & p, np.where(has_local, local, p)).astype(float)
-    sums = weights.sum(axis=2, keepdims=True)
-    return np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
-
-
-def node_shares(present: np.ndarray, rank_node: np.ndarray, num_nodes: int) -> np.ndarray:
-    """[A, E, N] share of expert e's tokens from a source on node a served on node n."""
-    per_node = np.zeros((present.shape[0], num_nodes))
-    np.add.at(per_node.T, rank_node, present.T.astype(float))
-    total = per_node.sum(axis=1, keepdims=True)
-    remote = np.divide(per_node, total, out=np.zeros_like(per_node), where=total > 0)  # [E, N]
-    local = per_node > 0  # [E, N]
-    shares = np.broadcast_to(remote, (num_nodes, *remote.shape)).copy()  # [A, E, N]
-    for a in range(num_nodes):
-        shares[a, local[:, a], :] = 0.0
-        shares[a, local[:, a], a] = 1.0
-    return shares
+def node_shares(weights: np.ndarray, rank_node: np.ndarray, num_nodes: int) -> np.ndarray:
+    """[A, E, N] share of expert e's tokens from a source on node a served on node n: the rank
+    shares (T3) summed per node; every rank of a node gives the same node shares, take the first."""
+    node_mask = (rank_node[:, None] == np.arange(num_nodes)[None, :]).astype(float)  # [R, N]
+    first_rank = np.array([int(np.flatnonzero(rank_node == a)[0]) for a in range(num_nodes)])
+    return weights[first_rank] @ node_mask
 
 
 def touched_nodes(shares: np.ndarray, problem: LayerPlacementProblem) -> np.ndarray:
-    """[A, N] probability that a token from node a sends at least one copy to node n.
-
-    Exact over the traces (the replica of each selected expert drawn independently); without
-    traces, selections are taken as independent (the (T4) approximation)."""
-    traces = problem.routing.traces
-    if traces is not None:
-        gathered = shares[:, traces, :]  # [A, T, k, N]
-        # a token that lists an expert twice in its trace reaches the same node: use unique ids
-        miss = np.prod(1.0 - gathered, axis=2)
-        return 1.0 - miss.mean(axis=1)
-    probs = problem.routing.loads
-    return 1.0 - np.prod(1.0 - np.clip(probs[None, :, None] * shares, 0.0, 1.0), axis=1)
+    """[A, N] probability that a token from node a sends at least one copy to node n ((T4) of
+    the cost model, the same function): exact over the traces, else independent selections."""
+    routing = problem.routing
+    return reach_probability(shares, routing.loads, int(round(routing.loads.sum())), routing.traces)
 
 
 def placement_metrics(placement: Placement, problem: LayerPlacementProblem) -> PlacementMetrics:
@@ -83,9 +56,9 @@ def placement_metrics(placement: Placement, problem: LayerPlacementProblem) -> P
     loads = problem.routing.loads
     num_ranks = problem.num_ranks
     weights = serving_weights(present, rank_node)  # [S, E, R]
-    rank_load = np.einsum("e,ser->r", loads, weights) / num_ranks
+    rank_load = rank_pair_loads(weights, loads)
     mean = rank_load.mean()
-    shares = node_shares(present, rank_node, num_nodes)
+    shares = node_shares(weights, rank_node, num_nodes)
     touched = touched_nodes(shares, problem)  # [A, N]
     remote = ~np.eye(num_nodes, dtype=bool)
     dedup_by_node = (touched * remote).sum(axis=1)  # [A]

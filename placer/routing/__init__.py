@@ -5,8 +5,8 @@ drawn from a seeded synthetic generator; :func:`routing_stats` turns an instance
 section into :class:`RoutingStats`. Solver-free (numpy only).
 """
 
-from placer.routing.loaders import routing_stats
+from placer.routing.loaders import cached_routing_stats, routing_stats
 from placer.routing.stats import LayerRouting, RoutingStats, uniform_stats
 from placer.routing.synthetic import synthetic_stats
 
-__all__ = ["LayerRouting", "RoutingStats", "routing_stats", "synthetic_stats", "uniform_stats"]
+__all__ = ["LayerRouting", "cached_routing_stats", "RoutingStats", "routing_stats", "synthetic_stats", "uniform_stats"]

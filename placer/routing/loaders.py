@@ -95,3 +95,27 @@ def routing_stats(
     if counts.shape[0] != layers:
         raise InputError.single("routing.path", f"logical_count has {counts.shape[0]} layers for {layers} MoE layers")
     return stats_from_loads(counts, moe.top_k, f"SGLang logical_count from {path.name} (co-activation assumed independent)", **_group_info(model))
+
+
+_CACHE: dict[tuple[int, int], tuple[ModelSpec, object, RoutingStats]] = {}
+#: distinct (model, routing) pairs kept; a synthetic draw of 58 layers x 4,096 tokens takes seconds
+_CACHE_SIZE = 8
+
+
+def cached_routing_stats(
+    model: ModelSpec, routing: SyntheticRouting | LoadsRouting | FileRouting | None, base_dir: Path | None = None
+) -> RoutingStats | None:
+    """:func:`routing_stats` memoised on the identity of ``(model, routing)``; ``None`` when the
+    instance gives no statistics (the cost model then assumes uniform routing). The evaluator runs
+    many times per solve, and the draw is deterministic, so one draw serves them all."""
+    if routing is None or model.moe is None:
+        return None
+    key = (id(model), id(routing))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is model and hit[1] is routing:
+        return hit[2]
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    stats = routing_stats(model, routing, base_dir)
+    _CACHE[key] = (model, routing, stats)
+    return stats

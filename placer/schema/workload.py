@@ -37,6 +37,18 @@ class Workload(StrictModel):
     prefill_chunk_tokens: PositiveInt | None = Field(
         None, description="tokens per prefill forward per attention-DP rank (chunked prefill); default cost_parameters.default_prefill_chunk_tokens"
     )
+    decode_tokens_per_step: PositiveInt = Field(
+        1,
+        description="tokens each sequence runs through the model per decode step: 1, or 1 + draft tokens "
+        "with speculative decoding / multi-token prediction (MTP)",
+    )
+    draft_acceptance: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="probability that a draft token is accepted; a step emits 1 + (tokens_per_step - 1) x "
+        "acceptance tokens per sequence (DeepSeek-V3 reports 0.85-0.9 for its one MTP token)",
+    )
 
     @property
     def max_context_tokens(self) -> int:
@@ -45,6 +57,12 @@ class Workload(StrictModel):
     @property
     def decode_context(self) -> int:
         return self.decode_context_tokens or self.max_context_tokens
+
+    @property
+    def output_tokens_per_step(self) -> float:
+        """Tokens a decode step emits per sequence (D1 of the cost model): with drafts, the expected
+        accepted run plus the token the verifying pass always yields."""
+        return 1.0 + (self.decode_tokens_per_step - 1) * self.draft_acceptance
 
 
 class SLOs(StrictModel):
