@@ -29,7 +29,7 @@ from placer.costmodel.shapes import (
     prefill_shape,
     seqs_per_dp_rank,
 )
-from placer.costmodel.traffic import LayerTraffic, contiguous_map, layer_traffic, rank_pair_loads, serving_weights
+from placer.costmodel.traffic import LayerTraffic, with_imbalance, contiguous_map, layer_traffic, rank_pair_loads, serving_weights
 from placer.problem import Problem
 from placer.routing.stats import RoutingStats
 from placer.schema import DTYPE_BYTES, Parallelism
@@ -158,6 +158,8 @@ def layer_costs(
         if model.moe is not None and model.is_moe_layer(layer):
             stats = None if routing is None else routing.layers[moe_index[layer]]
             traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
+            if stats is None:
+                traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
             distinct = max(traffic.gpu_distinct_experts)
         weights.append(layer_weight_bytes(model, layer, par, distinct))
         kvs.append(kv_layer)
@@ -240,7 +242,12 @@ def edge_costs(
         moe = model.moe
         if routing is None:
             pairs_max = max(
-                max(layer_traffic(m, tuple([0] * par.stage_width), par.tp_moe, moe.top_k).gpu_pairs_per_token)
+                max(
+                    with_imbalance(
+                        layer_traffic(m, tuple([0] * par.stage_width), par.tp_moe, moe.top_k),
+                        params.expert_load_imbalance,
+                    ).gpu_pairs_per_token
+                )
                 for m in set(expert_maps.values())
             )
         else:

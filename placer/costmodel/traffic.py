@@ -20,6 +20,8 @@ and :func:`reach_probability`, so the placement step and the evaluator cannot di
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
@@ -53,6 +55,25 @@ class LayerTraffic:
         loads = np.asarray(self.gpu_pairs_per_token)
         mean = float(loads.mean())
         return float(loads.max() / mean) if mean > 0 else 1.0
+
+
+def with_imbalance(traffic: LayerTraffic, factor: float) -> LayerTraffic:
+    """The same layer with its busiest GPU carrying ``factor`` times the mean load (T5).
+
+    For deployments known to be imbalanced without statistics to show where: the busiest GPU's
+    pairs rise until they are ``factor`` times the new mean; the other GPUs and the copies per
+    token stay as they are.
+    A layer already at least that imbalanced is returned unchanged.
+    """
+    loads = np.asarray(traffic.gpu_pairs_per_token, dtype=float)
+    n = loads.size
+    if factor <= traffic.imbalance or n <= factor:  # one GPU (or too few to hold it) is balanced by definition
+        return traffic
+    busiest = int(np.argmax(loads))
+    others = float(loads.sum() - loads[busiest])
+    raised = loads.copy()
+    raised[busiest] = factor * others / (n - factor)  # solves x = factor x (others + x) / n
+    return dataclasses.replace(traffic, gpu_pairs_per_token=tuple(float(x) for x in raised))
 
 
 def contiguous_map(num_experts: int, ep: int) -> tuple[tuple[int, ...], ...]:
