@@ -9,6 +9,7 @@ coefficients of its layer-to-stage variables. Both therefore see the same number
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from placer.costmodel.comm import allgather_time_s, allreduce_time_s, p2p_time_s
@@ -29,7 +30,14 @@ from placer.costmodel.shapes import (
     prefill_shape,
     seqs_per_dp_rank,
 )
-from placer.costmodel.traffic import LayerTraffic, with_imbalance, contiguous_map, layer_traffic, rank_pair_loads, serving_weights
+from placer.costmodel.traffic import (
+    LayerTraffic,
+    contiguous_map,
+    layer_traffic,
+    rank_pair_loads,
+    serving_weights,
+    with_imbalance,
+)
 from placer.problem import Problem
 from placer.routing.stats import RoutingStats
 from placer.schema import DTYPE_BYTES, Parallelism

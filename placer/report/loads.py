@@ -3,7 +3,7 @@
 The figures come from the cost model's per-layer tables (:func:`placer.costmodel.tables.layer_costs`)
 with the plan's expert map (:func:`placer.evaluator.plan_expert_maps`) and rank layout, exactly
 as the evaluator builds them; nothing is recomputed here. When routing statistics reach the cost
-model's traffic tables, these figures (and the heatmap) follow without a change here.
+model's traffic tables: the instance's statistics, exactly as the evaluator passes them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from placer.costmodel.tables import LayerCosts, layer_costs, stage_pattern
 from placer.evaluator import copy_bytes_per_token, plan_expert_maps
 from placer.problem import Problem
+from placer.routing import cached_routing_stats
 from placer.schema import Plan
 from placer.topology import RankLayout, default_layout
 
@@ -41,8 +42,10 @@ class PlanLoads:
 
 def _stage_costs(problem: Problem, plan: Plan, layout: RankLayout) -> list[LayerCosts]:
     maps = plan_expert_maps(problem, plan)
+    routing = cached_routing_stats(problem.model, problem.routing)
     return [
-        layer_costs(problem, plan.parallelism, stage_pattern(layout, 0, s), maps) for s in range(plan.parallelism.pp)
+        layer_costs(problem, plan.parallelism, stage_pattern(layout, 0, s), maps, routing)
+        for s in range(plan.parallelism.pp)
     ]
 
 
