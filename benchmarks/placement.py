@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--layer-time", type=float, default=0.5, help="solver seconds per layer (backend only)")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    stats = synthetic_stats(256, 8, args.layers, seed=args.seed, tokens=args.tokens, zipf_exponent=0.3, num_groups=8, groups_per_token=4)
+    stats = synthetic_stats(
+        256, 8, args.layers, seed=args.seed, tokens=args.tokens, zipf_exponent=0.3, num_groups=8, groups_per_token=4
+    )
     print(f"routing: {stats.source}; generated in {time.perf_counter() - t0:.1f} s")
     rank_node = np.arange(64) // 8
     problems = [LayerPlacementProblem(layer, rank_node, 5, stats.expert_group, 4) for layer in stats.layers]
@@ -59,10 +61,15 @@ def main() -> None:
         chosen = []
         for runs in found:
             ok = [r for r in runs if r.metrics.max_over_mean <= target + 1e-9]
-            chosen.append(min(ok, key=lambda r: r.metrics.dedup_cross) if ok else min(runs, key=lambda r: r.metrics.max_over_mean))
+            chosen.append(
+                min(ok, key=lambda r: r.metrics.dedup_cross) if ok else min(runs, key=lambda r: r.metrics.max_over_mean)
+            )
         gaps = [r.gap for r in chosen if r.gap is not None]
         rows.append((f"placer <= {target:.2f}", target, [r.metrics for r in chosen], wall, max(gaps) if gaps else None))
-    header = f"{'method':26s} {'max/mean worst':>14s} {'dedup copies':>12s} {'dedup kB':>9s} {'plain copies':>12s} {'plain kB':>9s} {'waste':>6s} {'empty':>6s} {'runtime s':>9s} {'gap':>7s}"
+    header = (
+        f"{'method':26s} {'max/mean worst':>14s} {'dedup copies':>12s} {'dedup kB':>9s} {'plain copies':>12s} "
+        f"{'plain kB':>9s} {'waste':>6s} {'empty':>6s} {'runtime s':>9s} {'gap':>7s}"
+    )
     print(header)
     print("-" * len(header))
     for name, _target, ms, wall, gap in rows:
@@ -72,7 +79,10 @@ def main() -> None:
         waste = sum(m.wasted_slots for m in ms)
         empty = sum(m.empty_slots for m in ms)
         gap_s = f"{gap:.1%}" if gap is not None else "-"
-        print(f"{name:26s} {worst:14.3f} {dedup:12.3f} {dedup * COPY_BYTES / 1e3:9.1f} {plain:12.3f} {plain * COPY_BYTES / 1e3:9.1f} {waste:6d} {empty:6d} {wall:9.2f} {gap_s:>7s}")
+        print(
+            f"{name:26s} {worst:14.3f} {dedup:12.3f} {dedup * COPY_BYTES / 1e3:9.1f} {plain:12.3f} "
+            f"{plain * COPY_BYTES / 1e3:9.1f} {waste:6d} {empty:6d} {wall:9.2f} {gap_s:>7s}"
+        )
     balance_only = next(ms for name, _t, ms, _w, _g in rows if name == "EPLB-style global")
     hier = next(ms for name, _t, ms, _w, _g in rows if name == "EPLB-style hierarchical")
     ref = float(np.mean([m.dedup_cross for m in balance_only]))
@@ -82,10 +92,16 @@ def main() -> None:
             continue
         worst = max(m.max_over_mean for m in ms)
         dedup = float(np.mean([m.dedup_cross for m in ms]))
-        print(f"{name}: worst layer {worst:.3f}, dedup traffic {1 - dedup / ref:+.1%} below the balance-only placement "
-              f"(EPLB-style global, worst layer {max(m.max_over_mean for m in balance_only):.3f}), all layers in {wall:.1f} s")
+        print(
+            f"{name}: worst layer {worst:.3f}, dedup traffic {1 - dedup / ref:+.1%} below the balance-only placement "
+            f"(EPLB-style global, worst layer {max(m.max_over_mean for m in balance_only):.3f}), all layers "
+            f"in {wall:.1f} s"
+        )
     worst_h = max(m.max_over_mean for m in hier)
-    print(f"EPLB-style hierarchical reaches worst layer {worst_h:.3f} at dedup {np.mean([m.dedup_cross for m in hier]):.3f} copies/token")
+    print(
+        f"EPLB-style hierarchical reaches worst layer {worst_h:.3f} at dedup "
+        f"{np.mean([m.dedup_cross for m in hier]):.3f} copies/token"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ def main() -> None:
     parser.add_argument("--backends", default="cpsat,milp,exhaustive")
     parser.add_argument("--time-limit", type=float, default=60.0)
     args = parser.parse_args()
-    print(f"{'instance':<24} {'backend':<11} {'status':<11} {'GPUs':>5} {'pp tp dp ep tpm R':<18} {'objective':>12} {'gap':>7} {'wall s':>7}")
+    print(
+        f"{'instance':<24} {'backend':<11} {'status':<11} {'GPUs':>5} {'pp tp dp ep tpm R':<18} "
+        f"{'objective':>12} {'gap':>7} {'wall s':>7}"
+    )
     for path in sorted((ROOT / "instances").glob("*.json")):
         problem = load_problem(path)
         for backend in args.backends.split(","):
@@ -34,7 +37,10 @@ def main() -> None:
                 continue
             wall = time.perf_counter() - started
             if result.plan is None:
-                print(f"{path.stem:<24} {backend:<11} {result.status.value:<11} {'—':>5} {'':<18} {'':>12} {'':>7} {wall:7.2f}")
+                print(
+                    f"{path.stem:<24} {backend:<11} {result.status.value:<11} {'—':>5} {'':<18} {'':>12} "
+                    f"{'':>7} {wall:7.2f}"
+                )
                 continue
             p = result.plan.parallelism
             degrees = f"{p.pp} {p.tp} {p.dp_attn} {p.ep} {p.tp_moe} {p.replicas}"

@@ -9,18 +9,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from placer.catalogue import hardware_catalogue
 from placer.costmodel.params import count_params, declared_param_warnings
+from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK, InputError
 from placer.evaluator import Evaluation, evaluate
 from placer.loading import load_model as _load_model
 from placer.loading import load_plan
 from placer.problem import Problem, load_problem
 from placer.report.plan_json import plan_with_figures
-from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK, InputError
 from placer.result import Result, SolveStatus
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
 from placer.solve import solve
@@ -61,7 +61,9 @@ def evaluate_files(instance: str | Path, plan: str | Path) -> tuple[Problem, Eva
     return problem, evaluate(problem, plan_spec)
 
 
-def plan_document(evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None) -> dict[str, Any]:
+def plan_document(
+    evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None
+) -> dict[str, Any]:
     """The plan JSON with every computed figure."""
     return plan_with_figures(evaluation, status, solver)
 
@@ -113,7 +115,9 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def write_outputs(out_dir: str | Path, problem: Problem, evaluation: Evaluation, document: dict[str, Any]) -> list[Path]:
+def write_outputs(
+    out_dir: str | Path, problem: Problem, evaluation: Evaluation, document: dict[str, Any]
+) -> list[Path]:
     """Write ``<instance>.plan.json`` and ``<instance>.md`` into ``out_dir``."""
     from placer.report.markdown import evaluation_markdown
 
@@ -169,7 +173,12 @@ def result_document(result: Result) -> dict[str, Any]:
         status=result.status.value,
     )
     if result.evaluation is None:
-        return {"status": result.status.value, "solver": solver.model_dump(mode="json"), "explanation": result.explanation, "search": result.search}
+        return {
+            "status": result.status.value,
+            "solver": solver.model_dump(mode="json"),
+            "explanation": result.explanation,
+            "search": result.search,
+        }
     document = plan_with_figures(result.evaluation, result.status.value, solver)
     document["objective"] = {"primary": result.objective_term, "terms": result.terms}
     document["search"] = result.search

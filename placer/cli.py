@@ -117,7 +117,9 @@ class Backend(str, Enum):
 def solve(
     instance: Annotated[Path, typer.Argument(help="instance JSON")],
     backend: Annotated[Backend, typer.Option("--backend", help="solver backend")] = Backend.cpsat,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="seconds; the best plan so far and its gap come back")] = 60.0,
+    time_limit: Annotated[
+        float, typer.Option("--time-limit", help="seconds; the best plan so far and its gap come back")
+    ] = 60.0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="solver threads")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="solver random seed")] = 0,
     max_gpus: Annotated[int | None, typer.Option("--max-gpus", min=1, help="cap the GPU count searched")] = None,
@@ -129,7 +131,9 @@ def solve(
     Exit codes: 0 solved, 2 invalid input, 3 infeasible (with the explanation), 4 no plan in time.
     """
     problem = api.load_problem(instance)
-    result = api.solve(problem, backend=backend.value, time_limit_s=time_limit, workers=workers, seed=seed, max_gpus=max_gpus)
+    result = api.solve(
+        problem, backend=backend.value, time_limit_s=time_limit, workers=workers, seed=seed, max_gpus=max_gpus
+    )
     document = api.result_document(result)
     if out is not None and result.evaluation is not None:
         api.write_outputs(out, problem, result.evaluation, document)
@@ -149,7 +153,9 @@ def compare(
     hardware: Annotated[
         str, typer.Option("--hardware", help="comma-separated profiles ('instance' = the instance's own)")
     ] = "instance,h100-sxm,h200,b200,mi300x",
-    out: Annotated[Path | None, typer.Option("--out", help="write <out>/<instance>/ plans, reports and pictures")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write <out>/<instance>/ plans, reports and pictures")
+    ] = None,
     sweep: Annotated[str | None, typer.Option("--sweep", help="an SLO and values, e.g. ttft_s=1,2,5,10")] = None,
     backend: Annotated[Backend, typer.Option("--backend", help="solver backend")] = Backend.cpsat,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per solve")] = 60.0,
@@ -241,7 +247,9 @@ def place(
     instance: Annotated[Path, typer.Argument(help="instance JSON")],
     plan: Annotated[Path, typer.Argument(help="plan JSON whose degrees to place experts for")],
     as_json: Annotated[bool, typer.Option("--json", help="print the placement summary as JSON")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="write the placed plan and SGLang's expert map here")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write the placed plan and SGLang's expert map here")
+    ] = None,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for all MoE layers")] = 10.0,
 ) -> None:
     """Place experts for a plan's degrees: expert map, host order, balance and traffic vs baselines, gap."""

@@ -76,7 +76,14 @@ class Check:
         return gap / abs(self.limit)
 
     def to_dict(self) -> dict[str, object]:
-        return {"value": self.value, "limit": self.limit, "sense": self.sense, "unit": self.unit, "slack": self.slack, "ok": self.ok}
+        return {
+            "value": self.value,
+            "limit": self.limit,
+            "sense": self.sense,
+            "unit": self.unit,
+            "slack": self.slack,
+            "ok": self.ok,
+        }
 
 
 @dataclass(frozen=True)
@@ -278,18 +285,36 @@ def usable_memory_bytes(problem: Problem) -> float:
 
 
 def _slo_checks(
-    problem: Problem, plan: Plan, ttft: float, tpot: float, prefill_tp: float, decode_tp: float, stages: list[StageReport]
+    problem: Problem,
+    plan: Plan,
+    ttft: float,
+    tpot: float,
+    prefill_tp: float,
+    decode_tp: float,
+    stages: list[StageReport],
 ) -> tuple[Check, ...]:
     slo = problem.slo
-    checks = [Check("memory_per_gpu", max(st.memory.total_bytes for st in stages) / GB, usable_memory_bytes(problem) / GB, "<=", "GB")]
+    checks = [
+        Check(
+            "memory_per_gpu",
+            max(st.memory.total_bytes for st in stages) / GB,
+            usable_memory_bytes(problem) / GB,
+            "<=",
+            "GB",
+        )
+    ]
     if slo.ttft_s is not None:
         checks.append(Check("ttft", ttft, slo.ttft_s, "<=", "s"))
     if slo.tpot_ms is not None:
         checks.append(Check("tpot", tpot * 1e3, slo.tpot_ms, "<=", "ms"))
     if slo.min_prefill_tokens_per_ms_per_gpu is not None:
-        checks.append(Check("prefill_throughput", prefill_tp, slo.min_prefill_tokens_per_ms_per_gpu, ">=", "tokens/ms/GPU"))
+        checks.append(
+            Check("prefill_throughput", prefill_tp, slo.min_prefill_tokens_per_ms_per_gpu, ">=", "tokens/ms/GPU")
+        )
     if slo.min_decode_tokens_per_ms_per_gpu is not None:
-        checks.append(Check("decode_throughput", decode_tp, slo.min_decode_tokens_per_ms_per_gpu, ">=", "tokens/ms/GPU"))
+        checks.append(
+            Check("decode_throughput", decode_tp, slo.min_decode_tokens_per_ms_per_gpu, ">=", "tokens/ms/GPU")
+        )
     if slo.max_gpus is not None:
         checks.append(Check("gpu_budget", plan.gpus, slo.max_gpus, "<=", "GPUs"))
     return tuple(checks)
@@ -307,16 +332,28 @@ def _rule_checks(problem: Problem, par: Parallelism, layout: RankLayout) -> tupl
         if not ok:
             messages.append(message)
 
-    rule("tp_divides_heads", att.num_heads % par.tp == 0, f"tp = {par.tp} does not divide {att.num_heads} attention heads")
+    rule(
+        "tp_divides_heads",
+        att.num_heads % par.tp == 0,
+        f"tp = {par.tp} does not divide {att.num_heads} attention heads",
+    )
     if att.kind != "mla":
         kv = att.kv_heads
-        rule("tp_kv_heads", kv % par.tp == 0 or par.tp % kv == 0, f"tp = {par.tp} neither divides nor is a multiple of {kv} KV heads")
+        rule(
+            "tp_kv_heads",
+            kv % par.tp == 0 or par.tp % kv == 0,
+            f"tp = {par.tp} neither divides nor is a multiple of {kv} KV heads",
+        )
     tp_inside = all(len(set(layout.domain_of[i : i + par.tp])) == 1 for i in range(0, par.gpus, par.tp))
     rule("tp_group_in_node", tp_inside, f"a TP group of {par.tp} GPUs spans NVLink domains")
     moe = model.moe
     if moe is not None:
         rule("ep_within_experts", par.ep <= moe.num_experts, f"ep = {par.ep} exceeds the {moe.num_experts} experts")
-        rule("tp_moe_divides_ffn", moe.expert_ffn_size % par.tp_moe == 0, f"tp_moe = {par.tp_moe} does not divide expert FFN {moe.expert_ffn_size}")
+        rule(
+            "tp_moe_divides_ffn",
+            moe.expert_ffn_size % par.tp_moe == 0,
+            f"tp_moe = {par.tp_moe} does not divide expert FFN {moe.expert_ffn_size}",
+        )
     else:
         rule("no_moe_degrees", par.ep == 1 and par.tp_moe == par.tp * par.dp_attn, "ep > 1 on a model without experts")
     if fabric.max_gpus is not None:

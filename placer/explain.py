@@ -34,7 +34,11 @@ class Reach:
 def _mean_stage(config: Config, counts: tuple[int, ...], phase: str) -> float:
     per_class = config.layer_prefill_s if phase == "prefill" else config.layer_decode_s
     body = sum(n * t for n, t in zip(counts, per_class, strict=True))
-    extras = config.embed_prefill_s + config.head_prefill_s if phase == "prefill" else config.embed_decode_s + config.head_decode_s
+    extras = (
+        config.embed_prefill_s + config.head_prefill_s
+        if phase == "prefill"
+        else config.embed_decode_s + config.head_decode_s
+    )
     return (body + extras) / config.par.pp
 
 
@@ -48,16 +52,21 @@ def _dominant_op(data: FormulationData, config: Config, phase: str) -> str:
     """The operation that takes most of one MoE (or dense) layer's time in ``phase``."""
     problem = data.problem
     par = config.par
-    costs = layer_costs(problem, par, stage_pattern(default_layout(par, problem.fabric), 0, 0), default_expert_maps(problem, par))
+    costs = layer_costs(
+        problem, par, stage_pattern(default_layout(par, problem.fabric), 0, 0), default_expert_maps(problem, par)
+    )
     detail = (costs.prefill_detail if phase == "prefill" else costs.decode_detail)[-1]
     op, seconds = max(zip(detail.ops, detail.op_times_s, strict=True), key=lambda pair: pair[1])
     share = seconds / detail.time_s if detail.time_s else 0.0
     hw = problem.hardware
     eff = hw.efficiency
-    compute_s = op.flops / (hw.peak_flops_per_s("bf16") * (eff.attention_mfu if op.kind == "attention" else eff.gemm_mfu))
+    compute_s = op.flops / (
+        hw.peak_flops_per_s("bf16") * (eff.attention_mfu if op.kind == "attention" else eff.gemm_mfu)
+    )
     memory_s = op.hbm_bytes / (hw.hbm_bytes_per_s * eff.hbm_bandwidth_utilisation)
     if memory_s >= compute_s:
-        limit = f"memory-bound at {hw.hbm_bandwidth_tb_per_s * eff.hbm_bandwidth_utilisation:.3g} TB/s effective HBM bandwidth"
+        effective_tb_per_s = hw.hbm_bandwidth_tb_per_s * eff.hbm_bandwidth_utilisation
+        limit = f"memory-bound at {effective_tb_per_s:.3g} TB/s effective HBM bandwidth"
     else:
         limit = "compute-bound"
     comm_share = detail.comm_s / detail.time_s if detail.time_s else 0.0
@@ -77,35 +86,53 @@ def explain_infeasible(data: FormulationData) -> list[str]:
     if not data.configs or not fits:
         lines.append(
             f"memory: no configuration of at most {data.gpu_cap} GPUs ({data.gpu_cap_reason}) holds the model, its KV "
-            f"cache for {workload.batch_size} sequences of {workload.max_context_tokens:,} tokens and the workspace within "
+            f"cache for {workload.batch_size} sequences of {workload.max_context_tokens:,} tokens and the "
+            "workspace within "
             f"{data.usable_bytes / 1e9:.1f} GB per GPU; allow more GPUs or shorten the context"
         )
         return lines
     if slo.min_decode_tokens_per_ms_per_gpu is not None:
-        best = max(fits, key=lambda c: data.decode_tokens / (c.gpus * max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts))))
-        value = data.decode_tokens / (best.gpus * max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts))) / 1e3
+        best = max(
+            fits,
+            key=lambda c: (
+                data.decode_tokens
+                / (c.gpus * max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts)))
+            ),
+        )
+        value = (
+            data.decode_tokens
+            / (best.gpus * max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts)))
+            / 1e3
+        )
         if value < slo.min_decode_tokens_per_ms_per_gpu:
             lines.append(
-                f"decode throughput cannot exceed {value:.3g} tokens/ms/GPU at {workload.decode_context:,} tokens of context "
+                f"decode throughput cannot exceed {value:.3g} tokens/ms/GPU at {workload.decode_context:,} "
+                "tokens of context "
                 f"(best of {len(fits)} configurations that fit in memory, reached with {best.gpus} GPU(s)): "
                 f"{_dominant_op(data, best, 'decode')}. Relax min_decode_tokens_per_ms_per_gpu to {value:.3g} or less "
                 f"(asked {slo.min_decode_tokens_per_ms_per_gpu:g}), or shorten the context"
             )
     if slo.min_prefill_tokens_per_ms_per_gpu is not None:
-        best = max(fits, key=lambda c: data.prefill_tokens / (c.gpus * c.micro_prefill * _mean_stage(c, counts, "prefill")))
+        best = max(
+            fits, key=lambda c: data.prefill_tokens / (c.gpus * c.micro_prefill * _mean_stage(c, counts, "prefill"))
+        )
         value = data.prefill_tokens / (best.gpus * best.micro_prefill * _mean_stage(best, counts, "prefill")) / 1e3
         if value < slo.min_prefill_tokens_per_ms_per_gpu:
             lines.append(
-                f"prefill throughput cannot exceed {value:.3g} tokens/ms/GPU at {workload.prompt_tokens.max:,}-token prompts "
+                f"prefill throughput cannot exceed {value:.3g} tokens/ms/GPU at "
+                f"{workload.prompt_tokens.max:,}-token prompts "
                 f"(reached with {best.gpus} GPU(s)): {_dominant_op(data, best, 'prefill')}. Relax "
                 f"min_prefill_tokens_per_ms_per_gpu to {value:.3g} or less"
             )
     if slo.ttft_s is not None:
-        best = min(fits, key=lambda c: c.total_prefill_s(counts) + (c.micro_prefill - 1) * _mean_stage(c, counts, "prefill"))
+        best = min(
+            fits, key=lambda c: c.total_prefill_s(counts) + (c.micro_prefill - 1) * _mean_stage(c, counts, "prefill")
+        )
         value = best.total_prefill_s(counts) + (best.micro_prefill - 1) * _mean_stage(best, counts, "prefill")
         if value > slo.ttft_s:
             lines.append(
-                f"TTFT cannot go below {value:.3g} s for {workload.batch_size} prompts of {workload.prompt_tokens.max:,} tokens "
+                f"TTFT cannot go below {value:.3g} s for {workload.batch_size} prompts of "
+                f"{workload.prompt_tokens.max:,} tokens "
                 f"with at most {data.gpu_cap} GPUs (reached with {best.gpus}): {_dominant_op(data, best, 'prefill')}. "
                 f"Relax ttft_s to {value:.3g} s or more, or allow more GPUs"
             )

@@ -329,7 +329,7 @@ def render_markdown(report: FidelityReport) -> str:
         "\"predicted\" uses the deployment's expert-load imbalance: 1.0 for DeepSeek's own (balanced) points,",
         f"{report.sglang_imbalance:.3f} (busiest GPU over the mean) for SGLang's default expert distribution, the one",
         "factor at which the model reproduces SGLang's published default-vs-perfect-EPLB ablation (50,302 vs",
-        "59,337 tokens/s/node); \"balanced\" is the same plan with perfectly balanced experts.",
+        '59,337 tokens/s/node); "balanced" is the same plan with perfectly balanced experts.',
         "",
         "| point | GPU | phase | measured | predicted | error | x off | imbalance | balanced | error | "
         "memory GB (limit) | in target |",

@@ -222,7 +222,9 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError.single("", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(path)) from None
+        raise InputError.single(
+            "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(path)
+        ) from None
 
 
 def load_model(ref: str | Path, base_dir: Path | None = None, field: str = "model") -> ModelSpec:

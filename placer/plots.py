@@ -254,8 +254,9 @@ def frontier_chart(
         ys = [g for x, g in points if g is not None]
         # Distinct markers and dashes keep hardware with identical answers visible on top of each other.
         style = FRONTIER_STYLES[i % len(FRONTIER_STYLES)]
-        ax.plot(xs, ys, marker=style[0], linestyle=style[1], markersize=9 - 1.5 * (i % 4), color=colour, label=hw,
-                alpha=0.8)
+        ax.plot(
+            xs, ys, marker=style[0], linestyle=style[1], markersize=9 - 1.5 * (i % 4), color=colour, label=hw, alpha=0.8
+        )
         missing = [x for x, g in points if g is None]
         if missing:
             ax.scatter(missing, [0] * len(missing), marker="x", color=colour, zorder=3)

@@ -59,7 +59,9 @@ def _check_agreement(solution: BackendSolution, recomputed: dict[str, float], ev
     for name, value in solution.terms.items():
         other = recomputed[name]
         if not math.isclose(value, other, rel_tol=RELATIVE_TOLERANCE, abs_tol=1e-6):
-            raise PlanMismatchError(f"{solution.backend}: objective term {name} is {value} in the solver but {other} in the evaluator")
+            raise PlanMismatchError(
+                f"{solution.backend}: objective term {name} is {value} in the solver but {other} in the evaluator"
+            )
 
 
 def warm_start(problem: Problem, max_gpus: int | None) -> tuple[Parallelism, tuple[int, ...]] | None:
@@ -78,7 +80,11 @@ def warm_start(problem: Problem, max_gpus: int | None) -> tuple[Parallelism, tup
     candidates = []
     width = 1
     while width <= cap:
-        tp = max(d for d in range(1, min(width, problem.fabric.gpus_per_node) + 1) if width % d == 0 and model.attention.num_heads % d == 0)
+        tp = max(
+            d
+            for d in range(1, min(width, problem.fabric.gpus_per_node) + 1)
+            if width % d == 0 and model.attention.num_heads % d == 0
+        )
         ep = width if model.moe is not None and width <= model.moe.num_experts else 1
         for pp in range(1, min(model.num_layers, cap // width) + 1):
             candidates.append(Parallelism(pp=pp, tp=tp, dp_attn=width // tp, ep=ep, tp_moe=width // ep))
@@ -193,8 +199,11 @@ def solve(
         data, proven = _cut(data, solution.config_index, scale_config(config, data.class_names, factors))
         cut_degrees.add(config.par)
         heuristic_cuts += not proven
-        step.cut = ("cut: no partition of these degrees meets the SLOs at the measured figures (valid cut)" if proven
-                    else "cut: configuration excluded (heuristic: another partition might meet the SLOs)")
+        step.cut = (
+            "cut: no partition of these degrees meets the SLOs at the measured figures (valid cut)"
+            if proven
+            else "cut: configuration excluded (heuristic: another partition might meet the SLOs)"
+        )
     wall = time.perf_counter() - started
     recomputed = terms_from_evaluation(data, evaluation)
     objective = recomputed[primary]
@@ -226,8 +235,12 @@ def solve(
 
 
 def _honest_status(
-    solution: BackendSolution, evaluation: Evaluation, objective: float, model_objective: float,
-    bound: float | None, heuristic_cuts: int,
+    solution: BackendSolution,
+    evaluation: Evaluation,
+    objective: float,
+    model_objective: float,
+    bound: float | None,
+    heuristic_cuts: int,
 ) -> tuple[SolveStatus, float | None, str | None]:
     """Optimal only when the last strategy solve was proven, its placed plan meets every
     constraint at the model's objective value, and every cut was valid for the measured factors."""
@@ -241,11 +254,23 @@ def _honest_status(
     if solution.status != SolveStatus.OPTIMAL:
         return solution.status, gap, None
     if heuristic_cuts:
-        return SolveStatus.FEASIBLE, gap, (f"not proven: {heuristic_cuts} configuration(s) excluded on a heuristic "
-                                           "placement's figures, not on a bound")
+        return (
+            SolveStatus.FEASIBLE,
+            gap,
+            (
+                f"not proven: {heuristic_cuts} configuration(s) excluded on a heuristic "
+                "placement's figures, not on a bound"
+            ),
+        )
     if not same:
-        return SolveStatus.FEASIBLE, gap, (f"not proven: placement moved the objective from {model_objective:.6g} "
-                                           f"(balanced model) to {objective:.6g}; the balanced optimum is the bound")
+        return (
+            SolveStatus.FEASIBLE,
+            gap,
+            (
+                f"not proven: placement moved the objective from {model_objective:.6g} "
+                f"(balanced model) to {objective:.6g}; the balanced optimum is the bound"
+            ),
+        )
     return SolveStatus.OPTIMAL, 0.0, None
 
 
@@ -259,12 +284,22 @@ def _cut(data: FormulationData, index: int, scaled: Config) -> tuple[Formulation
     hint = data.hint_config
     if hint is not None:
         hint = None if hint == index else hint - (hint > index)
-    return dataclasses.replace(data, configs=configs, hint_config=hint,
-                               hint_starts=data.hint_starts if hint is not None else ()), proven
+    return dataclasses.replace(
+        data, configs=configs, hint_config=hint, hint_starts=data.hint_starts if hint is not None else ()
+    ), proven
 
 
-def _no_plan(problem: Problem, data: FormulationData, solution: BackendSolution, backend: str, started: float,
-             search: dict[str, object], primary: str, rounds: list[_Round], heuristic_cuts: int) -> Result:
+def _no_plan(
+    problem: Problem,
+    data: FormulationData,
+    solution: BackendSolution,
+    backend: str,
+    started: float,
+    search: dict[str, object],
+    primary: str,
+    rounds: list[_Round],
+    heuristic_cuts: int,
+) -> Result:
     """The strategy model has no plan (first round: infeasible or out of time; later: every
     configuration left was cut after placement)."""
     wall = time.perf_counter() - started
@@ -280,8 +315,15 @@ def _no_plan(problem: Problem, data: FormulationData, solution: BackendSolution,
         from placer.explain import explain_infeasible
 
         explanation = explain_infeasible(data)
-    return Result(status, backend, wall, explanation=explanation, search=search, objective_term=primary,
-                  interrupted=solution.interrupted)
+    return Result(
+        status,
+        backend,
+        wall,
+        explanation=explanation,
+        search=search,
+        objective_term=primary,
+        interrupted=solution.interrupted,
+    )
 
 
 def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: float, step: _Round):  # type: ignore[no-untyped-def]
@@ -295,7 +337,9 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
     if problem.model.moe is None:
         step.outcome = "no MoE layers: nothing to place"
         return plan, flat_eval, None
-    report = place_plan(problem, plan, backend="milp" if backend == "milp" else "cpsat", time_limit_s=min(10.0, time_limit_s / 4))
+    report = place_plan(
+        problem, plan, backend="milp" if backend == "milp" else "cpsat", time_limit_s=min(10.0, time_limit_s / 4)
+    )
     if report is None or plan.parallelism.ep == 1:
         step.outcome = "ep = 1: placement trivial" + ("" if flat_eval.feasible else f"; breaks {_broken(flat_eval)}")
         return plan, flat_eval, report
@@ -308,8 +352,10 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
         step.outcome = f"placed plan breaks {_broken(placed_eval)}; the contiguous map meets them and is kept"
         report.notes.append("the placed plan breaks a constraint in the evaluator; the contiguous expert map is kept")
         return plan, flat_eval, report
-    step.outcome = (f"placed plan breaks {_broken(placed_eval)} (max/mean load {placed_eval.load_imbalance_max:.3f}; "
-                    f"contiguous map too)")
+    step.outcome = (
+        f"placed plan breaks {_broken(placed_eval)} (max/mean load {placed_eval.load_imbalance_max:.3f}; "
+        f"contiguous map too)"
+    )
     return placed, placed_eval, report
 
 

@@ -105,7 +105,9 @@ def test_one_imbalance_factor_reproduces_sglangs_ablation(report):
     from placer.fidelity import predicted_per_node
 
     skewed, even = (
-        predicted_per_node(setting, evaluate(*build_case(setting, hardware, data["model"], data["precision"], imbalance=f)))
+        predicted_per_node(
+            setting, evaluate(*build_case(setting, hardware, data["model"], data["precision"], imbalance=f))
+        )
         for f in (report.sglang_imbalance, 1.0)
     )
     published = ablation["default_tokens_per_s_per_node"] / ablation["perfect_tokens_per_s_per_node"]

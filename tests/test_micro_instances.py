@@ -233,7 +233,10 @@ def test_ttft_sets_the_gpu_count():
 # reachable figure, which can only be lower than 14.4.
 def test_decode_floor_above_the_kv_bandwidth_bound_is_infeasible():
     problem = micro(
-        TTFT_MODEL, LONG, {"min_decode_tokens_per_ms_per_gpu": 20.0}, objective={"primary": "min_gpus", "throughput_phase": "decode"}
+        TTFT_MODEL,
+        LONG,
+        {"min_decode_tokens_per_ms_per_gpu": 20.0},
+        objective={"primary": "min_gpus", "throughput_phase": "decode"},
     )
     result = solve_all(problem)
     assert result.status == SolveStatus.INFEASIBLE
@@ -245,7 +248,10 @@ def test_decode_floor_above_the_kv_bandwidth_bound_is_infeasible():
 def test_decode_floor_within_reach_needs_one_gpu():
     # The same instance with a floor of 1 token/ms/GPU, far below both bounds: one GPU meets it.
     problem = micro(
-        TTFT_MODEL, LONG, {"min_decode_tokens_per_ms_per_gpu": 1.0}, objective={"primary": "min_gpus", "throughput_phase": "decode"}
+        TTFT_MODEL,
+        LONG,
+        {"min_decode_tokens_per_ms_per_gpu": 1.0},
+        objective={"primary": "min_gpus", "throughput_phase": "decode"},
     )
     result = solve_all(problem)
     assert result.status == SolveStatus.OPTIMAL

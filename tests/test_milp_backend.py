@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
-
 from placer.backends.exhaustive import solve as exhaustive_solve  # noqa: E402
 from placer.backends.milp import solve as milp_solve  # noqa: E402
 from placer.evaluator import evaluate  # noqa: E402

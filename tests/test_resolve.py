@@ -18,8 +18,10 @@ def test_placed_plan_breaking_ttft_is_cut_and_resolved():
     # routing its placed plan reaches 7.03 s, above the 6.8 s bound, so round 1 is cut (one stage:
     # the placed figures are the configuration's, a valid cut) and round 2 finds tp1 dp8 ep8.
     base = load_problem(ROOT / "instances" / "mixtral-8x7b-h100.json")
-    problem = base.replace(routing=SyntheticRouting(seed=1, tokens=2048, zipf_exponent=1.5),
-                           slo=base.slo.model_copy(update={"ttft_s": 6.8}))
+    problem = base.replace(
+        routing=SyntheticRouting(seed=1, tokens=2048, zipf_exponent=1.5),
+        slo=base.slo.model_copy(update={"ttft_s": 6.8}),
+    )
     result = solve(problem, workers=1)
     lines = result.search["resolve"]
     assert lines[0].startswith("round 1") and "breaks ['ttft']" in lines[0] and "valid cut" in lines[0]

@@ -35,12 +35,21 @@ def test_skew_sets_busiest_gpu_load():
 
 
 def test_metrics_and_cost_model_share_trace_traffic():
-    stats = synthetic_stats(32, 4, 1, seed=5, tokens=800, zipf_exponent=0.7,
-                            coactivation_clusters=4, cluster_affinity=0.6)
+    stats = synthetic_stats(
+        32, 4, 1, seed=5, tokens=800, zipf_exponent=0.7, coactivation_clusters=4, cluster_affinity=0.6
+    )
     layer = stats.layers[0]
     rank_node = np.arange(8) // 2
-    placement = ((0, 1, 2, 3, 31), (4, 5, 6, 7, 0), (8, 9, 10, 11), (12, 13, 14, 15), (16, 17, 18, 19),
-                 (20, 21, 22, 23), (24, 25, 26, 27), (28, 29, 30, 31))
+    placement = (
+        (0, 1, 2, 3, 31),
+        (4, 5, 6, 7, 0),
+        (8, 9, 10, 11),
+        (12, 13, 14, 15),
+        (16, 17, 18, 19),
+        (20, 21, 22, 23),
+        (24, 25, 26, 27),
+        (28, 29, 30, 31),
+    )
     mine = placement_metrics(placement, LayerPlacementProblem(layer, rank_node, 5))
     ref = layer_traffic(placement, tuple(rank_node), 1, 4, routing=layer)
     assert mine.dedup_cross == pytest.approx(ref.dedup_scaleout)

@@ -87,7 +87,9 @@ def test_boundary_send_is_as_slow_as_the_slowest_replica():
     classes, names = layer_classes(problem)
     config = build_config(problem, par, classes, len(names))
     stages = [{"layers": (0, 5)}, {"layers": (6, 10)}, {"layers": (11, 15)}]
-    plan = Plan(name="r2", instance=problem.name, hardware=problem.hardware.name, gpus=par.gpus, parallelism=par, stages=stages)
+    plan = Plan(
+        name="r2", instance=problem.name, hardware=problem.hardware.name, gpus=par.gpus, parallelism=par, stages=stages
+    )
     evaluation = evaluate(problem, plan)
     t_pre = max(stage.prefill_s for stage in evaluation.stages)
     t_dec = max(stage.decode_s for stage in evaluation.stages)
@@ -96,11 +98,19 @@ def test_boundary_send_is_as_slow_as_the_slowest_replica():
 
 
 def test_cli_exit_codes():
-    solved = subprocess.run([sys.executable, "-m", "placer", "solve", "instances/moe10b.json", "--json"], cwd=ROOT, capture_output=True, text=True)
+    solved = subprocess.run(
+        [sys.executable, "-m", "placer", "solve", "instances/moe10b.json", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert solved.returncode == 0, solved.stderr
     assert '"status": "optimal"' in solved.stdout
     infeasible = subprocess.run(
-        [sys.executable, "-m", "placer", "solve", "instances/moe10b-decode.json", "--max-gpus", "8"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "placer", "solve", "instances/moe10b-decode.json", "--max-gpus", "8"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert infeasible.returncode == 3
     assert "cannot exceed" in infeasible.stdout

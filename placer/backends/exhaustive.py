@@ -46,7 +46,12 @@ def best_partition(
 
     def stage_arrays(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         first, last = s == 0, s == pp - 1
-        mem = mats["bytes"] + config.fixed_bytes + (config.embed_bytes if first else 0) + (config.head_bytes if last else 0)
+        mem = (
+            mats["bytes"]
+            + config.fixed_bytes
+            + (config.embed_bytes if first else 0)
+            + (config.head_bytes if last else 0)
+        )
         pre = mats["prefill"] + (config.embed_prefill_s if first else 0) + (config.head_prefill_s if last else 0)
         dec = mats["decode"] + (config.embed_decode_s if first else 0) + (config.head_decode_s if last else 0)
         ok = (mem <= data.usable_bytes) & (pre <= bounds.prefill_s) & (dec <= bounds.decode_s)

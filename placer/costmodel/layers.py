@@ -198,7 +198,10 @@ def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None
     # Y.attention || X.dispatch, X.experts || Y.dispatch, Y.experts || X.combine,
     # X.attention (next layer) || Y.combine. Other collectives do not overlap.
     total = (
-        slot(attention, dispatch) + slot(expert, dispatch) + slot(expert, combine) + slot(attention, combine)
+        slot(attention, dispatch)
+        + slot(expert, dispatch)
+        + slot(expert, combine)
+        + slot(attention, combine)
         + 2 * serial
     )
     compute = 2 * (attention + expert)
@@ -235,7 +238,15 @@ def _layer_ops(
     algorithm = ctx.params.allreduce_algorithm
 
     # (O2) attention projections
-    ops.append(Op("attn_proj", 2 * n * dims.proj_params, reads * dims.proj_params * w_bytes + 4 * n * h * a_bytes, "gemm", phase))
+    ops.append(
+        Op(
+            "attn_proj",
+            2 * n * dims.proj_params,
+            reads * dims.proj_params * w_bytes + 4 * n * h * a_bytes,
+            "gemm",
+            phase,
+        )
+    )
     # (O3) attention core
     if shape.phase == "prefill":
         length = shape.context_tokens
@@ -248,20 +259,38 @@ def _layer_ops(
         kv_read = shape.seqs_per_rank * ctx_len * dims.kv_bytes_per_token
         moved = kv_read + 2 * n * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode) * a_bytes
     ops.append(Op("attn_core", flops, moved, "attention", phase))
-    colls.append(Collective("attn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
+    colls.append(
+        Collective(
+            "attn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)
+        )
+    )
 
     moe = model.moe
     if moe is None or not model.is_moe_layer(layer):
         assert model.ffn_size is not None
         params = ffn_params(h, model.ffn_size, model.ffn_gated) / par.tp
-        ops.append(Op("dense_ffn", 2 * n * params, reads * params * w_bytes + n * (2 * h + 2 * model.ffn_size / par.tp) * a_bytes, "gemm", phase))
-        colls.append(Collective("ffn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
+        ops.append(
+            Op(
+                "dense_ffn",
+                2 * n * params,
+                reads * params * w_bytes + n * (2 * h + 2 * model.ffn_size / par.tp) * a_bytes,
+                "gemm",
+                phase,
+            )
+        )
+        colls.append(
+            Collective(
+                "ffn_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)
+            )
+        )
     else:
         assert traffic is not None
         ops.append(Op("router", 2 * n * h * moe.num_experts, reads * h * moe.num_experts * w_bytes, "gemm", phase))
         if moe.num_shared_experts:
             params = moe.num_shared_experts * ffn_params(h, moe.shared_ffn_size, moe.gated) / par.tp
-            ops.append(Op("shared_experts", 2 * n * params, reads * params * w_bytes + 4 * n * h * a_bytes, "gemm", phase))
+            ops.append(
+                Op("shared_experts", 2 * n * params, reads * params * w_bytes + 4 * n * h * a_bytes, "gemm", phase)
+            )
         ops.append(_routed_expert_op(ctx, traffic))
         colls += _moe_collectives(ctx, traffic)
     ops.append(Op("elementwise", 0.0, n * elementwise_bytes_per_token(ctx, layer, traffic), "gemm", phase))
@@ -318,10 +347,15 @@ def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
     per_expert = np.divide(pairs, np.maximum(distinct, 1.0) * shape.tokens_per_stage)
     touched = distinct * (1.0 - np.power(np.clip(1.0 - per_expert, 0.0, 1.0), shape.tokens_per_stage))
     flops = 2 * pairs * expert_params
-    moved = shape.forwards_per_micro_batch * touched * expert_params * w_bytes + pairs * (2 * h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
+    moved = (
+        shape.forwards_per_micro_batch * touched * expert_params * w_bytes
+        + pairs * (2 * h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
+    )
     precision = COMPUTE_PRECISION[model.precision.weights]
     phase = shape.phase
-    times = [op_time_s(Op("x", f, b, "gemm", phase), ctx.hardware, precision) for f, b in zip(flops, moved, strict=True)]
+    times = [
+        op_time_s(Op("x", f, b, "gemm", phase), ctx.hardware, precision) for f, b in zip(flops, moved, strict=True)
+    ]
     busiest = int(np.argmax(times))
     return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm", phase)
 
@@ -337,7 +371,11 @@ def _moe_collectives(ctx: LayerContext, traffic: LayerTraffic) -> list[Collectiv
     moe = model.moe
     assert moe is not None
     if par.ep == 1 and par.dp_attn == 1:
-        return [Collective("moe_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm))]
+        return [
+            Collective(
+                "moe_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)
+            )
+        ]
     colls: list[Collective] = []
     if par.ep == 1:
         stage_bytes = shape.tokens_per_stage * h * a_bytes
@@ -357,5 +395,9 @@ def _moe_collectives(ctx: LayerContext, traffic: LayerTraffic) -> list[Collectiv
             per_copy = tokens_per_gpu * h * elem * imbalance
             colls.append(Collective(f"moe_{leg}", alltoall_time_s(up * per_copy, out * per_copy, fabric)))
     if moe.num_shared_experts and par.tp > 1:
-        colls.append(Collective("shared_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)))
+        colls.append(
+            Collective(
+                "shared_allreduce", allreduce_time_s(n * h * a_bytes, par.tp, fabric, ctx.tp_crosses_domain, algorithm)
+            )
+        )
     return colls

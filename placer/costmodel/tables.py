@@ -131,7 +131,11 @@ def phase_shapes(problem: Problem, par: Parallelism) -> tuple[PhaseShape, PhaseS
 
 
 def layer_costs(
-    problem: Problem, par: Parallelism, pattern: StagePattern, expert_maps: ExpertMaps, routing: RoutingStats | None = None
+    problem: Problem,
+    par: Parallelism,
+    pattern: StagePattern,
+    expert_maps: ExpertMaps,
+    routing: RoutingStats | None = None,
 ) -> LayerCosts:
     """Weights, KV and per-micro-batch times of every layer for a stage with ``pattern``.
 
@@ -173,7 +177,10 @@ def layer_costs(
         kvs.append(kv_layer)
         key = (model.is_moe_layer(layer), traffic)
         if key not in memo:
-            memo[key] = (_memo_phase_cost(problem, pre_ctx, layer, traffic), _memo_phase_cost(problem, dec_ctx, layer, traffic))
+            memo[key] = (
+                _memo_phase_cost(problem, pre_ctx, layer, traffic),
+                _memo_phase_cost(problem, dec_ctx, layer, traffic),
+            )
         p_cost, d_cost = memo[key]
         pre_t.append(p_cost.time_s)
         dec_t.append(d_cost.time_s)
@@ -181,7 +188,13 @@ def layer_costs(
         dec_d.append(d_cost)
         traffic_list.append(traffic)
     return LayerCosts(
-        np.asarray(weights), np.asarray(kvs), np.asarray(pre_t), np.asarray(dec_t), tuple(traffic_list), tuple(pre_d), tuple(dec_d)
+        np.asarray(weights),
+        np.asarray(kvs),
+        np.asarray(pre_t),
+        np.asarray(dec_t),
+        tuple(traffic_list),
+        tuple(pre_d),
+        tuple(dec_d),
     )
 
 
@@ -198,8 +211,17 @@ def _memo_phase_cost(problem: Problem, ctx: LayerContext, layer: int, traffic: L
         entry = (problem, {})
         _PHASE_COST_CACHE[id(problem)] = entry
     par = ctx.par
-    key = (par.tp, par.dp_attn, par.ep, par.tp_moe, ctx.shape, ctx.tp_crosses_domain, ctx.stage_crosses_domain,
-           ctx.model.is_moe_layer(layer), traffic)
+    key = (
+        par.tp,
+        par.dp_attn,
+        par.ep,
+        par.tp_moe,
+        ctx.shape,
+        ctx.tp_crosses_domain,
+        ctx.stage_crosses_domain,
+        ctx.model.is_moe_layer(layer),
+        traffic,
+    )
     cache = entry[1]
     if key not in cache:
         cache[key] = layer_phase_cost(ctx, layer, traffic)
@@ -225,7 +247,9 @@ def edge_costs(
 
     def embed_s(shape: PhaseShape) -> float:
         gather = op_time_s(Op("embed", 0.0, shape.tokens_per_rank * h * (w_bytes + a_bytes), "gemm"), hw, precision)
-        reduce = allreduce_time_s(shape.tokens_per_rank * h * a_bytes, par.tp, fabric, False, params.allreduce_algorithm)
+        reduce = allreduce_time_s(
+            shape.tokens_per_rank * h * a_bytes, par.tp, fabric, False, params.allreduce_algorithm
+        )
         return gather + reduce
 
     def head_s(shape: PhaseShape) -> float:

@@ -21,7 +21,6 @@ and :func:`reach_probability`, so the placement step and the evaluator cannot di
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
@@ -135,7 +134,7 @@ def _layer_traffic(
     for rank, experts in enumerate(expert_map):
         for expert in experts:
             copies[expert, rank] = 1.0
-    rank_domain = domains[:: tp_moe]  # a MoE-TP group sits in one domain (checked elsewhere)
+    rank_domain = domains[::tp_moe]  # a MoE-TP group sits in one domain (checked elsewhere)
     uniform_exact = routing is None and expert_probs is None and bool((copies.sum(axis=1) <= 1).all())
 
     weights = serving_weights(copies > 0, rank_domain)  # [ep sources, E, ep]

@@ -125,7 +125,9 @@ def gpu_cap(problem: Problem, override: int | None = None, override_reason: str 
     if problem.fabric.max_gpus is not None:
         caps.append((problem.fabric.max_gpus, "cluster size"))
     if not caps:
-        caps.append((DEFAULT_GPU_CAP, f"default cap of {DEFAULT_GPU_CAP} GPUs (unlimited cluster; raise with --max-gpus)"))
+        caps.append(
+            (DEFAULT_GPU_CAP, f"default cap of {DEFAULT_GPU_CAP} GPUs (unlimited cluster; raise with --max-gpus)")
+        )
     return min(caps)
 
 
@@ -151,7 +153,9 @@ def enumerate_parallelisms(problem: Problem, cap: int) -> list[Parallelism]:
                     continue
                 for pp in range(1, min(model.num_layers, cap // width) + 1):
                     for replicas in range(1, cap // (width * pp) + 1):
-                        out.append(Parallelism(pp=pp, tp=tp, dp_attn=width // tp, ep=ep, tp_moe=width // ep, replicas=replicas))
+                        out.append(
+                            Parallelism(pp=pp, tp=tp, dp_attn=width // tp, ep=ep, tp_moe=width // ep, replicas=replicas)
+                        )
     return out
 
 
@@ -188,7 +192,11 @@ def build_config(problem: Problem, par: Parallelism, classes: tuple[int, ...], n
     for k in range(num_classes):
         layer = classes.index(k)
         per_class.append(
-            (float(costs.weight_bytes[layer] + costs.kv_bytes[layer]), float(costs.prefill_s[layer]), float(costs.decode_s[layer]))
+            (
+                float(costs.weight_bytes[layer] + costs.kv_bytes[layer]),
+                float(costs.prefill_s[layer]),
+                float(costs.decode_s[layer]),
+            )
         )
     sends_pre = sends_dec = 0.0
     for s in range(par.pp - 1):

@@ -59,7 +59,11 @@ def _decode_budgets(data: FormulationData, config: Config) -> list[float]:
 
 def primary_term(objective: Objective) -> str:
     """The first lexicographic term: cost per token is throughput per GPU times a constant price."""
-    return "max_throughput_per_gpu" if objective.primary in ("max_throughput_per_gpu", "min_cost_per_token") else "min_gpus"
+    return (
+        "max_throughput_per_gpu"
+        if objective.primary in ("max_throughput_per_gpu", "min_cost_per_token")
+        else "min_gpus"
+    )
 
 
 def objective_terms(data: FormulationData) -> list[str]:

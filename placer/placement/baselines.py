@@ -59,7 +59,9 @@ def balanced_pack(weights: np.ndarray, bins: int, capacity: int) -> list[list[in
     return packs
 
 
-def _replicate_and_pack(experts: np.ndarray, loads: np.ndarray, ranks: list[int], slots_per_rank: int) -> dict[int, list[int]]:
+def _replicate_and_pack(
+    experts: np.ndarray, loads: np.ndarray, ranks: list[int], slots_per_rank: int
+) -> dict[int, list[int]]:
     counts = replicate(loads[experts], len(ranks) * slots_per_rank)
     items = np.repeat(experts, counts)
     weights = np.repeat(loads[experts] / counts, counts)
@@ -69,7 +71,9 @@ def _replicate_and_pack(experts: np.ndarray, loads: np.ndarray, ranks: list[int]
 
 def eplb_global(problem: LayerPlacementProblem) -> Placement:
     loads = problem.routing.loads
-    result = _replicate_and_pack(np.arange(problem.num_experts), loads, list(range(problem.num_ranks)), problem.slots_per_rank)
+    result = _replicate_and_pack(
+        np.arange(problem.num_experts), loads, list(range(problem.num_ranks)), problem.slots_per_rank
+    )
     return tuple(tuple(result[r]) for r in range(problem.num_ranks))
 
 

@@ -33,11 +33,23 @@ class PlaceOutcome:
         return copy_bytes_per_token(self.problem)
 
 
-def place_for_plan(problem: Problem, plan: Plan, backend: str = "cpsat", time_limit_s: float = 30.0,
-                   target: float = DEFAULT_TARGET, redundant_slots_per_gpu: int = 1) -> PlaceOutcome | None:
+def place_for_plan(
+    problem: Problem,
+    plan: Plan,
+    backend: str = "cpsat",
+    time_limit_s: float = 30.0,
+    target: float = DEFAULT_TARGET,
+    redundant_slots_per_gpu: int = 1,
+) -> PlaceOutcome | None:
     """Place every MoE layer for ``plan``'s degrees; ``None`` for a model without experts."""
-    report = place_plan(problem, plan, backend=backend, time_limit_s=time_limit_s, target=target,
-                        redundant_slots_per_gpu=redundant_slots_per_gpu)
+    report = place_plan(
+        problem,
+        plan,
+        backend=backend,
+        time_limit_s=time_limit_s,
+        target=target,
+        redundant_slots_per_gpu=redundant_slots_per_gpu,
+    )
     if report is None:
         return None
     placed = apply_to_plan(plan, report) if plan.parallelism.ep > 1 else plan

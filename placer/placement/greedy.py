@@ -40,7 +40,11 @@ def greedy_assign(model: NodeModel) -> np.ndarray:
     pending = model.copies == 1
     affinity = w @ assign
     while pending.any():
-        room = (slots > 0)[None, :] & (load[None, :] + cl[:, None] <= model.node_load_cap[None, :] + 1e-12) & pending[:, None]
+        room = (
+            (slots > 0)[None, :]
+            & (load[None, :] + cl[:, None] <= model.node_load_cap[None, :] + 1e-12)
+            & pending[:, None]
+        )
         score = np.where(room, affinity, -np.inf)
         e, n = np.unravel_index(int(np.argmax(score)), score.shape)
         if not np.isfinite(score[e, n]) or score[e, n] <= 0:
@@ -93,7 +97,11 @@ def _descend(model: NodeModel, assign: np.ndarray, w: np.ndarray, mu: float, max
                 if not ea.size or not eb.size:
                     continue
                 ok = (~assign[ea, b])[:, None] & (~assign[eb, a])[None, :]
-                gain = (affinity[ea, b] - affinity[ea, a])[:, None] + (affinity[eb, a] - affinity[eb, b])[None, :] - 2 * w[np.ix_(ea, eb)]
+                gain = (
+                    (affinity[ea, b] - affinity[ea, a])[:, None]
+                    + (affinity[eb, a] - affinity[eb, b])[None, :]
+                    - 2 * w[np.ix_(ea, eb)]
+                )
                 delta = cl[ea][:, None] - cl[eb][None, :]
                 new_over = np.clip(load[a] - delta - cap[a], 0, None) + np.clip(load[b] + delta - cap[b], 0, None)
                 score = np.where(ok, gain - mu * (new_over - over[a] - over[b]), -np.inf)

@@ -35,7 +35,9 @@ def pack_ranks(experts: np.ndarray, weights: np.ndarray, ranks: int, slots: int)
                     d = weights[i] - weights[j]
                     if d <= 0:
                         continue
-                    if any(experts[x] == experts[j] for x in packs[top] if x != i) or any(experts[x] == experts[i] for x in packs[other] if x != j):
+                    if any(experts[x] == experts[j] for x in packs[top] if x != i) or any(
+                        experts[x] == experts[i] for x in packs[other] if x != j
+                    ):
                         continue
                     new_max = max(totals[top] - d, totals[other] + d)
                     if totals[top] - new_max > best[0] + 1e-15:

@@ -53,8 +53,15 @@ class PlacementReport:
         return max(gaps) if gaps else None
 
 
-def place_plan(problem: Problem, plan: Plan, backend: str = "cpsat", time_limit_s: float = 10.0,
-               target: float = DEFAULT_TARGET, redundant_slots_per_gpu: int = 1, stats: RoutingStats | None = None) -> PlacementReport | None:
+def place_plan(
+    problem: Problem,
+    plan: Plan,
+    backend: str = "cpsat",
+    time_limit_s: float = 10.0,
+    target: float = DEFAULT_TARGET,
+    redundant_slots_per_gpu: int = 1,
+    stats: RoutingStats | None = None,
+) -> PlacementReport | None:
     """Place the plan's MoE layers (stage 0 of replica 0 gives the EP group's node pattern)."""
     model = problem.model
     if model.moe is None:
@@ -71,18 +78,32 @@ def place_plan(problem: Problem, plan: Plan, backend: str = "cpsat", time_limit_
         placer.append(place_layer(lp, target, backend=backend, time_limit_s=per_layer))
         for name, method in BASELINES.items():
             baselines[name].append(placement_metrics(method(lp), lp))
-    report = PlacementReport(stats.source, stats.uniform, target, slots, model.moe_layers, placer, baselines,
-                             host_order(par, problem.fabric), rank_to_node(par, problem.fabric),
-                             tp_groups_inside_nodes(par, problem.fabric), time.perf_counter() - started)
+    report = PlacementReport(
+        stats.source,
+        stats.uniform,
+        target,
+        slots,
+        model.moe_layers,
+        placer,
+        baselines,
+        host_order(par, problem.fabric),
+        rank_to_node(par, problem.fabric),
+        tp_groups_inside_nodes(par, problem.fabric),
+        time.perf_counter() - started,
+    )
     if par.ep == 1:
         report.notes.append("ep = 1: every GPU holds all experts; there is no all-to-all to place")
     elif int(rank_node.max()) == 0:
-        report.notes.append("the EP group sits in one node: no cross-node traffic whatever the placement; placement only balances")
+        report.notes.append(
+            "the EP group sits in one node: no cross-node traffic whatever the placement; placement only balances"
+        )
     mine = report.summary([p.metrics for p in placer])["dedup_cross"]
     ref = report.summary(baselines["EPLB-style global"])["dedup_cross"]
     if int(rank_node.max()) > 0 and ref > 0 and (ref - mine) / ref < NO_GAIN_THRESHOLD:
-        report.notes.append("placement cannot reduce cross-node traffic for these statistics (routing is close to "
-                            "independent): every balanced placement sends about the same volume")
+        report.notes.append(
+            "placement cannot reduce cross-node traffic for these statistics (routing is close to "
+            "independent): every balanced placement sends about the same volume"
+        )
     if stats.uniform:
         report.notes.append("no routing statistics: uniform, independent routing assumed")
     return report
@@ -90,5 +111,8 @@ def place_plan(problem: Problem, plan: Plan, backend: str = "cpsat", time_limit_
 
 def apply_to_plan(plan: Plan, report: PlacementReport) -> Plan:
     """The plan with the placer's expert map and rank-to-node map."""
-    maps = [ExpertLayerMap(layer=layer, gpus=[list(r) for r in p.placement]) for layer, p in zip(report.layers, report.placer, strict=True)]
+    maps = [
+        ExpertLayerMap(layer=layer, gpus=[list(r) for r in p.placement])
+        for layer, p in zip(report.layers, report.placer, strict=True)
+    ]
     return plan.model_copy(update={"expert_map": maps, "rank_to_node": report.rank_to_node})

@@ -49,7 +49,9 @@ class LayerPlacement:
         return max(0.0, (self.bound - self.objective) / self.bound)
 
 
-def solve_node_model(model: NodeModel, hint: np.ndarray, backend: str | None, time_limit_s: float, workers: int = 1, seed: int = 0) -> NodeSolution:
+def solve_node_model(
+    model: NodeModel, hint: np.ndarray, backend: str | None, time_limit_s: float, workers: int = 1, seed: int = 0
+) -> NodeSolution:
     if backend is None or model.num_nodes == 1 or time_limit_s <= 0:
         return NodeSolution(hint, "greedy", model.kept(hint), None, 0.0)
     if backend == "cpsat":
@@ -105,7 +107,9 @@ def place_layer(
         if metrics.max_over_mean <= target_max_over_mean + 1e-9:
             break
     assert best is not None
-    return LayerPlacement(best.placement, best.metrics, best.status, best.objective, best.bound, time.perf_counter() - started)
+    return LayerPlacement(
+        best.placement, best.metrics, best.status, best.objective, best.bound, time.perf_counter() - started
+    )
 
 
 def _better(a: LayerPlacement, b: LayerPlacement, target: float) -> bool:

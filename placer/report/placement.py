@@ -13,13 +13,31 @@ def _rows(report: Any, copy_bytes: float) -> list[tuple[str, ...]]:
     methods = {f"placer (max/mean <= {report.target:g})": [p.metrics for p in report.placer], **report.baselines}
     for name, metrics in methods.items():
         s = report.summary(metrics)
-        rows.append((name, f"{s['max_over_mean_worst']:.3f}", f"{s['dedup_cross']:.3f}", f"{s['dedup_cross'] * copy_bytes:,.0f}",
-                     f"{s['plain_cross']:.3f}", f"{s['plain_cross'] * copy_bytes:,.0f}", f"{s['wasted_slots']:.0f}", f"{s['empty_slots']:.0f}"))
+        rows.append(
+            (
+                name,
+                f"{s['max_over_mean_worst']:.3f}",
+                f"{s['dedup_cross']:.3f}",
+                f"{s['dedup_cross'] * copy_bytes:,.0f}",
+                f"{s['plain_cross']:.3f}",
+                f"{s['plain_cross'] * copy_bytes:,.0f}",
+                f"{s['wasted_slots']:.0f}",
+                f"{s['empty_slots']:.0f}",
+            )
+        )
     return rows
 
 
-HEADERS = ("method", "max/mean GPU load (worst layer)", "dedup copies/token", "dedup B/token", "plain copies/token",
-           "plain B/token", "wasted slots", "empty slots")
+HEADERS = (
+    "method",
+    "max/mean GPU load (worst layer)",
+    "dedup copies/token",
+    "dedup B/token",
+    "plain copies/token",
+    "plain B/token",
+    "wasted slots",
+    "empty slots",
+)
 
 
 def _lines(report: Any) -> list[str]:
@@ -27,17 +45,22 @@ def _lines(report: Any) -> list[str]:
     first = report.placer[0].placement if report.placer else ()
     lines = [
         f"routing statistics: {report.stats_source}",
-        f"{report.slots_per_rank} expert slots per EP rank; {len(report.layers)} MoE layers placed in {report.wall_s:.2f} s; "
+        f"{report.slots_per_rank} expert slots per EP rank; {len(report.layers)} MoE layers placed in "
+        f"{report.wall_s:.2f} s; "
         f"node-model gap (kept co-activation vs bound, worst layer) {'—' if gap is None else f'{gap:.1%}'}",
         f"host order: {' '.join(report.host_order[:16])}{' ...' if len(report.host_order) > 16 else ''}"
         f" (TP groups inside nodes: {'yes' if report.tp_inside_nodes else 'no'})",
-        f"expert map, layer {report.layers[0]}: " + "; ".join(f"r{r}: {list(e)}" for r, e in enumerate(first[:8])) + (" ..." if len(first) > 8 else ""),
+        f"expert map, layer {report.layers[0]}: "
+        + "; ".join(f"r{r}: {list(e)}" for r, e in enumerate(first[:8]))
+        + (" ..." if len(first) > 8 else ""),
     ]
     return lines + [f"note: {n}" for n in report.notes]
 
 
 def print_placement(console: Console, report: Any, copy_bytes: float) -> None:
-    table = Table(title="expert placement vs baselines (bytes per token per MoE layer, dispatch + combine; mean over layers)")
+    table = Table(
+        title="expert placement vs baselines (bytes per token per MoE layer, dispatch + combine; mean over layers)"
+    )
     for h in HEADERS:
         table.add_column(h, justify="left" if h == "method" else "right")
     for row in _rows(report, copy_bytes):

@@ -46,7 +46,9 @@ def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
     }
 
 
-def plan_with_figures(evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None) -> dict[str, Any]:
+def plan_with_figures(
+    evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None
+) -> dict[str, Any]:
     """The plan file a user keeps: the decisions, then every figure the evaluator computed."""
     plan: Plan = evaluation.plan
     data = plan.model_dump(mode="json", exclude={"metrics", "slo", "status", "solver"}, exclude_none=True)

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from placer.costmodel.params import count_params, declared_param_warnings
 from placer.costmodel.layers import attention_dims
+from placer.costmodel.params import count_params, declared_param_warnings
 from placer.evaluator import Evaluation
 from placer.problem import Problem
 from placer.result import Result
@@ -56,7 +56,17 @@ def print_evaluation(console: Console, problem: Problem, evaluation: Evaluation,
         f"tp_moe {par.tp_moe} · replicas {par.replicas}"
     )
     stages = Table(title="stages (fullest GPU of each)", title_justify="left")
-    for column in ("stage", "layers", "weights GB", "KV cache GB", "activations GB", "reserve GB", "total GB", "prefill ms/µb", "decode ms/µb"):
+    for column in (
+        "stage",
+        "layers",
+        "weights GB",
+        "KV cache GB",
+        "activations GB",
+        "reserve GB",
+        "total GB",
+        "prefill ms/µb",
+        "decode ms/µb",
+    ):
         stages.add_column(column, justify="right")
     for st in evaluation.stages:
         mem = st.memory
@@ -135,8 +145,12 @@ def print_model(console: Console, model: ModelSpec) -> None:
     summary.add_row("active, excluding the input embedding", f"{counts.active_excluding_embedding / 1e9:.4g}B")
     summary.add_row("weights", f"{counts.total * w_bytes / GB:.4g} GB ({model.precision.weights})")
     summary.add_row("KV cache per token", f"{kv_bytes_per_token(model):,.0f} B ({model.precision.kv_cache})")
-    summary.add_row("linear FLOPs per token", f"{2 * counts.active_excluding_embedding / 1e9:.4g} GFLOP (+ attention, see below)")
-    summary.add_row("attention FLOPs per token per context token", f"{attention_flops_per_context_token(model):,.0f} FLOP")
+    summary.add_row(
+        "linear FLOPs per token", f"{2 * counts.active_excluding_embedding / 1e9:.4g} GFLOP (+ attention, see below)"
+    )
+    summary.add_row(
+        "attention FLOPs per token per context token", f"{attention_flops_per_context_token(model):,.0f} FLOP"
+    )
     console.print(summary)
     layers = Table(title="per-layer weights (parameters)", title_justify="left")
     for column in ("layers", "kind", "attention", "dense FFN", "router", "routed experts", "shared experts", "total"):
@@ -144,8 +158,14 @@ def print_model(console: Console, model: ModelSpec) -> None:
     for first, last, lp in _layer_groups(counts.layers):
         kind = "MoE" if lp.num_routed_experts else "dense"
         layers.add_row(
-            f"{first}–{last}", kind, fmt(lp.attention), fmt(lp.dense_ffn), fmt(lp.router),
-            f"{lp.num_routed_experts} x {fmt(lp.routed_expert)}" if lp.num_routed_experts else "0", fmt(lp.shared_experts), fmt(lp.total),
+            f"{first}–{last}",
+            kind,
+            fmt(lp.attention),
+            fmt(lp.dense_ffn),
+            fmt(lp.router),
+            f"{lp.num_routed_experts} x {fmt(lp.routed_expert)}" if lp.num_routed_experts else "0",
+            fmt(lp.shared_experts),
+            fmt(lp.total),
         )
     console.print(layers)
     for assumption in model.assumptions:
@@ -175,7 +195,19 @@ def attention_flops_per_context_token(model: ModelSpec) -> float:
 
 def print_hardware(console: Console, profiles: Iterable[HardwareProfile]) -> None:
     table = Table(title="hardware catalogue (dense FLOPS; bandwidth per GPU per direction)", title_justify="left")
-    for column in ("id", "BF16 TFLOPS", "FP8 TFLOPS", "HBM GB", "HBM TB/s", "GEMM MFU", "HBM util", "NVLink GB/s", "scale-out GB/s", "GPUs/node", "$/GPU-h"):
+    for column in (
+        "id",
+        "BF16 TFLOPS",
+        "FP8 TFLOPS",
+        "HBM GB",
+        "HBM TB/s",
+        "GEMM MFU",
+        "HBM util",
+        "NVLink GB/s",
+        "scale-out GB/s",
+        "GPUs/node",
+        "$/GPU-h",
+    ):
         table.add_column(column, justify="right" if column != "id" else "left")
     for hw in profiles:
         tflops = hw.dense_tflops
@@ -211,15 +243,22 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
         f"at most {search.get('gpu_cap')} GPUs ({search.get('gpu_cap_reason')})"
     )
     if result.interrupted:
-        console.print("[bold yellow]interrupted (Ctrl-C)[/]: the best plan found before the interrupt, with its gap; not proven optimal")
+        console.print(
+            "[bold yellow]interrupted (Ctrl-C)[/]: the best plan found before the interrupt, with its gap; "
+            "not proven optimal"
+        )
     if status == SolveStatus.INFEASIBLE:
-        console.print(Panel("\n".join(f"• {line}" for line in result.explanation), title="no plan exists", border_style="red"))
+        console.print(
+            Panel("\n".join(f"• {line}" for line in result.explanation), title="no plan exists", border_style="red")
+        )
         return
     if result.evaluation is None:
         console.print("[red]no plan found within the time limit[/]")
         return
     if result.terms:
-        console.print("objective terms (lexicographic): " + ", ".join(f"{k} = {fmt(v)}" for k, v in result.terms.items()))
+        console.print(
+            "objective terms (lexicographic): " + ", ".join(f"{k} = {fmt(v)}" for k, v in result.terms.items())
+        )
     title = "proven-optimal plan" if status == SolveStatus.OPTIMAL else "best plan found (not proven optimal)"
     print_evaluation(console, problem, result.evaluation, title)
     placement = getattr(result, "placement", None)

@@ -66,7 +66,12 @@ def routing_stats(
             groups_per_token=moe.groups_per_token if routing.group_limited else None,
         )
     if isinstance(routing, LoadsRouting):
-        return stats_from_loads(routing.loads, moe.top_k, "measured per-layer expert loads (co-activation assumed independent)", **_group_info(model))
+        return stats_from_loads(
+            routing.loads,
+            moe.top_k,
+            "measured per-layer expert loads (co-activation assumed independent)",
+            **_group_info(model),
+        )
     path = Path(routing.path)
     if not path.is_absolute() and base_dir is not None and not path.exists():
         path = base_dir / path
@@ -80,7 +85,9 @@ def routing_stats(
             raise InputError.single("routing.path", f"{len(traces)} arrays for {layers} MoE layers")
         for name, trace in zip(names, traces, strict=True):
             if trace.ndim != 2 or trace.shape[1] != moe.top_k:
-                raise InputError.single("routing.path", f"array {name}: shape {trace.shape}, expected [tokens, {moe.top_k}]")
+                raise InputError.single(
+                    "routing.path", f"array {name}: shape {trace.shape}, expected [tokens, {moe.top_k}]"
+                )
             if trace.size and (trace.min() < 0 or trace.max() >= moe.num_experts):
                 raise InputError.single("routing.path", f"array {name}: expert ids outside 0..{moe.num_experts - 1}")
         return stats_from_traces(traces, moe.num_experts, f"top-k traces from {path.name}", **_group_info(model))
@@ -89,12 +96,19 @@ def routing_stats(
     if counts.ndim == 3:
         counts = counts.sum(axis=0)
     if counts.ndim != 2 or counts.shape[1] != moe.num_experts:
-        raise InputError.single("routing.path", f"logical_count has shape {counts.shape}, expected [layers, {moe.num_experts}]")
+        raise InputError.single(
+            "routing.path", f"logical_count has shape {counts.shape}, expected [layers, {moe.num_experts}]"
+        )
     if counts.shape[0] == model.num_layers and counts.shape[0] != layers:
         counts = counts[model.moe_layers]
     if counts.shape[0] != layers:
         raise InputError.single("routing.path", f"logical_count has {counts.shape[0]} layers for {layers} MoE layers")
-    return stats_from_loads(counts, moe.top_k, f"SGLang logical_count from {path.name} (co-activation assumed independent)", **_group_info(model))
+    return stats_from_loads(
+        counts,
+        moe.top_k,
+        f"SGLang logical_count from {path.name} (co-activation assumed independent)",
+        **_group_info(model),
+    )
 
 
 _CACHE: dict[tuple[int, int], tuple[ModelSpec, object, RoutingStats]] = {}

@@ -86,7 +86,9 @@ def independent_coactivation(loads: np.ndarray) -> np.ndarray:
 def uniform_stats(num_experts: int, top_k: int, num_layers: int) -> RoutingStats:
     """No statistics: every expert equally likely, selections independent."""
     layer = LayerRouting(np.full(num_experts, top_k / num_experts))
-    return RoutingStats(top_k, tuple(layer for _ in range(num_layers)), "none given: uniform, independent routing assumed", uniform=True)
+    return RoutingStats(
+        top_k, tuple(layer for _ in range(num_layers)), "none given: uniform, independent routing assumed", uniform=True
+    )
 
 
 def stats_from_traces(traces: list[np.ndarray], num_experts: int, source: str, **extra: object) -> RoutingStats:

@@ -8,7 +8,7 @@ from placer.schema.instance import Instance
 from placer.schema.model import AttentionSpec, DeclaredParams, ModelSpec, MoESpec, PrecisionSpec
 from placer.schema.plan import ExpertLayerMap, Parallelism, Plan, SolverInfo, Stage
 from placer.schema.routing import FileRouting, LoadsRouting, SyntheticRouting
-from placer.schema.workload import SLOs, Objective, PromptTokens, Workload
+from placer.schema.workload import Objective, PromptTokens, SLOs, Workload
 
 __all__ = [
     "DTYPE_BYTES",

@@ -36,7 +36,9 @@ class CostParameters(StrictModel):
     prefill_micro_batches: PositiveInt | None = Field(
         None, description="pipeline micro-batches during prefill; default pp (vLLM runs pp virtual engines)"
     )
-    decode_micro_batches: PositiveInt | None = Field(None, description="pipeline micro-batches during decode; default pp")
+    decode_micro_batches: PositiveInt | None = Field(
+        None, description="pipeline micro-batches during decode; default pp"
+    )
     allreduce_algorithm: Literal["ring", "tree"] = Field("ring", description="NCCL's default for large messages")
     dispatch_dtype: Dtype | None = Field(
         None, description="precision of EP dispatch payload; default the activation precision (DeepEP uses fp8)"

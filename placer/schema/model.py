@@ -45,9 +45,7 @@ class AttentionSpec(StrictModel):
                 f"num_kv_heads: MHA has one KV head per query head ({self.num_heads}), got {kv}; use kind 'gqa'"
             )
         if self.kind == "gqa" and self.num_heads % kv != 0:
-            raise ValueError(
-                f"num_heads: {self.num_heads} query heads are not divisible into {kv} KV-head groups"
-            )
+            raise ValueError(f"num_heads: {self.num_heads} query heads are not divisible into {kv} KV-head groups")
         if self.kind == "mla":
             missing = [
                 name

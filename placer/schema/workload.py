@@ -35,7 +35,9 @@ class Workload(StrictModel):
         None, description="context at which TPOT and decode throughput are judged; default prompt max + output"
     )
     prefill_chunk_tokens: PositiveInt | None = Field(
-        None, description="tokens per prefill forward per attention-DP rank (chunked prefill); default cost_parameters.default_prefill_chunk_tokens"
+        None,
+        description="tokens per prefill forward per attention-DP rank (chunked prefill); "
+        "default cost_parameters.default_prefill_chunk_tokens",
     )
     decode_tokens_per_step: PositiveInt = Field(
         1,

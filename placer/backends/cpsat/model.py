@@ -132,7 +132,9 @@ class StrategyModel:
                 setattr(self, f"_prod_gsec_{k}_{s}", prod)
         for s in range(self.pmax):
             head_gsec = sum(
-                up(f * h, TIME_UNITS_PER_S) * z for f, h, z, c in zip(gm, head_s, self.z, cfgs, strict=True) if c.par.pp == s + 1
+                up(f * h, TIME_UNITS_PER_S) * z
+                for f, h, z, c in zip(gm, head_s, self.z, cfgs, strict=True)
+                if c.par.pp == s + 1
             )
             body = sum(getattr(self, f"_prod_gsec_{k}_{s}") for k in range(data.num_classes))
             self.stage_gpu_seconds.append(body + head_gsec + (embed_gsec if s == 0 else 0))
@@ -182,20 +184,34 @@ class StrategyModel:
         m.Add(x == sum(v * z for v, z in zip(traffic, self.z, strict=True)))
         terms["min_cross_node_traffic"] = (x, TRAFFIC_UNITS_PER_BYTE)
         counts = data.class_counts
-        ttft = m.NewIntVar(0, max(up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_ub for c in cfgs), "ttft")
+        ttft = m.NewIntVar(
+            0,
+            max(up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_ub for c in cfgs),
+            "ttft",
+        )
         for c, z in zip(cfgs, self.z, strict=True):
-            m.Add(ttft >= up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_pre).OnlyEnforceIf(z)
+            m.Add(
+                ttft >= up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_pre
+            ).OnlyEnforceIf(z)
         terms["min_ttft"] = (ttft, TIME_UNITS_PER_S)
         phase = data.problem.objective.throughput_phase
         if phase == "prefill":
             ub = max(c.gpus * c.micro_prefill for c in cfgs) * self.t_ub
         else:
-            ub = max(c.gpus * max(c.micro_decode * self.td_ub, up(c.total_decode_s(counts), TIME_UNITS_PER_S)) for c in cfgs)
+            ub = max(
+                c.gpus * max(c.micro_decode * self.td_ub, up(c.total_decode_s(counts), TIME_UNITS_PER_S)) for c in cfgs
+            )
         y = m.NewIntVar(0, ub, "gpu_seconds")
         for stage in self.stage_gpu_seconds:  # y >= G m T, stage by stage
             m.Add(y >= stage)
         if phase == "decode":  # TPOT >= S_dec: y >= G S_dec
-            m.Add(y >= sum(up(c.gpus * c.total_decode_s(counts), TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True)))
+            m.Add(
+                y
+                >= sum(
+                    up(c.gpus * c.total_decode_s(counts), TIME_UNITS_PER_S) * z
+                    for c, z in zip(cfgs, self.z, strict=True)
+                )
+            )
         terms["max_throughput_per_gpu"] = (y, TIME_UNITS_PER_S)
         return terms
 
@@ -312,5 +328,13 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
         # (a later pass may have moved to a configuration that ties with it after rounding).
         terms["min_cross_node_traffic"] = data.configs[chosen].cross_node_bytes_per_token
     return BackendSolution(
-        "cpsat", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses), interrupted
+        "cpsat",
+        overall,
+        chosen,
+        starts,
+        terms,
+        primary_bound,
+        time.perf_counter() - started,
+        tuple(statuses),
+        interrupted,
     )

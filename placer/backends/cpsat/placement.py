@@ -38,7 +38,9 @@ def relabel_hint(model: NodeModel, hint: np.ndarray, prefix: list[int]) -> np.nd
     return hint[:, order]
 
 
-def solve_node_model(model: NodeModel, hint: np.ndarray, time_limit_s: float, workers: int = 1, seed: int = 0) -> NodeSolution:
+def solve_node_model(
+    model: NodeModel, hint: np.ndarray, time_limit_s: float, workers: int = 1, seed: int = 0
+) -> NodeSolution:
     started = time.perf_counter()
     cp = cp_model.CpModel()
     num_e, num_n = model.num_experts, model.num_nodes

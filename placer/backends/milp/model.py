@@ -338,7 +338,15 @@ def _solve_once(
             statuses.append(f"{name}:interrupted")
             status = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
             return BackendSolution(
-                "milp", status, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses), True
+                "milp",
+                status,
+                chosen,
+                starts,
+                terms,
+                primary_bound,
+                time.perf_counter() - started,
+                tuple(statuses),
+                True,
             ), False
         status = _status(built.lp)
         statuses.append(f"{name}:{status.value}")

@@ -13,7 +13,9 @@ from placer.placement.nodemodel import NodeModel
 from placer.placement.planner import NodeSolution
 
 
-def solve_node_model(model: NodeModel, hint: np.ndarray, time_limit_s: float, workers: int = 1, seed: int = 0) -> NodeSolution:
+def solve_node_model(
+    model: NodeModel, hint: np.ndarray, time_limit_s: float, workers: int = 1, seed: int = 0
+) -> NodeSolution:
     started = time.perf_counter()
     num_e, num_n = model.num_experts, model.num_nodes
     prob = pulp.LpProblem("node_placement", pulp.LpMaximize)
@@ -39,8 +41,13 @@ def solve_node_model(model: NodeModel, hint: np.ndarray, time_limit_s: float, wo
     for e in range(num_e):
         for n in range(num_n):
             x[e][n].setInitialValue(1 if hint[e, n] else 0)
-    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(np.ceil(time_limit_s))), threads=workers, warmStart=True,
-                               options=[f"randomSeed {seed + 1}"])
+    solver = pulp.PULP_CBC_CMD(
+        msg=False,
+        timeLimit=max(1, int(np.ceil(time_limit_s))),
+        threads=workers,
+        warmStart=True,
+        options=[f"randomSeed {seed + 1}"],
+    )
     prob.solve(solver)
     wall = time.perf_counter() - started
     status = pulp.LpStatus[prob.status]
