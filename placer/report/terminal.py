@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -92,7 +93,7 @@ def print_evaluation(console: Console, problem: Problem, evaluation: Evaluation,
         metrics.add_column("claimed / computed", justify="right")
     computed = evaluation.metrics()
     for key, (label, unit, scale) in METRIC_LABELS.items():
-        row = [f"{label} [{unit}]" if unit else label, fmt(computed[key] * scale)]
+        row = [escape(f"{label} [{unit}]") if unit else label, fmt(computed[key] * scale)]
         if has_claims:
             claim = plan.claimed.get(key)
             if isinstance(claim, (int, float)):
