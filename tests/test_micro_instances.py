@@ -65,6 +65,18 @@ def micro(model: dict, workload: dict, slo: dict, gpus_per_node: int = 4, nodes:
     )
 
 
+def one_gpu_plan(model: dict) -> Plan:
+    """Every layer on one GPU, all degrees 1: the reference the hand derivations start from."""
+    return Plan.model_validate(
+        {
+            "name": "one-gpu",
+            "gpus": 1,
+            "parallelism": {"pp": 1, "tp": 1, "dp_attn": 1, "ep": 1, "tp_moe": 1},
+            "stages": [{"layers": [0, model["num_layers"] - 1]}],
+        }
+    )
+
+
 def solve_all(problem: Problem):
     """Solve with every backend; assert they agree; return the exhaustive result."""
     reference = solve(problem, backend="exhaustive")
@@ -205,16 +217,7 @@ TTFT_MODEL = {
 
 def test_ttft_sets_the_gpu_count():
     problem = micro(TTFT_MODEL, LONG, {"ttft_s": 0.065})
-    one_gpu = Plan.model_validate(
-        {
-            "name": "one-gpu",
-            "instance": problem.name,
-            "hardware": "micro-gpu",
-            "gpus": 1,
-            "parallelism": {"pp": 1, "tp": 1, "dp_attn": 1, "ep": 1, "tp_moe": 1},
-            "stages": [{"layers": [0, 3]}],
-        }
-    )
+    one_gpu = one_gpu_plan(TTFT_MODEL)
     whole_batch_s = evaluate(problem, one_gpu).ttft_s
     assert 0.894e12 * 8 / 50e12 <= whole_batch_s <= 0.160  # the hand FLOPs bound and the 152 ms figure
     assert whole_batch_s / 2 > 0.065  # two GPUs cannot make it
@@ -268,16 +271,7 @@ def test_mtp_divides_the_step_over_accepted_tokens():
     plain = micro(TTFT_MODEL, LONG, {}, objective={"primary": "min_gpus", "throughput_phase": "decode"})
     mtp_workload = dict(LONG, decode_tokens_per_step=2, draft_acceptance=0.8)
     mtp = micro(TTFT_MODEL, mtp_workload, {}, objective={"primary": "min_gpus", "throughput_phase": "decode"})
-    one_gpu = Plan.model_validate(
-        {
-            "name": "one-gpu",
-            "instance": "micro-ttft",
-            "hardware": "micro-gpu",
-            "gpus": 1,
-            "parallelism": {"pp": 1, "tp": 1, "dp_attn": 1, "ep": 1, "tp_moe": 1},
-            "stages": [{"layers": [0, 3]}],
-        }
-    )
+    one_gpu = one_gpu_plan(TTFT_MODEL)
     base, drafted = evaluate(plain, one_gpu), evaluate(mtp, one_gpu)
     step_ratio = drafted.tpot_s * 1.8 / base.tpot_s  # step time with drafts / without
     assert 1.0 <= step_ratio < 1.15
