@@ -164,16 +164,24 @@ def layer_costs(
     # A layer's cost depends on the layer only through its kind and its placement: share the work.
     memo: dict[tuple[bool, LayerTraffic | None], tuple[LayerPhaseCost, LayerPhaseCost]] = {}
     moe_index = {layer: i for i, layer in enumerate(model.moe_layers)} if model.moe is not None else {}
+    # Layers of one kind with the same expert map and statistics cost the same: compute once.
+    per_kind: dict[tuple[bool, object, int], tuple[LayerTraffic | None, float]] = {}
     for layer in range(model.num_layers):
-        traffic = None
-        distinct = 0
-        if model.moe is not None and model.is_moe_layer(layer):
-            stats = None if routing is None else routing.layers[moe_index[layer]]
-            traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
-            if stats is None:
-                traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
-            distinct = max(traffic.gpu_distinct_experts)
-        weights.append(layer_weight_bytes(model, layer, par, distinct))
+        is_moe = model.moe is not None and model.is_moe_layer(layer)
+        stats = None if routing is None or not is_moe else routing.layers[moe_index[layer]]
+        kind = (is_moe, expert_maps.get(layer) if is_moe else None, id(stats))
+        if kind not in per_kind:
+            traffic = None
+            distinct = 0
+            if is_moe:
+                assert model.moe is not None
+                traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
+                if stats is None:
+                    traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
+                distinct = max(traffic.gpu_distinct_experts)
+            per_kind[kind] = (traffic, layer_weight_bytes(model, layer, par, distinct))
+        traffic, weight = per_kind[kind]
+        weights.append(weight)
         kvs.append(kv_layer)
         key = (model.is_moe_layer(layer), traffic)
         if key not in memo:
