@@ -337,14 +337,20 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
     if problem.model.moe is None:
         step.outcome = "no MoE layers: nothing to place"
         return plan, flat_eval, None
+    # one redundant slot per GPU here, as before; `placer place` decides the count against the
+    # KV-cache headroom, the re-solve loop does not yet (docs/placement.md, not yet done)
     report = place_plan(
-        problem, plan, backend="milp" if backend == "milp" else "cpsat", time_limit_s=min(10.0, time_limit_s / 4)
+        problem,
+        plan,
+        backend="milp" if backend == "milp" else "cpsat",
+        time_limit_s=min(10.0, time_limit_s / 4),
+        redundant_slots_per_gpu=1,
     )
     if report is None or plan.parallelism.ep == 1:
         step.outcome = "ep = 1: placement trivial" + ("" if flat_eval.feasible else f"; breaks {_broken(flat_eval)}")
         return plan, flat_eval, report
     placed = apply_to_plan(plan, report)
-    placed_eval = evaluate(problem, placed)
+    placed_eval = report.placed_evaluation if report.placed_evaluation is not None else evaluate(problem, placed)
     if placed_eval.feasible:
         step.outcome = f"placed plan meets every constraint (max/mean load {placed_eval.load_imbalance_max:.3f})"
         return placed, placed_eval, report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -103,3 +104,77 @@ def test_loaders(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"logical_count": rng.integers(0, 9, size=(layers, 64)).tolist()}))
     stats = routing_stats(model, FileRouting(path=str(tmp_path / "c.json"), format="sglang_logical_count"))
     assert len(stats.layers) == layers and stats.layers[3].loads.sum() == pytest.approx(2.0)
+
+
+def _skewed(seed: int, slots: int = 2):
+    # 32 experts on 16 ranks in 8 nodes, Zipf 1.0: the hottest expert carries more than a node's
+    # mean load, so copies kept in one home node cannot balance it
+    stats = synthetic_stats(32, 2, 1, seed=seed, tokens=2000, zipf_exponent=1.0)
+    return LayerPlacementProblem(stats.layers[0], np.arange(16) // 2, slots)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_balance_at_least_eplb_global(seed):
+    from placer.placement.balance import balance_lower_bound
+
+    problem = _skewed(seed)
+    loads = problem.routing.loads
+    assert loads.max() > 2 * loads.sum() / 16  # hotter than one node's mean load: needs a spill
+    result = place_layer(problem, 1.05, backend=None, time_limit_s=2)
+    ref = placement_metrics(BASELINES["EPLB-style global"](problem), problem)
+    assert check_placement(result.placement, problem) == []
+    assert result.metrics.max_over_mean <= ref.max_over_mean + 1e-9
+    bound = balance_lower_bound(loads, problem.num_ranks, problem.slots_per_rank)
+    assert bound.max_over_mean <= result.metrics.max_over_mean + 1e-9
+
+
+def test_balance_bound_hand_derived():
+    from placer.placement.balance import balance_lower_bound
+
+    # 4 ranks, mean 1; one expert of load 3 and one of 1 with 3 slots in all: the hot one gets at
+    # most 2 copies (2 + 1 = 3 slots), so its busiest copy carries >= 1.5
+    bound = balance_lower_bound(np.array([3.0, 1.0]), ranks=4, slots_per_rank=1)
+    assert bound.max_over_mean == pytest.approx(1.0)  # 4 slots: 3 copies of 1.0 and one
+    bound = balance_lower_bound(np.array([3.0, 1.0]), ranks=2, slots_per_rank=1)
+    assert bound.max_over_mean == pytest.approx(1.5) and bound.expert == 0 and bound.copies == 1
+
+
+def test_layer_time_limit_respected():
+    stats = synthetic_stats(64, 2, 1, seed=4, tokens=2000, zipf_exponent=0.8, coactivation_clusters=16)
+    problem = LayerPlacementProblem(stats.layers[0], np.arange(32) // 4, 3)
+    started = time.perf_counter()
+    result = place_layer(problem, 1.02, backend="cpsat", time_limit_s=0.3)
+    wall = time.perf_counter() - started
+    assert check_placement(result.placement, problem) == []
+    # one step always runs; the rest share the deadline (the balance fallback may add a little)
+    assert wall < 0.3 + 0.5
+
+
+def test_redundant_slots_traded_on_ep64():
+    from placer.loading import load_plan
+    from placer.placement.plan import place_plan
+    from placer.problem import load_problem
+
+    problem = load_problem("instances/ep64-128gpu.json")
+    plan = load_plan("plans/seed002-ep64-tp2.json")
+    started = time.perf_counter()
+    report = place_plan(problem, plan, backend=None, time_limit_s=8.0, redundant_slots_per_gpu=(1, 0))
+    assert time.perf_counter() - started < 8.0 * 1.2
+    trade = {c.redundant_per_gpu: c for c in report.slot_trade}
+    assert set(trade) == {0, 1} and all(c.placed for c in trade.values())
+    # one more expert per GPU costs, in the evaluator's breakdown, one expert's weights per MoE
+    # layer: 16 layers x (up + down: 2 x 512 x 1024) x 2 B (fp16) / tp_moe 2 = 16,777,216 B
+    from placer.evaluator import evaluate
+    from placer.placement.slots import probe_plan
+
+    weights = [
+        evaluate(problem, probe_plan(plan, problem.model.moe_layers, 64, r), balanced=True)
+        .stages[0]
+        .memory.weights_bytes
+        for r in (0, 1)
+    ]
+    assert weights[1] - weights[0] == pytest.approx(16 * 2 * 512 * 1024 * 2 / 2)
+    # with no redundant slot the hottest expert sits on one rank alone: far worse balance
+    assert trade[0].max_over_mean_worst > 2 * trade[1].max_over_mean_worst
+    assert report.redundant_per_gpu == 1 and report.slots_per_rank == 2
+    assert report.memory_max_redundant is not None and report.memory_max_redundant >= 1

@@ -39,9 +39,10 @@ def place_for_plan(
     backend: str = "cpsat",
     time_limit_s: float = 30.0,
     target: float = DEFAULT_TARGET,
-    redundant_slots_per_gpu: int = 1,
+    redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
 ) -> PlaceOutcome | None:
-    """Place every MoE layer for ``plan``'s degrees; ``None`` for a model without experts."""
+    """Place every MoE layer for ``plan``'s degrees; ``None`` for a model without experts.
+    ``redundant_slots_per_gpu``: a count, counts to try, or ``None`` (placer decides)."""
     report = place_plan(
         problem,
         plan,
@@ -53,7 +54,8 @@ def place_for_plan(
     if report is None:
         return None
     placed = apply_to_plan(plan, report) if plan.parallelism.ep > 1 else plan
-    return PlaceOutcome(problem, report, placed, evaluate(problem, placed), evaluate(problem, plan))
+    placed_eval = report.placed_evaluation if report.placed_evaluation is not None else evaluate(problem, placed)
+    return PlaceOutcome(problem, report, placed, placed_eval, evaluate(problem, plan))
 
 
 def _figures(ev: Evaluation) -> dict[str, Any]:

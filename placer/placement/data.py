@@ -71,3 +71,9 @@ def check_placement(placement: Placement, problem: LayerPlacementProblem, allow_
     if not allow_duplicates and (copies > 1).any():
         problems.append("an expert has two copies on one rank")
     return problems
+
+
+def without_duplicates(placement: Placement) -> Placement:
+    """``placement`` with every second copy of an expert on one rank dropped (its slot left empty):
+    under local-first serving a duplicate serves nothing, so load and traffic do not change."""
+    return tuple(tuple(sorted(set(experts))) for experts in placement)

@@ -5,17 +5,21 @@
    lightest node). If no node has load room, the lightest node with a slot takes it.
 2. Repair and improve by swaps of two copies between nodes (slot counts stay equal): accept a
    swap when it lowers the total load excess over the caps, or keeps every cap and raises the
-   kept weight. Moves into free slots are tried the same way.
+   kept weight. Moves into free slots are tried the same way. The search stops at a deadline
+   (``perf_counter`` seconds) when one is given: the assignment so far is complete, only less
+   improved.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from placer.placement.nodemodel import NodeModel
 
 
-def greedy_assign(model: NodeModel) -> np.ndarray:
+def greedy_assign(model: NodeModel, deadline: float | None = None) -> np.ndarray:
     """``assign[e, n]``: whether expert e has a copy on node n."""
     num_e, num_n = model.num_experts, model.num_nodes
     assign = np.zeros((num_e, num_n), dtype=bool)
@@ -57,14 +61,20 @@ def greedy_assign(model: NodeModel) -> np.ndarray:
         slots[n] -= 1
         load[n] += cl[e]
         affinity[:, n] += w[:, e]
-    return improve(model, assign, w)
+    return improve(model, assign, w, deadline=deadline)
 
 
 def _excess(load: np.ndarray, cap: np.ndarray) -> float:
     return float(np.clip(load - cap, 0.0, None).sum())
 
 
-def improve(model: NodeModel, assign: np.ndarray, w: np.ndarray | None = None, max_rounds: int = 300) -> np.ndarray:
+def improve(
+    model: NodeModel,
+    assign: np.ndarray,
+    w: np.ndarray | None = None,
+    max_rounds: int = 300,
+    deadline: float | None = None,
+) -> np.ndarray:
     """Best-improvement swap/move local search on ``kept - mu * excess``; ``mu`` grows until the
     load caps hold (penalty method)."""
     if model.num_nodes == 1:
@@ -74,18 +84,24 @@ def improve(model: NodeModel, assign: np.ndarray, w: np.ndarray | None = None, m
     scale = max(float(w.sum()), 1e-12) / max(float(model.copy_load.sum()), 1e-12)
     mu = 4.0 * scale + 1.0
     for _ in range(6):
-        assign = _descend(model, assign, w, mu, max_rounds)
+        assign = _descend(model, assign, w, mu, max_rounds, deadline)
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         if _excess(model.copy_load @ assign, model.node_load_cap) <= 1e-12:
             break
         mu *= 8.0
     return assign
 
 
-def _descend(model: NodeModel, assign: np.ndarray, w: np.ndarray, mu: float, max_rounds: int) -> np.ndarray:
+def _descend(
+    model: NodeModel, assign: np.ndarray, w: np.ndarray, mu: float, max_rounds: int, deadline: float | None
+) -> np.ndarray:
     cap = model.node_load_cap
     cl = model.copy_load
     nodes = model.num_nodes
     for _ in range(max_rounds):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
         load = cl @ assign
         affinity = w @ assign
         over = np.clip(load - cap, 0, None)

@@ -3,6 +3,9 @@
 Decomposition (docs/placement.md): experts go to home nodes (this model, balancing node load
 and keeping co-activated experts together), then each node fills its slots with redundant copies
 of its own hottest experts and packs them onto its ranks (:mod:`placer.placement.packing`).
+An expert too hot for one node (see :func:`node_copies`) is *spilled*: it gets a home on several
+nodes, each carrying an equal share of its load (remote tokens split evenly over all copies under
+local-first serving), at the price of co-activation that can no longer be kept in one node.
 
 Aggregation: tokens do not appear; the objective is over the sparse *excess co-activation graph*
 ``w[e, f] = max(0, P(e and f) - P_indep(e and f)) / (c_e c_f)``: the pairs selected together more
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placer.placement.baselines import replicate
 from placer.placement.data import LayerPlacementProblem
 from placer.routing.stats import independent_coactivation
 
@@ -27,10 +31,11 @@ LOAD_SCALE = 1_000_000
 
 @dataclass(frozen=True, eq=False)
 class NodeModel:
-    """Experts' copies to nodes: at most one copy of an expert per node."""
+    """Experts' node copies to nodes: at most one node copy of an expert per node (a node copy is
+    then replicated over that node's ranks by packing)."""
 
-    copies: np.ndarray  # [E] c_e
-    copy_load: np.ndarray  # [E] load of one copy, p_e / c_e (selections per token)
+    copies: np.ndarray  # [E] m_e, nodes that home expert e (1 unless spilled)
+    copy_load: np.ndarray  # [E] load of one node copy, p_e / m_e (selections per token)
     node_slots: np.ndarray  # [N]
     node_load_cap: np.ndarray  # [N] selections per token
     edges: np.ndarray  # [M, 2] expert pairs e < f
@@ -55,7 +60,40 @@ class NodeModel:
         return float(self.edge_weight @ same)
 
     def total_weight(self) -> float:
-        return float(self.edge_weight.sum() * min(1, self.num_nodes))
+        """Largest kept weight: an edge is kept on at most min(m_e, m_f) nodes (a valid bound)."""
+        if not self.edges.size:
+            return 0.0
+        shared = np.minimum(self.copies[self.edges[:, 0]], self.copies[self.edges[:, 1]])
+        return float(self.edge_weight @ shared) * min(1, self.num_nodes)
+
+    def feasible(self, assign: np.ndarray) -> bool:
+        """Whether ``assign`` meets (N1)-(N3) of this model (used to accept a warm start)."""
+        if assign.shape != (self.num_experts, self.num_nodes):
+            return False
+        if not np.array_equal(assign.sum(axis=1), self.copies):
+            return False
+        if (assign.sum(axis=0) > self.node_slots).any():
+            return False
+        return bool((self.copy_load @ assign <= self.node_load_cap + 1e-12).all())
+
+
+def node_copies(problem: LayerPlacementProblem, spill: int) -> np.ndarray:
+    """[E] nodes homing each expert, by spill level.
+
+    0: one home node per expert (the most co-activation kept; balance needs every p_e to fit in a
+       node's cap). 1: an expert gets ``ceil(c_e / ranks per node)`` homes, where ``c_e`` is its
+       copy count when the slots are replicated over the whole EP group by largest load per copy
+       (EPLB's rule): the fewest nodes that can hold the copies balance asks for. 2: every copy on
+       its own node (``min(c_e, N)``), the spread of a balance-only placement."""
+    loads = problem.routing.loads
+    ones = np.ones(loads.size, dtype=np.int64)
+    if spill == 0 or problem.num_nodes == 1:
+        return ones
+    global_copies = replicate(loads, problem.num_ranks * problem.slots_per_rank, max_copies=problem.num_ranks)
+    if spill == 1:
+        per_node = int(problem.ranks_per_node.min())
+        return np.maximum(ones, -(-global_copies // per_node))
+    return np.minimum(global_copies, problem.num_nodes)
 
 
 def excess_coactivation(problem: LayerPlacementProblem) -> np.ndarray:
@@ -66,19 +104,23 @@ def excess_coactivation(problem: LayerPlacementProblem) -> np.ndarray:
 
 
 def build_node_model(
-    problem: LayerPlacementProblem, target_max_over_mean: float, neighbours: int = 12, node_slack: float = 0.8
+    problem: LayerPlacementProblem,
+    target_max_over_mean: float,
+    neighbours: int = 12,
+    node_slack: float = 0.8,
+    spill: int = 0,
 ) -> NodeModel:
     """Copies, loads, capacities and the sparse graph for one layer.
 
     ``node_slack`` keeps part of the balance allowance for packing copies onto ranks: a node may
-    carry ``1 + node_slack * (target - 1)`` times its ranks' mean load."""
+    carry ``1 + node_slack * (target - 1)`` times its ranks' mean load. ``spill``: see
+    :func:`node_copies`."""
     loads = problem.routing.loads
     nodes = problem.num_nodes
     per_node = problem.ranks_per_node
-    # Each expert has one home node; its redundant copies stay in that node (filled in by
-    # packing), so a token reaches every copy of an expert in one node and the load split over
-    # the copies is even under local-first serving.
-    copies = np.ones(loads.size, dtype=np.int64)
+    # An expert's redundant copies stay in its home node(s) (filled in by packing), so a token
+    # from a home node reaches a copy in its node, and the others split evenly over all copies.
+    copies = node_copies(problem, spill)
     copy_load = loads / copies
     mean_rank = loads.sum() / problem.num_ranks
     cap = per_node * mean_rank * (1 + node_slack * (target_max_over_mean - 1))

@@ -1,5 +1,6 @@
-"""The placement step of ``placer solve``: place every MoE layer of a chosen plan, against the
-baselines, on the instance's routing statistics (uniform when none)."""
+"""The placement step of ``placer solve`` and ``placer place``: place every MoE layer of a chosen
+plan, against the baselines, on the instance's routing statistics (uniform when none), and decide
+the number of redundant slots per GPU (:mod:`placer.placement.slots`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from placer.evaluator import Evaluation
 from placer.placement.baselines import BASELINES
 from placer.placement.data import LayerPlacementProblem
 from placer.placement.layout import ep_rank_nodes, host_order, rank_to_node, tp_groups_inside_nodes
 from placer.placement.metrics import PlacementMetrics, placement_metrics
 from placer.placement.planner import LayerPlacement, place_layer
+from placer.placement.slots import (
+    PRICE_GUESS,
+    REPORT_RESERVE,
+    SlotCandidate,
+    candidate_counts,
+    choose,
+    largest_fitting,
+    price_candidate,
+)
 from placer.problem import Problem
-from placer.routing import RoutingStats, routing_stats
+from placer.routing import RoutingStats, cached_routing_stats, routing_stats
 from placer.schema import ExpertLayerMap, Plan
 
 #: balance target of the placement (max/mean expert load per GPU); overridable per call
@@ -37,6 +48,20 @@ class PlacementReport:
     tp_inside_nodes: bool
     wall_s: float
     notes: list[str] = field(default_factory=list)
+    redundant_per_gpu: int = 0
+    slot_trade: list[SlotCandidate] = field(default_factory=list)
+    memory_max_redundant: int | None = None  # most redundant slots per GPU the memory holds
+    time_limit_s: float | None = None
+    placed_evaluation: Evaluation | None = None  # the evaluator's figures of the placed plan
+
+    @property
+    def timed_out_layers(self) -> int:
+        return sum(1 for p in self.placer if p.timed_out)
+
+    @property
+    def balance_bound(self) -> float:
+        """(B1) worst layer: no placement with these slots is more balanced."""
+        return max((p.balance_bound for p in self.placer), default=1.0)
 
     def summary(self, metrics: list[PlacementMetrics]) -> dict[str, float]:
         return {
@@ -59,23 +84,52 @@ def place_plan(
     backend: str = "cpsat",
     time_limit_s: float = 10.0,
     target: float = DEFAULT_TARGET,
-    redundant_slots_per_gpu: int = 1,
+    redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
     stats: RoutingStats | None = None,
 ) -> PlacementReport | None:
-    """Place the plan's MoE layers (stage 0 of replica 0 gives the EP group's node pattern)."""
+    """Place the plan's MoE layers (stage 0 of replica 0 gives the EP group's node pattern).
+
+    ``redundant_slots_per_gpu``: one count, or the counts to try (``None``: the default bounded
+    candidates that fit in memory); each is placed, priced by the evaluator and the best by the
+    instance's objective terms is kept. ``time_limit_s`` covers the whole call: the candidates,
+    layers and steps share it (``REPORT_RESERVE`` of it is kept for the baselines and pricing)."""
     model = problem.model
     if model.moe is None:
         return None
     started = time.perf_counter()
+    deadline = started + time_limit_s * (1 - REPORT_RESERVE)
+    price_s = PRICE_GUESS * time_limit_s  # one candidate's pricing by the evaluator, then measured
     par = plan.parallelism
-    stats = stats or routing_stats(model, problem.routing)
+    stats = stats or cached_routing_stats(model, problem.routing) or routing_stats(model, problem.routing)
     rank_node = ep_rank_nodes(par, problem.fabric)
-    slots = -(-model.moe.num_experts // par.ep) + (redundant_slots_per_gpu if par.ep > 1 else 0)
-    per_layer = max(0.05, time_limit_s / max(1, len(stats.layers)))
-    placer, baselines = [], {name: [] for name in BASELINES}
+    base = -(-model.moe.num_experts // par.ep)
+    memory_max = largest_fitting(problem, plan) if par.ep > 1 else 0
+    counts = candidate_counts(redundant_slots_per_gpu, memory_max, par.ep, model.moe.num_experts)
+    trade: list[SlotCandidate] = []
+    runs: dict[int, list[LayerPlacement]] = {}
+    evaluations: dict[int, Evaluation] = {}
+    warm: list[np.ndarray | None] = [None] * len(stats.layers)
+    for i, r in enumerate(counts):
+        left = len(counts) - i
+        share = (deadline - time.perf_counter() - left * price_s) / left
+        if i > 0 and share < MIN_SECONDS_PER_LAYER * len(stats.layers):
+            trade.append(SlotCandidate(r, base + r, placed=False, reason="skipped: time limit"))
+            continue
+        layers = _place_layers(problem, stats, rank_node, base + r, target, backend, time.perf_counter() + share, warm)
+        warm = [p.node_assign for p in layers]
+        runs[r] = layers
+        priced_at = time.perf_counter()
+        candidate, evaluations[r] = price_candidate(
+            problem, _with_map(plan, model.moe_layers, layers, par, problem), r, base, layers
+        )
+        trade.append(candidate)
+        price_s = time.perf_counter() - priced_at
+    chosen = choose(problem, trade)
+    slots = base + chosen.redundant_per_gpu
+    placer = runs[chosen.redundant_per_gpu]
+    baselines: dict[str, list[PlacementMetrics]] = {name: [] for name in BASELINES}
     for layer in stats.layers:
         lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
-        placer.append(place_layer(lp, target, backend=backend, time_limit_s=per_layer))
         for name, method in BASELINES.items():
             baselines[name].append(placement_metrics(method(lp), lp))
     report = PlacementReport(
@@ -90,8 +144,44 @@ def place_plan(
         rank_to_node(par, problem.fabric),
         tp_groups_inside_nodes(par, problem.fabric),
         time.perf_counter() - started,
+        redundant_per_gpu=chosen.redundant_per_gpu,
+        slot_trade=trade,
+        memory_max_redundant=memory_max,
+        time_limit_s=time_limit_s,
+        placed_evaluation=evaluations[chosen.redundant_per_gpu],
     )
+    _add_notes(report, par.ep, rank_node, stats)
+    return report
+
+
+#: least seconds per layer worth starting another slot-count candidate with (one greedy step)
+MIN_SECONDS_PER_LAYER = 0.02
+
+
+def _place_layers(problem, stats, rank_node, slots, target, backend, deadline, warm):  # type: ignore[no-untyped-def]
+    """Every layer with ``slots`` per rank; each layer gets the time left over the layers left."""
+    out = []
+    n = len(stats.layers)
+    for i, layer in enumerate(stats.layers):
+        lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
+        per_layer = max(0.0, deadline - time.perf_counter()) / (n - i)
+        out.append(place_layer(lp, target, backend=backend, time_limit_s=per_layer, warm=warm[i]))
+    return out
+
+
+def _with_map(plan: Plan, layers: list[int], placed: list[LayerPlacement], par, problem: Problem) -> Plan:  # type: ignore[no-untyped-def]
     if par.ep == 1:
+        return plan
+    maps = [
+        ExpertLayerMap(layer=layer, gpus=[list(r) for r in p.placement])
+        for layer, p in zip(layers, placed, strict=True)
+    ]
+    return plan.model_copy(update={"expert_map": maps, "rank_to_node": rank_to_node(par, problem.fabric)})
+
+
+def _add_notes(report: PlacementReport, ep: int, rank_node: np.ndarray, stats: RoutingStats) -> None:
+    placer, baselines = report.placer, report.baselines
+    if ep == 1:
         report.notes.append("ep = 1: every GPU holds all experts; there is no all-to-all to place")
     elif int(rank_node.max()) == 0:
         report.notes.append(
@@ -104,9 +194,29 @@ def place_plan(
             "placement cannot reduce cross-node traffic for these statistics (routing is close to "
             "independent): every balanced placement sends about the same volume"
         )
+    worst = max(p.metrics.max_over_mean for p in placer)
+    if ep > 1 and worst > report.target + 1e-9:
+        layer = max(placer, key=lambda p: p.metrics.max_over_mean)
+        report.notes.append(
+            f"max/mean {report.target:g} not reached with {report.slots_per_rank} slots per rank: best found "
+            f"{worst:.3f} (worst layer); bound (B1) {layer.balance_bound:.3f} from the hottest load per copy allowed; "
+            "the rest is packing copies of unequal load into few slots per rank"
+        )
+    spilled = sum(p.spilled_experts for p in placer)
+    if spilled:
+        report.notes.append(
+            f"{spilled} hot expert-layers spread over several nodes (more than one node's load), trading co-activation"
+        )
+    if report.timed_out_layers:
+        report.notes.append(
+            f"time limit {report.time_limit_s:g} s reached: {report.timed_out_layers} layers return the best "
+            "placement found so far (gap above)"
+        )
+    skipped = [c.redundant_per_gpu for c in report.slot_trade if not c.placed]
+    if skipped:
+        report.notes.append(f"redundant-slot counts {skipped} not tried: time limit")
     if stats.uniform:
         report.notes.append("no routing statistics: uniform, independent routing assumed")
-    return report
 
 
 def apply_to_plan(plan: Plan, report: PlacementReport) -> Plan:

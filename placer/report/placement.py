@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from rich.console import Console
@@ -40,13 +41,52 @@ HEADERS = (
 )
 
 
+TRADE_HEADERS = (
+    "redundant slots/GPU",
+    "slots/rank",
+    "HBM headroom GB",
+    "headroom / KV cache",
+    "max/mean worst",
+    "max/mean mean",
+    "dedup copies/token",
+    "throughput tokens/ms/GPU",
+    "feasible",
+    "chosen",
+)
+
+
+def _trade_rows(report: Any) -> list[tuple[str, ...]]:
+    rows = []
+    for c in report.slot_trade:
+        if not c.placed:
+            rows.append((str(c.redundant_per_gpu), str(c.slots_per_rank), *(["—"] * 6), c.reason, ""))
+            continue
+        rows.append(
+            (
+                str(c.redundant_per_gpu),
+                str(c.slots_per_rank),
+                f"{c.memory_headroom_bytes / 1e9:.2f}",
+                f"{c.memory_headroom_bytes / c.kv_cache_bytes:.2f}x" if c.kv_cache_bytes > 0 else "—",
+                f"{c.max_over_mean_worst:.3f}",
+                f"{c.max_over_mean_mean:.3f}",
+                f"{c.dedup_copies_per_token:.3f}",
+                f"{c.throughput_tokens_per_ms_per_gpu:.3f}",
+                "yes" if c.feasible else "no",
+                "<-" if c.redundant_per_gpu == report.redundant_per_gpu else "",
+            )
+        )
+    return rows
+
+
 def _lines(report: Any) -> list[str]:
     gap = report.gap
     first = report.placer[0].placement if report.placer else ()
+    limit = "" if report.time_limit_s is None else f" (time limit {report.time_limit_s:g} s)"
     lines = [
         f"routing statistics: {report.stats_source}",
-        f"{report.slots_per_rank} expert slots per EP rank; {len(report.layers)} MoE layers placed in "
-        f"{report.wall_s:.2f} s; "
+        f"{report.slots_per_rank} expert slots per EP rank ({report.redundant_per_gpu} redundant per GPU; memory "
+        f"holds up to {report.memory_max_redundant}); {len(report.layers)} MoE layers placed in "
+        f"{report.wall_s:.2f} s{limit}; "
         f"node-model gap (kept co-activation vs bound, worst layer) {'—' if gap is None else f'{gap:.1%}'}",
         f"host order: {' '.join(report.host_order[:16])}{' ...' if len(report.host_order) > 16 else ''}"
         f" (TP groups inside nodes: {'yes' if report.tp_inside_nodes else 'no'})",
@@ -66,6 +106,13 @@ def print_placement(console: Console, report: Any, copy_bytes: float) -> None:
     for row in _rows(report, copy_bytes):
         table.add_row(*row)
     console.print(table)
+    if len(report.slot_trade) > 1:
+        trade = Table(title="redundant slots per GPU: balance and traffic against HBM left for the KV cache")
+        for h in TRADE_HEADERS:
+            trade.add_column(h, justify="right")
+        for row in _trade_rows(report):
+            trade.add_row(*row)
+        console.print(trade)
     for line in _lines(report):
         console.print(line, highlight=False)
 
@@ -73,6 +120,9 @@ def print_placement(console: Console, report: Any, copy_bytes: float) -> None:
 def placement_markdown(report: Any, copy_bytes: float) -> str:
     out = ["## Expert placement", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(row) + " |" for row in _rows(report, copy_bytes)]
+    if len(report.slot_trade) > 1:
+        out += ["", "| " + " | ".join(TRADE_HEADERS) + " |", "|" + "---|" * len(TRADE_HEADERS)]
+        out += ["| " + " | ".join(row) + " |" for row in _trade_rows(report)]
     out += [""] + [f"- {line}" for line in _lines(report)]
     return "\n".join(out) + "\n"
 
@@ -84,6 +134,11 @@ def placement_summary(report: Any) -> dict[str, Any]:
         "target_max_over_mean": report.target,
         "slots_per_rank": report.slots_per_rank,
         "gap": report.gap,
+        "redundant_slots_per_gpu": report.redundant_per_gpu,
+        "memory_max_redundant_slots_per_gpu": report.memory_max_redundant,
+        "balance_lower_bound": report.balance_bound,
+        "timed_out_layers": report.timed_out_layers,
+        "slot_trade": [dataclasses.asdict(c) for c in report.slot_trade],
         "placer": report.summary([p.metrics for p in report.placer]),
         "baselines": {name: report.summary(ms) for name, ms in report.baselines.items()},
         "host_order": report.host_order,

@@ -1,10 +1,10 @@
 """CP-SAT model of node-level expert placement (docs/placement.md, (N1)-(N6)).
 
-x[e, n] = 1 when expert e's home is node n; z[(e, f), n] <= x[e, n], x[f, n] for the sparse
-co-activation edges; maximise sum w_ef z_efn subject to one home per expert, slots and load caps
-per node. Nodes with equal slots and caps are interchangeable, so the first expert of each
-symmetric class may only open nodes in order (symmetry breaking). The greedy assignment is the
-hint; the solver's best bound gives the gap.
+x[e, n] = 1 when node n homes expert e; z[(e, f), n] <= x[e, n], x[f, n] for the sparse
+co-activation edges; maximise sum w_ef z_efn subject to m_e homes per expert (1 unless spilled),
+slots and load caps per node. Nodes with equal slots and caps are interchangeable, so the heaviest
+experts may only open nodes in order (symmetry breaking). The greedy assignment is the hint; the
+solver's best bound gives the gap.
 """
 
 from __future__ import annotations
@@ -18,22 +18,29 @@ from placer.placement.nodemodel import LOAD_SCALE, WEIGHT_SCALE, NodeModel
 from placer.placement.planner import NodeSolution
 
 
-def _symmetric_prefix(model: NodeModel) -> list[int]:
-    """Experts ordered for symmetry breaking: expert i of the list may use nodes 0..i only."""
+def _symmetric_prefix(model: NodeModel) -> list[tuple[int, int]]:
+    """(expert, nodes it may use) for symmetry breaking: with interchangeable nodes, relabel them
+    in order of first use by the heaviest experts, so expert i of the list uses only nodes
+    ``0 .. m_0 + ... + m_i - 1``. Empty when the nodes differ."""
     same = np.all(model.node_slots == model.node_slots[0]) and np.allclose(model.node_load_cap, model.node_load_cap[0])
     if not same:
         return []
-    order = np.argsort(-model.copy_load, kind="stable")
-    return [int(e) for e in order[: model.num_nodes - 1]]
+    prefix, opened = [], 0
+    for e in np.argsort(-model.copy_load, kind="stable"):
+        if opened >= model.num_nodes - 1:
+            break
+        opened += int(model.copies[e])
+        prefix.append((int(e), min(opened, model.num_nodes)))
+    return prefix
 
 
-def relabel_hint(model: NodeModel, hint: np.ndarray, prefix: list[int]) -> np.ndarray:
-    """Permute the hint's nodes so that it obeys the symmetry breaking."""
+def relabel_hint(model: NodeModel, hint: np.ndarray, prefix: list[tuple[int, int]]) -> np.ndarray:
+    """Permute the hint's nodes (in order of first use) so that it obeys the symmetry breaking."""
     order: list[int] = []
-    for e in prefix + list(range(model.num_experts)):
-        n = int(np.argmax(hint[e]))
-        if n not in order:
-            order.append(n)
+    for e in [e for e, _ in prefix] + list(range(model.num_experts)):
+        for n in np.flatnonzero(hint[e]):
+            if int(n) not in order:
+                order.append(int(n))
     order += [n for n in range(model.num_nodes) if n not in order]
     return hint[:, order]
 
@@ -46,15 +53,15 @@ def solve_node_model(
     num_e, num_n = model.num_experts, model.num_nodes
     x = [[cp.new_bool_var(f"x{e}_{n}") for n in range(num_n)] for e in range(num_e)]
     for e in range(num_e):
-        cp.add(sum(x[e]) == 1)
+        cp.add(sum(x[e]) == int(model.copies[e]))
     loads = np.ceil(model.copy_load * LOAD_SCALE).astype(np.int64)
     caps = np.floor(model.node_load_cap * LOAD_SCALE).astype(np.int64)
     for n in range(num_n):
         cp.add(sum(x[e][n] for e in range(num_e)) <= int(model.node_slots[n]))
         cp.add(sum(int(loads[e]) * x[e][n] for e in range(num_e)) <= int(caps[n]))
     prefix = _symmetric_prefix(model)
-    for i, e in enumerate(prefix):
-        for n in range(i + 1, num_n):
+    for e, usable in prefix:
+        for n in range(usable, num_n):
             cp.add(x[e][n] == 0)
     weights = np.rint(model.edge_weight * WEIGHT_SCALE).astype(np.int64)
     terms = []
@@ -68,7 +75,8 @@ def solve_node_model(
             cp.add(z <= x[f][n])
             zs.append(z)
             terms.append(int(w) * z)
-        cp.add(sum(zs) <= 1)
+        if model.copies[e] == 1 or model.copies[f] == 1:
+            cp.add(sum(zs) <= 1)  # implied by one home (a cut)
     cp.maximize(sum(terms))
     hint = relabel_hint(model, hint, prefix) if prefix else hint
     for e in range(num_e):

@@ -21,13 +21,13 @@ def solve_node_model(
     prob = pulp.LpProblem("node_placement", pulp.LpMaximize)
     x = [[pulp.LpVariable(f"x_{e}_{n}", cat="Binary") for n in range(num_n)] for e in range(num_e)]
     for e in range(num_e):
-        prob += pulp.lpSum(x[e]) == 1
+        prob += pulp.lpSum(x[e]) == int(model.copies[e])
     for n in range(num_n):
         prob += pulp.lpSum(x[e][n] for e in range(num_e)) <= int(model.node_slots[n])
         prob += pulp.lpSum(float(model.copy_load[e]) * x[e][n] for e in range(num_e)) <= float(model.node_load_cap[n])
     prefix = _symmetric_prefix(model)
-    for i, e in enumerate(prefix):
-        for n in range(i + 1, num_n):
+    for e, usable in prefix:
+        for n in range(usable, num_n):
             prob += x[e][n] == 0
     objective = []
     for k, ((e, f), w) in enumerate(zip(model.edges, model.edge_weight, strict=True)):
@@ -52,7 +52,7 @@ def solve_node_model(
     wall = time.perf_counter() - started
     status = pulp.LpStatus[prob.status]
     values = np.array([[(x[e][n].value() or 0.0) > 0.5 for n in range(num_n)] for e in range(num_e)], dtype=bool)
-    if status not in ("Optimal",) or not (values.sum(axis=1) == 1).all():
+    if status not in ("Optimal",) or not np.array_equal(values.sum(axis=1), model.copies):
         return NodeSolution(hint, "hint", model.kept(hint), None, wall)
     kept = model.kept(values)
     proved = prob.sol_status == pulp.LpSolutionOptimal
