@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from placer.evaluator import Evaluation, evaluate
 from placer.loading import load_model as _load_model
 from placer.loading import load_plan
 from placer.problem import Problem, load_problem
-from placer.report.plan_json import plan_with_figures
+from placer.report.plan_json import dumps, plan_with_figures
 from placer.result import Result, SolveStatus
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
 from placer.solve import solve
@@ -124,7 +123,7 @@ def write_outputs(
     out = Path(out_dir)
     plan_path = out / f"{problem.name}.plan.json"
     report_path = out / f"{problem.name}.md"
-    _write_atomic(plan_path, json.dumps(document, indent=2) + "\n")
+    _write_atomic(plan_path, dumps(document))
     _write_atomic(report_path, evaluation_markdown(problem, evaluation, document))
     return [plan_path, report_path]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.compare import Comparison, Entry, comparison_document
+from placer.report.plan_json import dumps
 from placer.report.terminal import fmt
 
 
@@ -54,7 +55,7 @@ def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bo
         reason = "\n".join(f"- {line}" for line in entry.result.explanation) or "- no plan within the time limit"
         report = f"# {entry.problem.name} on {hw}: {entry.result.status.value}\n\n{reason}\n"
     json_path, md_path = folder / f"{hw}.json", folder / f"{hw}.md"
-    _write_atomic(json_path, json.dumps(document, indent=2) + "\n")
+    _write_atomic(json_path, dumps(document))
     _write_atomic(md_path, report)
     return [json_path, md_path, *written]
 

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
 from placer.evaluator import Evaluation
 from placer.schema import Plan, SolverInfo
+
+
+def dumps(document: Any) -> str:
+    """Indented JSON whose innermost lists (an expert map row, a stage's layers) stay on one line,
+    so a DeepSeek-V3 plan reads as one line per GPU instead of one line per expert, and diffs of
+    the committed results show which rows moved."""
+    rows: list[str] = []
+
+    def compact(value: Any) -> Any:
+        if isinstance(value, list) and value and all(not isinstance(v, (list, dict)) for v in value):
+            rows.append(json.dumps(value))
+            return f"@@row{len(rows) - 1}@@"
+        if isinstance(value, list):
+            return [compact(v) for v in value]
+        if isinstance(value, dict):
+            return {k: compact(v) for k, v in value.items()}
+        return value
+
+    text = json.dumps(compact(document), indent=2)
+    return re.sub(r'"@@row(\d+)@@"', lambda m: rows[int(m.group(1))], text) + "\n"
 
 
 def _finite(value: float) -> float | None:
