@@ -337,16 +337,16 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
     if problem.model.moe is None:
         step.outcome = "no MoE layers: nothing to place"
         return plan, flat_eval, None
-    # With routing statistics one redundant slot per GPU (`placer place` decides the count against
-    # the KV-cache headroom; the re-solve loop does not yet, docs/placement.md). Without them routing
-    # is uniform: a redundant copy cannot improve balance and only costs memory and weight reads, so
-    # none is added and the placed plan keeps the figures the strategy model proved.
+    # With routing statistics placer decides the redundant slots per GPU within memory (the
+    # evaluator prices each count). Without them routing is uniform: a redundant copy cannot
+    # improve balance and only costs memory and weight reads, so none is added and the placed plan
+    # keeps the figures the strategy model proved.
     report = place_plan(
         problem,
         plan,
         backend="milp" if backend == "milp" else "cpsat",
         time_limit_s=min(10.0, time_limit_s / 4),
-        redundant_slots_per_gpu=1 if problem.routing is not None else 0,
+        redundant_slots_per_gpu=None if problem.routing is not None else 0,
     )
     if report is None or plan.parallelism.ep == 1:
         step.outcome = "ep = 1: placement trivial" + ("" if flat_eval.feasible else f"; breaks {_broken(flat_eval)}")

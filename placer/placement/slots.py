@@ -49,6 +49,7 @@ class SlotCandidate:
     placed: bool = True
     reason: str = ""
     feasible: bool = False
+    violation: float = 0.0  # largest relative excess over an SLO limit (0 when feasible) [-]
     throughput_tokens_per_ms_per_gpu: float = 0.0  # the instance's throughput phase
     ttft_s: float = 0.0
     cross_node_bytes_per_token: float = 0.0  # dedup, per MoE layer (evaluator)
@@ -120,6 +121,7 @@ def price_candidate(
         redundant,
         base + redundant,
         feasible=ev.feasible,
+        violation=max([0.0] + [-c.slack for c in ev.slo if not c.ok]),
         throughput_tokens_per_ms_per_gpu=_throughput(problem, ev),
         ttft_s=ev.ttft_s,
         cross_node_bytes_per_token=ev.cross_node_bytes_per_token,
@@ -152,6 +154,8 @@ def _term_values(problem: Problem, c: SlotCandidate) -> list[float]:
 def _better(problem: Problem, a: SlotCandidate, b: SlotCandidate) -> bool:
     if a.feasible != b.feasible:
         return a.feasible
+    if not a.feasible and abs(a.violation - b.violation) > OBJECTIVE_TIE_REL * max(a.violation, b.violation):
+        return a.violation < b.violation  # neither meets the SLOs: the nearer one (the re-solve measures it)
     for va, vb in zip(_term_values(problem, a), _term_values(problem, b), strict=True):
         if abs(va - vb) > OBJECTIVE_TIE_REL * max(abs(va), abs(vb), 1e-30):
             return va < vb
@@ -159,7 +163,8 @@ def _better(problem: Problem, a: SlotCandidate, b: SlotCandidate) -> bool:
 
 
 def choose(problem: Problem, trade: list[SlotCandidate]) -> SlotCandidate:
-    """The best placed candidate by :func:`_better` (feasible, objective terms, fewer slots)."""
+    """The best placed candidate by :func:`_better` (feasible, else the smallest SLO violation;
+    then the objective terms; then fewer slots)."""
     placed = [c for c in trade if c.placed]
     best = placed[0]
     for c in placed[1:]:
