@@ -67,6 +67,9 @@ class RankLayout:
     node_of: tuple[int, ...]
     #: NVLink domain of each rank (a node, or a rack-scale domain such as NVL72)
     domain_of: tuple[int, ...]
+    #: ``D`` when rank ``i`` sits in domain ``i // D`` (the default fill order), else ``None``:
+    #: a stage's domain pattern then depends only on where it starts within a domain.
+    regular_domain_gpus: int | None = None
 
     def rank(self, replica: int, stage: int, w: int) -> int:
         par = self.parallelism
@@ -92,7 +95,8 @@ def default_layout(parallelism: Parallelism, fabric: Fabric, rank_to_node: list[
     # Several nodes may share one NVLink domain (GB200 NVL72: the domain is the rack).
     nodes_per_domain = max(1, fabric.nvlink_domain_gpus // fabric.gpus_per_node)
     domains = tuple(node // nodes_per_domain for node in nodes)
-    return RankLayout(parallelism, nodes, domains)
+    regular = fabric.gpus_per_node * nodes_per_domain if rank_to_node is None else None
+    return RankLayout(parallelism, nodes, domains, regular)
 
 
 def nodes_needed(gpus: int, fabric: Fabric) -> int:

@@ -9,6 +9,7 @@ coefficients of its layer-to-stage variables. Both therefore see the same number
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -61,14 +62,28 @@ class StagePattern:
 
 def stage_pattern(layout: RankLayout, replica: int, stage: int) -> StagePattern:
     """The domain pattern of ``(replica, stage)``."""
+    par = layout.parallelism
+    if layout.regular_domain_gpus is not None:  # the default fill order: memoised by stage offset
+        domain = layout.regular_domain_gpus
+        start = layout.rank(replica, stage, 0)
+        return _regular_pattern(start % domain, par.stage_width, domain, stage + 1 < par.pp)
     raw = layout.stage_domains(replica, stage)
     relabel: dict[int, int] = {}
     domains = tuple(relabel.setdefault(d, len(relabel)) for d in raw)
-    par = layout.parallelism
     crosses = False
     if stage + 1 < par.pp:
         nxt = layout.stage_domains(replica, stage + 1)
         crosses = any(a != b for a, b in zip(raw, nxt, strict=True))
+    return StagePattern(domains, crosses)
+
+
+@lru_cache(maxsize=4096)
+def _regular_pattern(offset: int, width: int, domain: int, has_next: bool) -> StagePattern:
+    """Pattern of ranks ``offset .. offset + width - 1`` when rank ``i`` sits in domain ``i // domain``."""
+    raw = [(offset + w) // domain for w in range(width)]
+    relabel: dict[int, int] = {}
+    domains = tuple(relabel.setdefault(d, len(relabel)) for d in raw)
+    crosses = has_next and any((offset + w) // domain != (offset + width + w) // domain for w in range(width))
     return StagePattern(domains, crosses)
 
 
@@ -160,41 +175,42 @@ def layer_costs(
     pre_ctx = LayerContext(shape=pre, **ctx_args)  # type: ignore[arg-type]
     dec_ctx = LayerContext(shape=dec, **ctx_args)  # type: ignore[arg-type]
     kv_layer = layer_kv_bytes(model, par, seqs, context)
-    weights, kvs, pre_t, dec_t, traffic_list, pre_d, dec_d = [], [], [], [], [], [], []
-    # A layer's cost depends on the layer only through its kind and its placement: share the work.
-    memo: dict[tuple[bool, LayerTraffic | None], tuple[LayerPhaseCost, LayerPhaseCost]] = {}
     moe_index = {layer: i for i, layer in enumerate(model.moe_layers)} if model.moe is not None else {}
-    # Layers of one kind with the same expert map and statistics cost the same: compute once.
-    per_kind: dict[tuple[bool, object, int], tuple[LayerTraffic | None, float]] = {}
+    # A layer's cost depends on the layer only through its kind (dense or MoE), its expert map and
+    # its routing statistics: cost each kind once, then lay the kinds out over the layers.
+    kind_of_layer = []
+    first_layer: dict[tuple[bool, object, int], int] = {}
     for layer in range(model.num_layers):
-        is_moe = model.moe is not None and model.is_moe_layer(layer)
-        stats = None if routing is None or not is_moe else routing.layers[moe_index[layer]]
+        is_moe = layer in moe_index
+        stats = routing.layers[moe_index[layer]] if routing is not None and is_moe else None
         kind = (is_moe, expert_maps.get(layer) if is_moe else None, id(stats))
-        if kind not in per_kind:
-            traffic = None
-            distinct = 0
-            if is_moe:
-                assert model.moe is not None
-                traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
-                if stats is None:
-                    traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
-                distinct = max(traffic.gpu_distinct_experts)
-            per_kind[kind] = (traffic, layer_weight_bytes(model, layer, par, distinct))
-        traffic, weight = per_kind[kind]
-        weights.append(weight)
-        kvs.append(kv_layer)
-        key = (model.is_moe_layer(layer), traffic)
-        if key not in memo:
-            memo[key] = (
-                _memo_phase_cost(problem, pre_ctx, layer, traffic),
-                _memo_phase_cost(problem, dec_ctx, layer, traffic),
-            )
-        p_cost, d_cost = memo[key]
-        pre_t.append(p_cost.time_s)
-        dec_t.append(d_cost.time_s)
-        pre_d.append(p_cost)
-        dec_d.append(d_cost)
-        traffic_list.append(traffic)
+        first_layer.setdefault(kind, layer)
+        kind_of_layer.append(kind)
+    per_kind: dict[tuple[bool, object, int], tuple[LayerTraffic | None, float, LayerPhaseCost, LayerPhaseCost]] = {}
+    for kind, layer in first_layer.items():
+        traffic = None
+        distinct = 0
+        if kind[0]:
+            assert model.moe is not None
+            stats = routing.layers[moe_index[layer]] if routing is not None else None
+            traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
+            if stats is None:
+                traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
+            distinct = max(traffic.gpu_distinct_experts)
+        per_kind[kind] = (
+            traffic,
+            layer_weight_bytes(model, layer, par, distinct),
+            _memo_phase_cost(problem, pre_ctx, layer, traffic),
+            _memo_phase_cost(problem, dec_ctx, layer, traffic),
+        )
+    rows = [per_kind[kind] for kind in kind_of_layer]
+    weights = [r[1] for r in rows]
+    kvs = [kv_layer] * len(rows)
+    pre_d = [r[2] for r in rows]
+    dec_d = [r[3] for r in rows]
+    pre_t = [c.time_s for c in pre_d]
+    dec_t = [c.time_s for c in dec_d]
+    traffic_list = [r[0] for r in rows]
     return LayerCosts(
         np.asarray(weights),
         np.asarray(kvs),

@@ -159,9 +159,15 @@ MIN_SECONDS_PER_LAYER = 0.02
 
 
 def _place_layers(problem, stats, rank_node, slots, target, backend, deadline, warm):  # type: ignore[no-untyped-def]
-    """Every layer with ``slots`` per rank; each layer gets the time left over the layers left."""
-    out = []
+    """Every layer with ``slots`` per rank; each layer gets the time left over the layers left.
+
+    Without statistics every layer has the same uniform routing, so one placement serves all."""
     n = len(stats.layers)
+    if stats.uniform and n > 0:
+        lp = LayerPlacementProblem(stats.layers[0], rank_node, slots, stats.expert_group, stats.groups_per_token)
+        budget = max(0.0, deadline - time.perf_counter())
+        return [place_layer(lp, target, backend=backend, time_limit_s=budget, warm=warm[0])] * n
+    out = []
     for i, layer in enumerate(stats.layers):
         lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
         per_layer = max(0.0, deadline - time.perf_counter()) / (n - i)
