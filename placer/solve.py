@@ -218,6 +218,7 @@ def solve(
         search["placement"] = placement_summary(placement)
     result = Result(
         status=status,
+        explanation=[reason] if status == SolveStatus.NO_PLAN and reason else [],
         backend=backend,
         wall_s=wall,
         plan=placed,
@@ -250,7 +251,12 @@ def _honest_status(
     same = math.isclose(objective, model_objective, rel_tol=RELATIVE_TOLERANCE, abs_tol=1e-9)
     if not evaluation.feasible:
         broken = [c.name for c in evaluation.slo + evaluation.rules if not c.ok]
-        return SolveStatus.FEASIBLE, gap, f"re-solve rounds exhausted: the placed plan still breaks {broken}"
+        # Not a solution: no status that reads as one (the plan is kept for inspection only).
+        return (
+            SolveStatus.NO_PLAN,
+            None,
+            f"re-solve rounds exhausted: no placed plan met the constraints; the last one breaks {broken}",
+        )
     if solution.status != SolveStatus.OPTIMAL:
         return solution.status, gap, None
     if heuristic_cuts:
@@ -338,15 +344,16 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
         step.outcome = "no MoE layers: nothing to place"
         return plan, flat_eval, None
     # With routing statistics placer decides the redundant slots per GPU within memory (the
-    # evaluator prices each count). Without them routing is uniform: a redundant copy cannot
-    # improve balance and only costs memory and weight reads, so none is added and the placed plan
-    # keeps the figures the strategy model proved.
+    # evaluator prices each count) unless cost_parameters.redundant_experts_per_gpu fixes it.
+    # Without statistics routing is uniform: a redundant copy cannot improve balance and only
+    # costs memory and weight reads, so none is added and the placed plan keeps the figures the
+    # strategy model proved.
     report = place_plan(
         problem,
         plan,
         backend="milp" if backend == "milp" else "cpsat",
         time_limit_s=min(10.0, time_limit_s / 4),
-        redundant_slots_per_gpu=None if problem.routing is not None else 0,
+        redundant_slots_per_gpu=problem.params.redundant_experts_per_gpu if problem.routing is not None else 0,
     )
     if report is None or plan.parallelism.ep == 1:
         step.outcome = "ep = 1: placement trivial" + ("" if flat_eval.feasible else f"; breaks {_broken(flat_eval)}")

@@ -21,6 +21,7 @@ import numpy as np
 
 from placer.placement.baselines import replicate
 from placer.placement.data import LayerPlacementProblem, Placement
+from placer.placement.metrics import max_over_mean
 from placer.placement.packing import pack_ranks
 
 
@@ -66,12 +67,46 @@ def balance_lower_bound(loads: np.ndarray, ranks: int, slots_per_rank: int) -> B
     return BalanceBound(t, expert, int(copies[expert]), float(rel[expert]))
 
 
+#: copy budgets tried by :func:`global_balanced` between one copy per expert and every slot
+BUDGETS_TRIED = 12
+
+
 def global_balanced(problem: LayerPlacementProblem) -> Placement:
-    """Balance only: copies by largest load per copy over all slots (at most one per rank), then
-    packed over every rank of the EP group (LPT with swaps, no duplicate on a rank)."""
+    """Balance only: copies by largest load per copy (at most one per rank), packed over every
+    rank of the EP group (LPT with swaps, no duplicate on a rank); the best of several copy budgets.
+
+    Filling every slot is not always best: with few slots per rank, the extra copies of cool
+    experts must share ranks with the hot copies and raise the busiest rank. So budgets from one
+    copy per expert up to every slot are tried and the least loaded busiest rank is kept (ties:
+    fewer copies, which leave slots empty rather than hold a useless copy). Each candidate is
+    scored by :func:`max_over_mean`, the balance the evaluator will see."""
     loads = problem.routing.loads
-    counts = replicate(loads, problem.num_ranks * problem.slots_per_rank, max_copies=problem.num_ranks)
-    experts = np.repeat(np.arange(loads.size), counts)
-    weights = np.repeat(loads / counts, counts)
-    packs = pack_ranks(experts, weights, problem.num_ranks, problem.slots_per_rank)
-    return tuple(tuple(sorted(int(experts[i]) for i in pack)) for pack in packs)
+    ranks, slots = problem.num_ranks, problem.slots_per_rank
+    # Pack over the ranks interleaved across nodes (first rank of every node, then the second...):
+    # the packer breaks ties by index, so an expert's copies land on different nodes, and under
+    # local-first serving each copy then draws an equal share (copies crowded on one node split
+    # that node's own tokens among themselves while a lone copy elsewhere takes more).
+    position = np.zeros(ranks, dtype=np.int64)
+    seen: dict[int, int] = {}
+    for r, node in enumerate(problem.rank_node):
+        position[r] = seen.get(int(node), 0)
+        seen[int(node)] = int(position[r]) + 1
+    order = sorted(range(ranks), key=lambda r: (int(position[r]), int(problem.rank_node[r])))
+    full = ranks * slots
+    low = min(loads.size, full)
+    budgets = sorted({int(round(b)) for b in np.linspace(low, full, BUDGETS_TRIED)} | {full})
+    best: tuple[float, int, Placement] | None = None
+    for budget in budgets:
+        counts = replicate(loads, budget, max_copies=ranks)
+        experts = np.repeat(np.arange(loads.size), counts)
+        weights = np.repeat(loads / counts, counts)
+        packs = pack_ranks(experts, weights, ranks, slots)
+        by_rank: list[tuple[int, ...]] = [()] * ranks
+        for k, pack in enumerate(packs):
+            by_rank[order[k]] = tuple(sorted(int(experts[i]) for i in pack))
+        placement = tuple(by_rank)
+        busiest = max_over_mean(placement, problem)  # under local-first serving, as the evaluator prices it
+        if best is None or busiest < best[0] * (1 - 1e-9):
+            best = (busiest, budget, placement)
+    assert best is not None
+    return best[2]

@@ -42,7 +42,10 @@ def place_for_plan(
     redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
 ) -> PlaceOutcome | None:
     """Place every MoE layer for ``plan``'s degrees; ``None`` for a model without experts.
-    ``redundant_slots_per_gpu``: a count, counts to try, or ``None`` (placer decides)."""
+    ``redundant_slots_per_gpu``: a count, counts to try, or ``None``: the instance's
+    ``cost_parameters.redundant_experts_per_gpu`` if set, else placer decides."""
+    if redundant_slots_per_gpu is None:
+        redundant_slots_per_gpu = problem.params.redundant_experts_per_gpu
     report = place_plan(
         problem,
         plan,

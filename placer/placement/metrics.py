@@ -47,6 +47,14 @@ def touched_nodes(shares: np.ndarray, problem: LayerPlacementProblem) -> np.ndar
     return reach_probability(shares, routing.loads, int(round(routing.loads.sum())), routing.traces)
 
 
+def max_over_mean(placement: Placement, problem: LayerPlacementProblem) -> float:
+    """Only the balance of ``placement`` (as in :func:`placement_metrics`), without the traffic."""
+    copies = copies_matrix(placement, problem.num_experts)
+    rank_load = rank_pair_loads(serving_weights(copies > 0, problem.rank_node), problem.routing.loads)
+    mean = rank_load.mean()
+    return float(rank_load.max() / mean) if mean > 0 else 1.0
+
+
 def placement_metrics(placement: Placement, problem: LayerPlacementProblem) -> PlacementMetrics:
     """Balance, waste and cross-node copies of ``placement`` on ``problem``'s statistics."""
     copies = copies_matrix(placement, problem.num_experts)

@@ -154,6 +154,9 @@ def place_plan(
     return report
 
 
+#: share of a layer's time slice left for the balance-only fallback after the ladder
+FALLBACK_SHARE = 0.25
+
 #: least seconds per layer worth starting another slot-count candidate with (one greedy step)
 MIN_SECONDS_PER_LAYER = 0.02
 
@@ -171,7 +174,10 @@ def _place_layers(problem, stats, rank_node, slots, target, backend, deadline, w
     for i, layer in enumerate(stats.layers):
         lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
         per_layer = max(0.0, deadline - time.perf_counter()) / (n - i)
-        out.append(place_layer(lp, target, backend=backend, time_limit_s=per_layer, warm=warm[i]))
+        # the ladder gets most of the slice; the balance-only fallback, which runs whatever the
+        # clock says, is paid from the rest
+        ladder_s = per_layer * (1 - FALLBACK_SHARE)
+        out.append(place_layer(lp, target, backend=backend, time_limit_s=ladder_s, warm=warm[i]))
     return out
 
 

@@ -256,6 +256,10 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
     if result.evaluation is None:
         console.print("[red]no plan found within the time limit[/]")
         return
+    if status == SolveStatus.NO_PLAN:  # a plan was placed but breaks a constraint: not a solution
+        console.print(Panel("\n".join(f"• {line}" for line in result.explanation), title="no plan", border_style="red"))
+        print_evaluation(console, problem, result.evaluation, "last placed plan (breaks a constraint; not a solution)")
+        return
     if result.terms:
         console.print(
             "objective terms (lexicographic): " + ", ".join(f"{k} = {fmt(v)}" for k, v in result.terms.items())

@@ -66,6 +66,15 @@ class CostParameters(StrictModel):
             "weights once per half-batch and halves the activation workspace"
         ),
     )
+    redundant_experts_per_gpu: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "redundant expert copies each GPU holds per MoE layer when experts are placed with routing "
+            "statistics; null: placer chooses the count within memory. 0 fits an engine run without "
+            "redundant experts (SGLang without --ep-num-redundant-experts, vLLM without EPLB)"
+        ),
+    )
     expert_load_imbalance: float = Field(
         1.0,
         ge=1.0,
