@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +14,7 @@ from placer.catalogue import hardware_catalogue
 from placer.costmodel.params import count_params, declared_param_warnings
 from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK, InputError
 from placer.evaluator import Evaluation, evaluate
+from placer.files import write_atomic
 from placer.loading import load_model as _load_model
 from placer.loading import load_plan
 from placer.problem import Problem, load_problem
@@ -101,19 +100,6 @@ def json_schema(kind: str) -> dict[str, Any]:
     return classes[kind].model_json_schema()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so no half-written file is ever left behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_outputs(
     out_dir: str | Path, problem: Problem, evaluation: Evaluation, document: dict[str, Any]
 ) -> list[Path]:
@@ -123,8 +109,8 @@ def write_outputs(
     out = Path(out_dir)
     plan_path = out / f"{problem.name}.plan.json"
     report_path = out / f"{problem.name}.md"
-    _write_atomic(plan_path, dumps(document))
-    _write_atomic(report_path, evaluation_markdown(problem, evaluation, document))
+    write_atomic(plan_path, dumps(document))
+    write_atomic(report_path, evaluation_markdown(problem, evaluation, document))
     return [plan_path, report_path]
 
 

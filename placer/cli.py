@@ -16,6 +16,7 @@ from rich.console import Console
 
 from placer import api
 from placer.errors import EXIT_INVALID_INPUT, InputError
+from placer.files import write_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Plan MoE inference deployments, proven optimal.")
 model_app = typer.Typer(no_args_is_help=True, help="Inspect model architectures.")
@@ -283,7 +284,7 @@ def fidelity(
     report = run_fidelity()
     text = render_markdown(report)
     if out is not None:
-        api._write_atomic(out, text)
+        write_atomic(out, text)
     sys.stdout.write(text)
 
 
@@ -303,7 +304,7 @@ def calibrate(
     for name, value in sorted(result.factors.items()):
         err_console.print(f"{name} = {value:.4f} ({result.counts.get(name, 0)} measurements)", highlight=False)
     if out is not None:
-        api._write_atomic(out, text)
+        write_atomic(out, text)
     else:
         sys.stdout.write(text)
 

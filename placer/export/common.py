@@ -166,7 +166,7 @@ def common_notes(data: ExportInput) -> list[str]:
 def write_export(export: EngineExport, data: ExportInput, out_dir: str | Path) -> list[Path]:
     """Write the engine's files, ``launch.sh``, ``hostfile``, ``ranks.json``, ``export.json`` and
     ``NOTES.md`` into ``out_dir``, each atomically."""
-    from placer.api import _write_atomic
+    from placer.files import write_atomic
 
     out = Path(out_dir)
     host_text, host_warnings = hostfile(data)
@@ -200,7 +200,7 @@ def write_export(export: EngineExport, data: ExportInput, out_dir: str | Path) -
     paths = []
     for name, text in files.items():
         path = out / name
-        _write_atomic(path, text)
+        write_atomic(path, text)
         paths.append(path)
     (out / "launch.sh").chmod(0o755)
     return paths

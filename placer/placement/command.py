@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from placer.evaluator import Evaluation, copy_bytes_per_token, evaluate
+from placer.files import write_atomic
 from placer.placement.plan import DEFAULT_TARGET, PlacementReport, apply_to_plan, place_plan
 from placer.problem import Problem
+from placer.report.plan_json import dumps
 from placer.schema import Plan
 
 
@@ -84,7 +86,7 @@ def write_outputs(outcome: PlaceOutcome, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     plan_path = out_dir / f"{outcome.placed.name or 'plan'}-placed.json"
-    plan_path.write_text(json.dumps(outcome.placed.model_dump(mode="json", exclude_none=True), indent=1) + "\n")
+    write_atomic(plan_path, dumps(outcome.placed.model_dump(mode="json", exclude_none=True)))
     written.append(plan_path)
     if outcome.placed.expert_map and outcome.problem.model.moe is not None:
         from placer.export.common import ExportInput, equal_slots_per_rank
@@ -93,7 +95,7 @@ def write_outputs(outcome: PlaceOutcome, out_dir: Path) -> list[Path]:
         data = ExportInput(outcome.problem, outcome.placed)
         if equal_slots_per_rank(data):
             map_path = out_dir / "sglang-expert-location.json"
-            map_path.write_text(json.dumps(expert_location(data)) + "\n")
+            write_atomic(map_path, json.dumps(expert_location(data)) + "\n")
             written.append(map_path)
     return written
 

@@ -33,7 +33,8 @@ def _stable_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bool) -> list[Path]:
     """``<hardware>.json``, ``<hardware>.md`` and, for a plan, its placement and topology pictures."""
-    from placer.api import _write_atomic, result_document
+    from placer.api import result_document
+    from placer.files import write_atomic
     from placer.report.markdown import evaluation_markdown
 
     hw = entry.problem.hardware.name
@@ -55,8 +56,8 @@ def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bo
         reason = "\n".join(f"- {line}" for line in entry.result.explanation) or "- no plan within the time limit"
         report = f"# {entry.problem.name} on {hw}: {entry.result.status.value}\n\n{reason}\n"
     json_path, md_path = folder / f"{hw}.json", folder / f"{hw}.md"
-    _write_atomic(json_path, dumps(document))
-    _write_atomic(md_path, report)
+    write_atomic(json_path, dumps(document))
+    write_atomic(md_path, report)
     return [json_path, md_path, *written]
 
 
@@ -64,7 +65,7 @@ def write_comparison(
     comparison: Comparison, out_dir: str | Path, formats: Sequence[str] = ("png", "svg"), pictures: bool = True
 ) -> list[Path]:
     """Everything for one instance under ``out_dir/<instance>/``."""
-    from placer.api import _write_atomic
+    from placer.files import write_atomic
 
     folder = Path(out_dir) / comparison.instance
     written: list[Path] = []
@@ -90,8 +91,8 @@ def write_comparison(
                 formats,
             )
             charts.append((f"GPUs needed against {key}", f"frontier-{key}.{formats[0]}"))
-    _write_atomic(folder / "compare.json", json.dumps(document, indent=2) + "\n")
-    _write_atomic(folder / "compare.md", comparison_markdown(document, charts))
+    write_atomic(folder / "compare.json", json.dumps(document, indent=2) + "\n")
+    write_atomic(folder / "compare.md", comparison_markdown(document, charts))
     return [*written, folder / "compare.json", folder / "compare.md"]
 
 
