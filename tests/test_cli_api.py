@@ -24,3 +24,18 @@ def test_cli_json_matches_api(name: str) -> None:
     for key in ("gpus", "nodes", "parallelism", "stages", "status", "metrics", "evaluation"):
         assert cli[key] == document[key], key
     assert cli["solver"]["objective"] == document["solver"]["objective"]
+
+
+def test_plan_written_by_solve_feeds_evaluate_and_export(tmp_path: Path) -> None:
+    # The natural chain: solve --out, then evaluate and export that very file.
+    instance = ROOT / "instances" / "mixtral-8x7b-h100.json"
+    runner = CliRunner()
+    solved = runner.invoke(app, ["solve", str(instance), "--out", str(tmp_path / "out")])
+    assert solved.exit_code == 0, solved.output
+    (plan_file,) = (tmp_path / "out").glob("*.plan.json")
+    evaluated = runner.invoke(app, ["evaluate", str(instance), str(plan_file), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["metrics"] == json.loads(plan_file.read_text())["metrics"]
+    exported = runner.invoke(app, ["export", str(plan_file), "--engine", "vllm", "--out", str(tmp_path / "vllm")])
+    assert exported.exit_code == 0, exported.output
+    assert "--tensor-parallel-size 2" in (tmp_path / "vllm" / "launch.sh").read_text()

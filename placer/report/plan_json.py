@@ -73,7 +73,8 @@ def plan_with_figures(
 ) -> dict[str, Any]:
     """The plan file a user keeps: the decisions, then every figure the evaluator computed."""
     plan: Plan = evaluation.plan
-    data = plan.model_dump(mode="json", exclude={"metrics", "slo", "status", "solver"}, exclude_none=True)
+    output_only = {"metrics", "slo", "status", "solver", "evaluation", "objective", "search"}
+    data = plan.model_dump(mode="json", exclude=output_only, exclude_none=True)
     data["nodes"] = evaluation.nodes
     figures = evaluation_dict(evaluation)
     data["metrics"] = figures["metrics"]

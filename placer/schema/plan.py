@@ -88,8 +88,9 @@ class SolverInfo(StrictModel):
 
 
 class Plan(StrictModel):
-    """A deployment plan. Output-only fields (``metrics``, ``slo``, ``status``, ``solver``) may be
-    present in a file read back; the evaluator recomputes them and never trusts them."""
+    """A deployment plan. Output-only fields (``metrics``, ``slo``, ``status``, ``solver``,
+    ``evaluation``, ``objective``, ``search``) may be present in a file read back; the evaluator
+    recomputes them and never trusts them."""
 
     schema_version: Literal["placer.plan/1"] = PLAN_SCHEMA_VERSION
     name: str = ""
@@ -109,6 +110,11 @@ class Plan(StrictModel):
     slo: dict[str, Any] | None = None
     status: str | None = None
     solver: SolverInfo | None = None
+    # the rest of what `placer solve --out` writes beside the decisions, so that file can be fed
+    # straight back to `placer evaluate` or `placer export` (ignored on input, like the above)
+    evaluation: dict[str, Any] | None = None
+    objective: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Plan:
