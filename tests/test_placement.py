@@ -139,15 +139,20 @@ def test_balance_bound_hand_derived():
     assert bound.max_over_mean == pytest.approx(1.5) and bound.expert == 0 and bound.copies == 1
 
 
-def test_layer_time_limit_respected():
+def test_same_input_same_placement_whatever_the_clock(monkeypatch):
+    # The budget is work, not a deadline: a clock that runs 1,000 times faster (as on a loaded or
+    # slow machine) must not change the placement, and the layer's wall time stays near its budget.
     stats = synthetic_stats(64, 2, 1, seed=4, tokens=2000, zipf_exponent=0.8, coactivation_clusters=16)
     problem = LayerPlacementProblem(stats.layers[0], np.arange(32) // 4, 3)
     started = time.perf_counter()
-    result = place_layer(problem, 1.02, backend="cpsat", time_limit_s=0.3)
+    first = place_layer(problem, 1.02, backend="cpsat", time_limit_s=0.3)
     wall = time.perf_counter() - started
-    assert check_placement(result.placement, problem) == []
-    # one step always runs; the rest share the deadline (the balance fallback may add a little)
-    assert wall < 0.3 + 0.5
+    real = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: real() * 1000.0)
+    second = place_layer(problem, 1.02, backend="cpsat", time_limit_s=0.3)
+    assert check_placement(first.placement, problem) == []
+    assert first.placement == second.placement
+    assert wall < 0.3 + 1.0  # packing, metrics and the balance fallback come on top of the budget
 
 
 def test_redundant_slots_traded_on_ep64():
@@ -157,9 +162,7 @@ def test_redundant_slots_traded_on_ep64():
 
     problem = load_problem("instances/ep64-128gpu.json")
     plan = load_plan("plans/seed002-ep64-tp2.json")
-    started = time.perf_counter()
-    report = place_plan(problem, plan, backend=None, time_limit_s=8.0, redundant_slots_per_gpu=(1, 0))
-    assert time.perf_counter() - started < 8.0 * 1.2
+    report = place_plan(problem, plan, backend=None, time_limit_s=4.0, redundant_slots_per_gpu=(1, 0))
     trade = {c.redundant_per_gpu: c for c in report.slot_trade}
     assert set(trade) == {0, 1} and all(c.placed for c in trade.values())
     # one more expert per GPU costs, in the evaluator's breakdown, one expert's weights per MoE

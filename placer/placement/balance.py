@@ -68,7 +68,7 @@ def balance_lower_bound(loads: np.ndarray, ranks: int, slots_per_rank: int) -> B
 
 
 #: copy budgets tried by :func:`global_balanced` between one copy per expert and every slot
-BUDGETS_TRIED = 12
+BUDGETS_TRIED = 6
 
 
 def global_balanced(problem: LayerPlacementProblem) -> Placement:

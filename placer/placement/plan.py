@@ -97,8 +97,9 @@ def place_plan(
     if model.moe is None:
         return None
     started = time.perf_counter()
-    deadline = started + time_limit_s * (1 - REPORT_RESERVE)
-    price_s = PRICE_GUESS * time_limit_s  # one candidate's pricing by the evaluator, then measured
+    # Deterministic budgets (no decision reads the clock): the limit less the shares kept for the
+    # baselines and for pricing, split evenly over the slot-count candidates, then the layers.
+    work_s = time_limit_s * (1 - REPORT_RESERVE) * (1 - PRICE_GUESS)
     par = plan.parallelism
     stats = stats or cached_routing_stats(model, problem.routing) or routing_stats(model, problem.routing)
     rank_node = ep_rank_nodes(par, problem.fabric)
@@ -109,21 +110,18 @@ def place_plan(
     runs: dict[int, list[LayerPlacement]] = {}
     evaluations: dict[int, Evaluation] = {}
     warm: list[np.ndarray | None] = [None] * len(stats.layers)
+    share = work_s / max(1, len(counts))
     for i, r in enumerate(counts):
-        left = len(counts) - i
-        share = (deadline - time.perf_counter() - left * price_s) / left
         if i > 0 and share < MIN_SECONDS_PER_LAYER * len(stats.layers):
             trade.append(SlotCandidate(r, base + r, placed=False, reason="skipped: time limit"))
             continue
-        layers = _place_layers(problem, stats, rank_node, base + r, target, backend, time.perf_counter() + share, warm)
+        layers = _place_layers(problem, stats, rank_node, base + r, target, backend, share, warm)
         warm = [p.node_assign for p in layers]
         runs[r] = layers
-        priced_at = time.perf_counter()
         candidate, evaluations[r] = price_candidate(
             problem, _with_map(plan, model.moe_layers, layers, par, problem), r, base, layers
         )
         trade.append(candidate)
-        price_s = time.perf_counter() - priced_at
     chosen = choose(problem, trade)
     slots = base + chosen.redundant_per_gpu
     placer = runs[chosen.redundant_per_gpu]
@@ -161,23 +159,18 @@ FALLBACK_SHARE = 0.25
 MIN_SECONDS_PER_LAYER = 0.02
 
 
-def _place_layers(problem, stats, rank_node, slots, target, backend, deadline, warm):  # type: ignore[no-untyped-def]
-    """Every layer with ``slots`` per rank; each layer gets the time left over the layers left.
+def _place_layers(problem, stats, rank_node, slots, target, backend, budget_s, warm):  # type: ignore[no-untyped-def]
+    """Every layer with ``slots`` per rank, each with an equal share of ``budget_s`` of work.
 
     Without statistics every layer has the same uniform routing, so one placement serves all."""
     n = len(stats.layers)
     if stats.uniform and n > 0:
         lp = LayerPlacementProblem(stats.layers[0], rank_node, slots, stats.expert_group, stats.groups_per_token)
-        budget = max(0.0, deadline - time.perf_counter())
-        return [place_layer(lp, target, backend=backend, time_limit_s=budget, warm=warm[0])] * n
+        return [place_layer(lp, target, backend=backend, time_limit_s=budget_s, warm=warm[0])] * n
     out = []
     for i, layer in enumerate(stats.layers):
         lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
-        per_layer = max(0.0, deadline - time.perf_counter()) / (n - i)
-        # the ladder gets most of the slice; the balance-only fallback, which runs whatever the
-        # clock says, is paid from the rest
-        ladder_s = per_layer * (1 - FALLBACK_SHARE)
-        out.append(place_layer(lp, target, backend=backend, time_limit_s=ladder_s, warm=warm[i]))
+        out.append(place_layer(lp, target, backend=backend, time_limit_s=budget_s / n, warm=warm[i]))
     return out
 
 
@@ -221,8 +214,8 @@ def _add_notes(report: PlacementReport, ep: int, rank_node: np.ndarray, stats: R
         )
     if report.timed_out_layers:
         report.notes.append(
-            f"time limit {report.time_limit_s:g} s reached: {report.timed_out_layers} layers return the best "
-            "placement found so far (gap above)"
+            f"{report.timed_out_layers} layers' node models were not proven optimal within their share of the "
+            f"{report.time_limit_s:g} s work budget: the best placement found is returned (gap above)"
         )
     skipped = [c.redundant_per_gpu for c in report.slot_trade if not c.placed]
     if skipped:

@@ -2,9 +2,10 @@
 node copies to ranks; then measure. The backends are imported lazily (only they import solvers).
 
 One layer tries a short ladder of (spill level, node slack) steps until the busiest rank meets the
-balance target; the layer's time limit is a deadline shared by the steps (each solver call gets the
-time left over the steps left), so a layer never runs past it: when time runs out the best
-placement found so far is returned, with its gap, and ``timed_out`` set.
+balance target. The layer's time limit is a deterministic work budget split evenly over the steps
+(a work cap for the greedy, deterministic time for CP-SAT), so the same input gives the same
+placement on any machine; a node model not proven optimal within its share sets ``timed_out``
+and leaves its gap in the report.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from placer.placement.balance import balance_lower_bound, global_balanced
 from placer.placement.baselines import eplb_global, replicate
 from placer.placement.data import LayerPlacementProblem, Placement, without_duplicates
-from placer.placement.greedy import greedy_assign
+from placer.placement.greedy import UNITS_PER_S, greedy_assign
 from placer.placement.metrics import PlacementMetrics, placement_metrics
 from placer.placement.nodemodel import NodeModel, build_node_model, node_copies
 from placer.placement.packing import pack_ranks
@@ -28,11 +29,11 @@ NODE_SLACK_STEPS = (0.8, 0.5, 0.2, 0.0)
 #: spill levels (:func:`placer.placement.nodemodel.node_copies`) tried in turn: experts in one
 #: home node first (most traffic saved), then spread over the fewest nodes balance needs
 SPILL_LEVELS = (0, 1)
-#: share of a solver step's time slice handed to the solver; the rest pays for the greedy warm
-#: start, packing and metrics of that step (measured: they take 20-40% of a 0.2 s slice on ep64)
+#: share of a step's budget given to the solver as deterministic time; the rest is the greedy's
+#: work cap (packing and metrics come on top: 20-40% of a 0.2 s step on ep64)
 SOLVER_SHARE = 0.6
-#: time kept for each later step when the greedy runs alone (one greedy pass on ep64: ~20 ms)
-MIN_STEP_S = 0.02
+#: smallest solver share worth building a CP-SAT model for (the build alone takes ~0.05 s on ep64)
+MIN_SOLVER_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class LayerPlacement:
     wall_s: float
     balance_bound: float = 1.0  # no placement with these slots has a lower max/mean ([-])
     spilled_experts: int = 0  # experts homed on more than one node
-    timed_out: bool = False  # the deadline cut the step ladder short
+    timed_out: bool = False  # a node model of this layer was not proven optimal within its budget
     node_assign: np.ndarray | None = None  # [E, N] node homes (warm start for another slot count)
 
     @property
@@ -130,34 +131,29 @@ def place_layer(
     """Least-traffic placement of one layer whose busiest rank is within ``target`` of the mean,
     or the best-balanced one found when the target cannot be met.
 
-    ``time_limit_s`` bounds the whole layer (a deadline over the steps); ``warm`` is a node
-    assignment from another slot count, used as the hint where it fits the step's model. When the
-    slots cannot reach the target (:func:`balance_lower_bound`), the steps aim at the bound."""
+    Deterministic: ``time_limit_s`` is a work budget, not a deadline, split evenly over the steps
+    of the ladder. In a step the greedy search gets a work cap (``UNITS_PER_S`` units a second of
+    its share) and CP-SAT its share as *deterministic* time; a step whose solver share is below
+    ``MIN_SOLVER_S`` runs the greedy alone. No decision reads the clock, so the same input gives
+    the same placement on any machine, and the wall time follows the budget roughly. ``warm`` is a
+    node assignment from another slot count, used as the hint where it fits the step's model. When
+    the slots cannot reach the target (:func:`balance_lower_bound`), the steps aim at the bound."""
     started = time.perf_counter()
-    deadline = started + max(0.0, time_limit_s)
     floor = balance_lower_bound(problem.routing.loads, problem.num_ranks, problem.slots_per_rank)
     aim = max(target_max_over_mean, floor.max_over_mean)
     best: LayerPlacement | None = None
     steps = _steps(problem, aim)
-    timed_out = False
-    for i, (spill, slack) in enumerate(steps):
-        left = deadline - time.perf_counter()
-        if best is not None and left <= 0:
-            timed_out = True
-            break
-        left = max(0.0, deadline - time.perf_counter())
-        slice_s = left / (len(steps) - i)
+    unproven = False
+    step_s = max(0.0, time_limit_s) / max(1, len(steps))
+    solver_s = step_s * SOLVER_SHARE if backend is not None and step_s * SOLVER_SHARE >= MIN_SOLVER_S else 0.0
+    greedy_units = (step_s - solver_s) * UNITS_PER_S
+    for spill, slack in steps:
         model = build_node_model(problem, aim, node_slack=slack, spill=spill)
-        # with a solver, the warm start gets the part of the slice the solver does not; without,
-        # the greedy may use the time left but a minimal slice per later step (usually the first
-        # step meets the target and the later ones never run)
-        solver_runs = backend is not None and model.num_nodes > 1
-        greedy_s = slice_s * (1 - SOLVER_SHARE) if solver_runs else left - MIN_STEP_S * (len(steps) - i - 1)
-        hint = greedy_assign(model, deadline=time.perf_counter() + max(0.0, greedy_s))
+        hint = greedy_assign(model, max_units=greedy_units)
         if warm is not None and model.feasible(warm) and model.kept(warm) > model.kept(hint):
             hint = warm
-        solver_s = min(slice_s * SOLVER_SHARE, deadline - time.perf_counter())
         node = solve_node_model(model, hint, backend, solver_s, workers, seed)
+        unproven |= node.status != "optimal" and model.num_nodes > 1
         placement = assemble(problem, model, node.assign)
         metrics = placement_metrics(placement, problem)
         # every edge kept is a valid bound on the kept weight; the solver's bound may be tighter
@@ -183,19 +179,16 @@ def place_layer(
             break
     assert best is not None
     if best.metrics.max_over_mean > aim + 1e-9:
-        best = _balance_fallback(problem, best, floor.max_over_mean, time.perf_counter() < deadline)
-    return dataclasses.replace(best, wall_s=time.perf_counter() - started, timed_out=timed_out)
+        best = _balance_fallback(problem, best, floor.max_over_mean)
+    return dataclasses.replace(best, wall_s=time.perf_counter() - started, timed_out=unproven)
 
 
-def _balance_fallback(
-    problem: LayerPlacementProblem, best: LayerPlacement, floor: float, search: bool
-) -> LayerPlacement:
+def _balance_fallback(problem: LayerPlacementProblem, best: LayerPlacement, floor: float) -> LayerPlacement:
     """Balance-only placements over the whole EP group (no traffic term), kept when the ladder's
     best is less balanced: LPT with swaps and no duplicates, and EPLB's global rule with its
     duplicate copies dropped (a second copy on a rank serves nothing, so balance and traffic are
     unchanged). So placer is never less balanced than the EPLB-style global packer at equal slots.
-    Both run even past the deadline: the overrun is one balance-only packing per layer."""
-    del search  # the balance-only packer is cheap (~0.1 s per layer of 64 ranks): always run it
+    Both always run (about 0.1 s per layer of 64 ranks)."""
     options = [global_balanced(problem), without_duplicates(eplb_global(problem))]
     for placement in options:
         metrics = placement_metrics(placement, problem)

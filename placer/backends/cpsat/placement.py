@@ -83,7 +83,10 @@ def solve_node_model(
         for n in range(num_n):
             cp.add_hint(x[e][n], bool(hint[e, n]))
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.01, time_limit_s)
+    # Deterministic time (with one worker) makes the search the same on every machine; the
+    # wall-clock limit is only a guard against a machine far slower than the budget assumes.
+    solver.parameters.max_deterministic_time = max(0.01, time_limit_s)
+    solver.parameters.max_time_in_seconds = 10.0 * max(0.01, time_limit_s) + 1.0
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
     solver.parameters.linearization_level = 2
