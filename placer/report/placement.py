@@ -78,15 +78,15 @@ def _trade_rows(report: Any) -> list[tuple[str, ...]]:
     return rows
 
 
-def _lines(report: Any) -> list[str]:
+def _lines(report: Any, wall_clock: bool = True) -> list[str]:
     gap = report.gap
     first = report.placer[0].placement if report.placer else ()
-    limit = "" if report.time_limit_s is None else f" (time limit {report.time_limit_s:g} s)"
+    limit = "" if report.time_limit_s is None else f" (work budget {report.time_limit_s:g} s)"
+    timing = f" in {report.wall_s:.2f} s{limit}" if wall_clock else limit
     lines = [
         f"routing statistics: {report.stats_source}",
         f"{report.slots_per_rank} expert slots per EP rank ({report.redundant_per_gpu} redundant per GPU; memory "
-        f"holds up to {report.memory_max_redundant}); {len(report.layers)} MoE layers placed in "
-        f"{report.wall_s:.2f} s{limit}; "
+        f"holds up to {report.memory_max_redundant}); {len(report.layers)} MoE layers placed{timing}; "
         f"node-model gap (kept co-activation vs bound, worst layer) {'—' if gap is None else f'{gap:.1%}'}",
         f"host order: {' '.join(report.host_order[:16])}{' ...' if len(report.host_order) > 16 else ''}"
         f" (TP groups inside nodes: {'yes' if report.tp_inside_nodes else 'no'})",
@@ -117,13 +117,14 @@ def print_placement(console: Console, report: Any, copy_bytes: float) -> None:
         console.print(line, highlight=False)
 
 
-def placement_markdown(report: Any, copy_bytes: float) -> str:
+def placement_markdown(report: Any, copy_bytes: float, wall_clock: bool = True) -> str:
+    """The placement section; ``wall_clock=False`` leaves out the run time (committed reports)."""
     out = ["## Expert placement", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(row) + " |" for row in _rows(report, copy_bytes)]
     if len(report.slot_trade) > 1:
         out += ["", "| " + " | ".join(TRADE_HEADERS) + " |", "|" + "---|" * len(TRADE_HEADERS)]
         out += ["| " + " | ".join(row) + " |" for row in _trade_rows(report)]
-    out += [""] + [f"- {line}" for line in _lines(report)]
+    out += [""] + [f"- {line}" for line in _lines(report, wall_clock)]
     return "\n".join(out) + "\n"
 
 
