@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from placer.catalogue import hardware_catalogue
 from placer.costmodel.params import count_params, declared_param_warnings
 from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK, InputError
-from placer.evaluator import Evaluation, evaluate
+from placer.evaluator import Evaluation, check_plan_fits_model, evaluate
 from placer.files import write_atomic
 from placer.loading import load_model as _load_model
 from placer.loading import load_plan
@@ -25,9 +25,11 @@ from placer.solve import solve
 
 if TYPE_CHECKING:
     from placer.export import ExportInput
+    from placer.placement.command import PlaceOutcome
 
 __all__ = [
     "export_input",
+    "place_files",
     "exit_code",
     "result_document",
     "solve",
@@ -51,7 +53,6 @@ def load_model(ref: str | Path) -> ModelSpec:
 
 def evaluate_files(instance: str | Path, plan: str | Path) -> tuple[Problem, Evaluation]:
     """Load both files and evaluate the plan on the instance."""
-    from placer.evaluator import check_plan_fits_model
 
     problem = load_problem(instance)
     plan_spec = load_plan(plan)
@@ -68,7 +69,7 @@ def plan_document(
 
 def model_summary(model: ModelSpec) -> dict[str, Any]:
     """Parameter counts and per-token figures of a model, JSON-ready."""
-    from placer.report.terminal import attention_flops_per_context_token, kv_bytes_per_token
+    from placer.costmodel.layers import attention_flops_per_context_token, kv_bytes_per_token
 
     counts = count_params(model)
     return {
@@ -86,6 +87,18 @@ def model_summary(model: ModelSpec) -> dict[str, Any]:
         "warnings": declared_param_warnings(model, counts),
         "assumptions": list(model.assumptions),
     }
+
+
+def place_files(instance: str | Path, plan: str | Path, time_limit_s: float = 10.0) -> PlaceOutcome:
+    """Place experts for a plan file's degrees (``placer place``): the plan must fit the model."""
+    from placer.placement.command import place_for_plan
+
+    problem, plan_spec = load_problem(instance), load_plan(plan)
+    check_plan_fits_model(problem, plan_spec, str(plan))
+    outcome = place_for_plan(problem, plan_spec, time_limit_s=time_limit_s)
+    if outcome is None:
+        raise InputError.single("model", f"{problem.model.name} has no MoE layers: nothing to place", str(instance))
+    return outcome
 
 
 def hardware_profiles() -> list[HardwareProfile]:

@@ -254,16 +254,10 @@ def place(
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for all MoE layers")] = 10.0,
 ) -> None:
     """Place experts for a plan's degrees: expert map, host order, balance and traffic vs baselines, gap."""
-    from placer.evaluator import check_plan_fits_model
-    from placer.loading import load_plan
-    from placer.placement.command import place_document, place_for_plan, print_place, write_outputs
-    from placer.problem import load_problem
+    from placer.placement.command import place_document, write_outputs
+    from placer.report.placement import print_place
 
-    problem, plan_spec = load_problem(instance), load_plan(plan)
-    check_plan_fits_model(problem, plan_spec, str(plan))
-    outcome = place_for_plan(problem, plan_spec, time_limit_s=time_limit)
-    if outcome is None:
-        raise InputError.single("model", f"{problem.model.name} has no MoE layers: nothing to place", str(instance))
+    outcome = api.place_files(instance, plan, time_limit_s=time_limit)
     written = write_outputs(outcome, out) if out is not None else []
     if as_json:
         emit_json({**place_document(outcome), "written": [str(p) for p in written]})

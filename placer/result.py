@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from placer.evaluator import Evaluation
@@ -56,3 +56,4 @@ class Result:
     explanation: list[str] = field(default_factory=list)
     search: dict[str, object] = field(default_factory=dict)
     interrupted: bool = False  # Ctrl-C stopped the search: the plan is the incumbent, not proven
+    placement: Any = None  # placer.placement.plan.PlacementReport of the plan, when experts were placed

@@ -230,8 +230,8 @@ def solve(
         terms={name: recomputed[name] for name in objective_terms(data)},
         search=search,
         interrupted=solution.interrupted,
+        placement=placement,
     )
-    result.placement = placement  # type: ignore[attr-defined]  # read by the reports
     return result
 
 

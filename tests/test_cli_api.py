@@ -39,3 +39,31 @@ def test_plan_written_by_solve_feeds_evaluate_and_export(tmp_path: Path) -> None
     exported = runner.invoke(app, ["export", str(plan_file), "--engine", "vllm", "--out", str(tmp_path / "vllm")])
     assert exported.exit_code == 0, exported.output
     assert "--tensor-parallel-size 2" in (tmp_path / "vllm" / "launch.sh").read_text()
+
+
+def test_place_on_a_model_without_experts_is_an_input_error(tmp_path: Path) -> None:
+    instance = {
+        "name": "dense",
+        "model": {
+            "name": "dense-1l",
+            "num_layers": 1,
+            "hidden_size": 256,
+            "attention": {"kind": "mha", "num_heads": 4},
+            "ffn_size": 512,
+            "vocab_size": 1000,
+        },
+        "hardware": "h100-sxm",
+        "cluster": {"gpus_per_node": 8, "num_nodes": 1},
+        "workload": {"batch_size": 1, "prompt_tokens": {"min": 8, "max": 8}, "output_tokens": 1},
+    }
+    plan = {
+        "name": "one",
+        "gpus": 1,
+        "parallelism": {"pp": 1, "tp": 1, "dp_attn": 1, "ep": 1, "tp_moe": 1},
+        "stages": [{"layers": [0, 0]}],
+    }
+    (tmp_path / "i.json").write_text(json.dumps(instance))
+    (tmp_path / "p.json").write_text(json.dumps(plan))
+    result = CliRunner().invoke(app, ["place", str(tmp_path / "i.json"), str(tmp_path / "p.json")])
+    assert result.exit_code == 2
+    assert "no MoE layers" in result.output

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from placer.backends.exhaustive import solve as exhaustive_solve  # noqa: E402
-from placer.backends.milp import solve as milp_solve  # noqa: E402
-from placer.evaluator import evaluate  # noqa: E402
-from placer.formulation.data import build_formulation  # noqa: E402
-from placer.problem import load_problem  # noqa: E402
-from placer.result import SolveStatus  # noqa: E402
-from placer.schema.workload import Objective  # noqa: E402
-from placer.solve import plan_from_solution  # noqa: E402
+from placer.backends.exhaustive import solve as exhaustive_solve
+from placer.backends.milp import solve as milp_solve
+from placer.evaluator import evaluate
+from placer.formulation.data import build_formulation
+from placer.problem import load_problem
+from placer.result import SolveStatus
+from placer.schema.workload import Objective
+from placer.solve import plan_from_solution
 
 INSTANCES = Path(__file__).resolve().parent.parent / "instances"
 

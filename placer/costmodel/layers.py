@@ -103,6 +103,17 @@ def attention_dims(model: ModelSpec, tp: int) -> AttentionDims:
     return AttentionDims(heads, proj, 2 * kv_heads * hd * kv_bytes, hd, hd, hd, hd)
 
 
+def kv_bytes_per_token(model: ModelSpec) -> float:
+    """KV-cache bytes per token of context, all layers, unsplit."""
+    return model.num_layers * attention_dims(model, 1).kv_bytes_per_token
+
+
+def attention_flops_per_context_token(model: ModelSpec) -> float:
+    """Decode attention FLOPs per new token per token of context, all layers (2 c H (d_qk + d_v))."""
+    dims = attention_dims(model, 1)
+    return model.num_layers * 2 * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode)
+
+
 def layer_weight_bytes(model: ModelSpec, layer: int, par: Parallelism, distinct_experts_max: int) -> float:
     """(M2) Weight bytes of one layer on the fullest GPU of its stage."""
     w_bytes = DTYPE_BYTES[model.precision.weights]

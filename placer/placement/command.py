@@ -98,19 +98,3 @@ def write_outputs(outcome: PlaceOutcome, out_dir: Path) -> list[Path]:
             write_atomic(map_path, json.dumps(expert_location(data)) + "\n")
             written.append(map_path)
     return written
-
-
-def print_place(console: Any, outcome: PlaceOutcome) -> None:
-    """Terminal report: the placement table, then the evaluator's figures with each map."""
-    from placer.report.placement import print_placement
-
-    print_placement(console, outcome.report, outcome.copy_bytes)
-    for label, ev in (("placed expert map", outcome.placed_eval), ("plan's own map", outcome.contiguous_eval)):
-        broken = [c.name for c in ev.slo + ev.rules if not c.ok]
-        console.print(
-            f"evaluator, {label}: TTFT {ev.ttft_s:.3f} s, TPOT {ev.tpot_s * 1e3:.3f} ms, decode "
-            f"{ev.decode_tokens_per_ms_per_gpu:.2f} tokens/ms/GPU, max/mean GPU load {ev.load_imbalance_max:.3f}, "
-            f"cross-node {ev.cross_node_bytes_per_token:,.0f} B/token/MoE layer (dedup), "
-            f"{'meets every constraint' if not broken else f'breaks {broken}'}",
-            highlight=False,
-        )

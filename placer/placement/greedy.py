@@ -5,14 +5,12 @@
    lightest node). If no node has load room, the lightest node with a slot takes it.
 2. Repair and improve by swaps of two copies between nodes (slot counts stay equal): accept a
    swap when it lowers the total load excess over the caps, or keeps every cap and raises the
-   kept weight. Moves into free slots are tried the same way. The search stops at a deadline
-   (``perf_counter`` seconds) when one is given: the assignment so far is complete, only less
-   improved.
+   kept weight. Moves into free slots are tried the same way. The search stops at a work cap
+   (``max_units``, never the clock) when one is given: the assignment so far is complete, only
+   less improved, and the same on every machine.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 
@@ -26,7 +24,7 @@ UNITS_PER_NODE_PAIR = 550
 UNITS_PER_S = 1.1e7
 
 
-def greedy_assign(model: NodeModel, deadline: float | None = None, max_units: float | None = None) -> np.ndarray:
+def greedy_assign(model: NodeModel, max_units: float | None = None) -> np.ndarray:
     """``assign[e, n]``: whether expert e has a copy on node n."""
     num_e, num_n = model.num_experts, model.num_nodes
     assign = np.zeros((num_e, num_n), dtype=bool)
@@ -68,7 +66,7 @@ def greedy_assign(model: NodeModel, deadline: float | None = None, max_units: fl
         slots[n] -= 1
         load[n] += cl[e]
         affinity[:, n] += w[:, e]
-    return improve(model, assign, w, deadline=deadline, max_units=max_units)
+    return improve(model, assign, w, max_units=max_units)
 
 
 def _excess(load: np.ndarray, cap: np.ndarray) -> float:
@@ -80,7 +78,6 @@ def improve(
     assign: np.ndarray,
     w: np.ndarray | None = None,
     max_rounds: int = 300,
-    deadline: float | None = None,
     max_units: float | None = None,
 ) -> np.ndarray:
     """Best-improvement swap/move local search on ``kept - mu * excess``; ``mu`` grows until the
@@ -94,9 +91,7 @@ def improve(
     mu = 4.0 * scale + 1.0
     budget = [float("inf") if max_units is None else float(max_units)]
     for _ in range(6):
-        assign = _descend(model, assign, w, mu, max_rounds, deadline, budget)
-        if deadline is not None and time.perf_counter() > deadline:
-            break
+        assign = _descend(model, assign, w, mu, max_rounds, budget)
         if budget[0] <= 0:
             break
         if _excess(model.copy_load @ assign, model.node_load_cap) <= 1e-12:
@@ -111,7 +106,6 @@ def _descend(
     w: np.ndarray,
     mu: float,
     max_rounds: int,
-    deadline: float | None,
     budget: list[float],
 ) -> np.ndarray:
     cap = model.node_load_cap
@@ -119,8 +113,6 @@ def _descend(
     nodes = model.num_nodes
     pairs = nodes * (nodes - 1) // 2
     for _ in range(max_rounds):
-        if deadline is not None and time.perf_counter() > deadline:
-            break
         copies = assign.sum(axis=0)
         cost = float((copies.sum() ** 2 - (copies**2).sum()) / 2 + copies.sum() + UNITS_PER_NODE_PAIR * pairs)
         if budget[0] < cost:

@@ -16,7 +16,7 @@ from placer.placement.layout import ep_rank_nodes, host_order, rank_to_node, tp_
 from placer.placement.metrics import PlacementMetrics, placement_metrics
 from placer.placement.planner import LayerPlacement, place_layer
 from placer.placement.slots import (
-    PRICE_GUESS,
+    PRICING_SHARE,
     REPORT_RESERVE,
     SlotCandidate,
     candidate_counts,
@@ -99,7 +99,7 @@ def place_plan(
     started = time.perf_counter()
     # Deterministic budgets (no decision reads the clock): the limit less the shares kept for the
     # baselines and for pricing, split evenly over the slot-count candidates, then the layers.
-    work_s = time_limit_s * (1 - REPORT_RESERVE) * (1 - PRICE_GUESS)
+    work_s = time_limit_s * (1 - REPORT_RESERVE) * (1 - PRICING_SHARE)
     par = plan.parallelism
     stats = stats or cached_routing_stats(model, problem.routing) or routing_stats(model, problem.routing)
     rank_node = ep_rank_nodes(par, problem.fabric)

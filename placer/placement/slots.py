@@ -36,8 +36,8 @@ REDUNDANT_SLOT_CANDIDATES = (1, 2, 0)
 OBJECTIVE_TIE_REL = 1e-3
 #: share of the placement time limit kept for the baselines
 REPORT_RESERVE = 0.1
-#: first guess of one candidate's pricing time, as a share of the limit (then measured)
-PRICE_GUESS = 0.15
+#: share of the placement budget kept for pricing the candidates with the evaluator
+PRICING_SHARE = 0.15
 
 
 @dataclass(frozen=True)

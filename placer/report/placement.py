@@ -145,3 +145,17 @@ def placement_summary(report: Any) -> dict[str, Any]:
         "host_order": report.host_order,
         "notes": report.notes,
     }
+
+
+def print_place(console: Console, outcome: Any) -> None:
+    """Terminal report: the placement table, then the evaluator's figures with each map."""
+    print_placement(console, outcome.report, outcome.copy_bytes)
+    for label, ev in (("placed expert map", outcome.placed_eval), ("plan's own map", outcome.contiguous_eval)):
+        broken = [c.name for c in ev.slo + ev.rules if not c.ok]
+        console.print(
+            f"evaluator, {label}: TTFT {ev.ttft_s:.3f} s, TPOT {ev.tpot_s * 1e3:.3f} ms, decode "
+            f"{ev.decode_tokens_per_ms_per_gpu:.2f} tokens/ms/GPU, max/mean GPU load {ev.load_imbalance_max:.3f}, "
+            f"cross-node {ev.cross_node_bytes_per_token:,.0f} B/token/MoE layer (dedup), "
+            f"{'meets every constraint' if not broken else f'breaks {broken}'}",
+            highlight=False,
+        )

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from placer.costmodel.layers import attention_dims
+from placer.costmodel.layers import attention_flops_per_context_token, kv_bytes_per_token
 from placer.costmodel.params import count_params, declared_param_warnings
 from placer.evaluator import Evaluation
 from placer.problem import Problem
@@ -183,17 +183,6 @@ def _layer_groups(layers):  # type: ignore[no-untyped-def]
     return groups
 
 
-def kv_bytes_per_token(model: ModelSpec) -> float:
-    """KV-cache bytes per token of context, all layers, unsplit."""
-    return model.num_layers * attention_dims(model, 1).kv_bytes_per_token
-
-
-def attention_flops_per_context_token(model: ModelSpec) -> float:
-    """Decode attention FLOPs per new token per token of context, all layers (2 c H (d_qk + d_v))."""
-    dims = attention_dims(model, 1)
-    return model.num_layers * 2 * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode)
-
-
 def print_hardware(console: Console, profiles: Iterable[HardwareProfile]) -> None:
     table = Table(title="hardware catalogue (dense FLOPS; bandwidth per GPU per direction)", title_justify="left")
     for column in (
@@ -266,7 +255,7 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
         )
     title = "proven-optimal plan" if status == SolveStatus.OPTIMAL else "best plan found (not proven optimal)"
     print_evaluation(console, problem, result.evaluation, title)
-    placement = getattr(result, "placement", None)
+    placement = result.placement
     if placement is not None:
         from placer.evaluator import copy_bytes_per_token
         from placer.report.placement import print_placement
