@@ -16,6 +16,7 @@ from typing import Any
 
 from placer.errors import InputError
 from placer.schema import ModelSpec
+from placer.validation import validate
 
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}
 
@@ -543,6 +544,9 @@ _READERS: dict[str, Callable[[_Config], dict[str, Any]]] = {
     "qwen3_moe": _qwen_moe,
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
+    # Kimi-K2 is the DeepSeek-V3 architecture (MLA, 384 experts, one shared, noaux_tc routing)
+    # under its own model_type; its config uses the DeepSeek-V3 keys.
+    "kimi_k2": _deepseek,
     "olmoe": _olmoe,
     "gpt_oss": _gpt_oss,
     "dbrx": _dbrx,
@@ -593,8 +597,6 @@ def model_from_hf_config(config: dict[str, Any], source: str = "") -> ModelSpec:
         For an unsupported ``model_type``, a missing or malformed key (named as the config spells
         it), or an architecture the schema cannot express.
     """
-    from placer.loading import validate  # loading imports this module lazily; keep it one-way
-
     where = source or None
     if not isinstance(config, dict):
         raise InputError.single("", "a Hugging Face config must be a JSON object", where)

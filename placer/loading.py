@@ -6,234 +6,36 @@ field (``workload.batch_size: must be > 0, got -3``); nothing here lets a traceb
 
 from __future__ import annotations
 
-import difflib
-import json
-import re
-import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
-
-from pydantic import BaseModel, Tag, ValidationError
 
 from placer.errors import InputError
+from placer.hf import model_from_hf_config
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan
+from placer.validation import _field_path, read_json, validate, validation_problems
 
-M = TypeVar("M", bound=BaseModel)
+__all__ = [
+    "MODELS_DIR",
+    "_field_path",
+    "load_hardware",
+    "load_instance",
+    "load_model",
+    "load_plan",
+    "read_json",
+    "validate",
+    "validation_problems",
+]
 
 #: Repository folder of shipped model files, searched when a model is named without a path.
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
-#: Branch labels pydantic puts in an error location for ``str | Model`` fields and tagged unions.
-#: Only used where the schema walk below loses track of the type (it should not, for our schema).
-_BRANCH_LABELS = {"str", "ModelSpec", "HardwareProfile", "synthetic", "loads", "file"}
-
-#: Labels pydantic inserts for validators and union machinery (``function-after[...]``): never fields.
-_INTERNAL_LABEL = re.compile(r"^(function-|(tagged-union|union|nullable|lax-or-strict|json-or-python)(\[|$))")
-
-
-def _unwrap(tp: Any) -> tuple[Any, list[Any]]:
-    """Strip ``Annotated`` layers: the bare type and the metadata found on the way."""
-    metadata: list[Any] = []
-    while get_origin(tp) is Annotated:
-        tp, *extra = get_args(tp)
-        metadata.extend(extra)
-    return tp, metadata
-
-
-def _union_members(tp: Any) -> list[Any] | None:
-    """The non-``None`` members of a union with at least two of them, else ``None``."""
-    bare, _ = _unwrap(tp)
-    if get_origin(bare) not in (Union, types.UnionType):
-        return None
-    members = [arg for arg in get_args(bare) if arg is not type(None)]
-    return members if len(members) >= 2 else None
-
-
-def _branch_labels(member: Any) -> set[str]:
-    """Every label pydantic may use for one union member: its ``Tag``, its class name, its literal tags."""
-    bare, metadata = _unwrap(member)
-    labels = {str(m.tag) for m in metadata if isinstance(m, Tag)}
-    labels.add(getattr(bare, "__name__", str(bare)))
-    if isinstance(bare, type) and issubclass(bare, BaseModel):
-        for info in bare.model_fields.values():
-            literal, _ = _unwrap(info.annotation)
-            if get_origin(literal) is Literal:
-                labels.update(str(value) for value in get_args(literal))
-    return labels
-
-
-def _strip_optional(tp: Any) -> Any:
-    """``Optional[X]`` (or ``Annotated[X, ...]``) -> bare ``X``; a real union stays as it is."""
-    bare, _ = _unwrap(tp)
-    if get_origin(bare) in (Union, types.UnionType):
-        members = [arg for arg in get_args(bare) if arg is not type(None)]
-        if len(members) == 1:
-            bare, _ = _unwrap(members[0])
-    return bare
-
-
-def _element_type(tp: Any) -> Any:
-    """The type of ``tp``'s items for list-like and dict types (``None`` when unknown)."""
-    bare = _strip_optional(tp)
-    origin, args = get_origin(bare), get_args(bare)
-    if origin in (list, set, frozenset, tuple) and args:
-        return args[0]  # tuple[X, ...]; fixed-length tuples are not in the schema
-    if origin is dict and len(args) == 2:
-        return args[1]
-    return None
-
-
-def _model_class(tp: Any) -> type[BaseModel] | None:
-    """``tp`` as a pydantic model class (through ``Annotated`` and ``Optional``), or ``None``."""
-    bare = _strip_optional(tp)
-    return bare if isinstance(bare, type) and issubclass(bare, BaseModel) else None
-
-
-def _walk(loc: tuple[Any, ...], root: Any = None) -> tuple[str, Any]:
-    """The readable field path of an error location, and the schema type found at its end.
-
-    ``('workload', 'batch_size')`` -> ``workload.batch_size``; list indices as ``[i]``. Pydantic
-    also puts union branch labels in a location (``('routing', 'loads', 'loads', 0, 3)``: the
-    second ``loads`` is the field, the first the ``kind`` tag of the branch). Walking the schema
-    alongside tells them apart: a label is skipped only right after a union-typed field.
-    """
-    text = ""
-    current = root  # schema type at this point of the location; None once unknown
-    skipped_last = False
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-            current = _element_type(current) if current is not None else None
-            skipped_last = False
-            continue
-        part = str(part)
-        if _INTERNAL_LABEL.match(part):
-            continue  # validator / union machinery: not a field, the type is unchanged
-        members = _union_members(current) if current is not None else None
-        if members is not None:
-            # Right after a union field pydantic always names the branch: skip it, follow it.
-            current = next((m for m in members if part in _branch_labels(m)), None)
-            skipped_last = True
-            continue
-        if current is None and part in _BRANCH_LABELS and not skipped_last:
-            skipped_last = True  # schema unknown here: guess, but never skip two parts in a row
-            continue
-        model = _model_class(current) if current is not None else None
-        if model is not None:
-            info = model.model_fields.get(part)
-            current = info.annotation if info is not None else None
-        elif current is not None:
-            current = _element_type(current)  # a dict key; anything else: lost track
-        text += f".{part}" if text else part
-        skipped_last = False
-    return text, current
-
-
-def _field_path(loc: tuple[Any, ...], root: Any = None) -> str:
-    """``('workload', 'batch_size')`` -> ``workload.batch_size``; list indices as ``[i]``."""
-    return _walk(loc, root)[0]
-
-
-def _field_names(loc: tuple[Any, ...], root: Any) -> list[str]:
-    """The field names known at a location of ``root``'s schema (empty when unknown)."""
-    if root is None:
-        return []
-    _, tp = _walk(loc, root)
-    model = _model_class(tp) if tp is not None else None
-    if model is None:
-        return []
-    names = list(model.model_fields)
-    names += [info.alias for info in model.model_fields.values() if info.alias]
-    return names
-
-
-_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.\[\]]*): (.*)$", re.DOTALL)
-
-_REASONS = {
-    "missing": "required field is missing",
-    "extra_forbidden": "unknown field (check the spelling)",
-}
-
-
-def _reason(error: dict[str, Any], root: Any = None) -> tuple[str, str]:
-    """Field path and readable reason of one pydantic error (``root``: the validated model class)."""
-    loc = tuple(error["loc"])
-    field = _field_path(loc, root)
-    kind = error["type"]
-    message = error["msg"]
-    if kind == "value_error":
-        # Our validators write "field: reason", the field relative to the model that raised it.
-        message = message.removeprefix("Value error, ")
-        match = _FIELD_PREFIX.match(message)
-        if match:
-            field = f"{field}.{match.group(1)}" if field else match.group(1)
-            message = match.group(2)
-        return field, message
-    if kind == "extra_forbidden":
-        # The value of a misspelt key is the user's own data: say what the key should be instead.
-        name = str(loc[-1]) if loc else ""
-        close = difflib.get_close_matches(name, _field_names(loc[:-1], root), n=1) if name else []
-        return field, f"unknown field; did you mean {close[0]!r}?" if close else _REASONS[kind]
-    reason = _REASONS.get(kind, message[:1].lower() + message[1:])
-    if kind not in ("missing",) and "input" in error:
-        reason += f", got {json.dumps(error['input'], default=str)[:80]}"
-    return field, reason
-
-
-def validation_problems(exc: ValidationError, model_cls: type[BaseModel] | None = None) -> list[tuple[str, str]]:
-    """Turn a pydantic error into ``(field, reason)`` pairs, one per distinct field.
-
-    ``model_cls`` (the class that was validated) lets the field paths follow the schema; without
-    it they are guessed from the location alone.
-    """
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for error in exc.errors():
-        field, reason = _reason(error, model_cls)
-        if field in seen:
-            continue  # a union reports every branch; the first is the useful one
-        seen.add(field)
-        problems.append((field, reason))
-    return problems
-
-
-def validate(model_cls: type[M], data: Any, source: str | None = None, prefix: str = "") -> M:
-    """Validate ``data`` against ``model_cls`` or raise :class:`InputError`."""
-    try:
-        return model_cls.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            (f"{prefix}{field}" if field else prefix.rstrip("."), reason)
-            for field, reason in validation_problems(exc, model_cls)
-        ]
-        raise InputError(problems, source) from None
-
-
-def read_json(path: str | Path) -> Any:
-    """Parse a JSON file, or raise :class:`InputError` saying why not."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError.single("", f"file not found: {path}") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise InputError.single("", f"cannot read {path}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError.single(
-            "", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", str(path)
-        ) from None
-
-
 def load_model(ref: str | Path, base_dir: Path | None = None, field: str = "model") -> ModelSpec:
-    """Load a placer model file or a Hugging Face ``config.json`` (detected by its keys)."""
+    """Load a placer model file or a Hugging Face ``config.json`` (detected by its keys).
+
+    ``ref`` may also be a model directory holding a ``config.json`` (a Hugging Face checkout)."""
     path = _resolve(ref, base_dir, MODELS_DIR, field, suffix=".json")
     data = read_json(path)
     if isinstance(data, dict) and "schema_version" not in data and ("model_type" in data or "architectures" in data):
-        from placer.hf import model_from_hf_config
-
         return model_from_hf_config(data, source=str(path))
     return validate(ModelSpec, data, str(path))
 
@@ -262,6 +64,8 @@ def _resolve(ref: str | Path, base_dir: Path | None, fallback_dir: Path | None, 
     for candidate in candidates:
         if candidate.is_file():
             return candidate
+        if candidate.is_dir() and (candidate / "config.json").is_file():
+            return candidate / "config.json"  # a model directory (Hugging Face layout)
     raise InputError.single(field, f"file not found: {ref}")
 
 

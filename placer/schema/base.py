@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 #: Storage precisions and their size in bytes per element. ``fp4`` counts the 4-bit payload
 #: plus one shared 8-bit scale per 32 elements (MXFP4), i.e. 4.25 bits.
@@ -30,7 +31,69 @@ COMPUTE_PRECISION: dict[str, str] = {
 }
 
 
-class StrictModel(BaseModel):
-    """Immutable pydantic model that rejects unknown fields (a typo is an error, not a no-op)."""
+def _bare(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+def _allows_bool(tp: Any) -> bool:
+    """Whether a field of type ``tp`` means to take ``true`` / ``false`` as they are."""
+    tp = _bare(tp)
+    if tp is bool or tp is Any or tp is object:
+        return True
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return any(_allows_bool(member) for member in get_args(tp))
+    if origin is Literal:
+        return any(isinstance(value, bool) for value in get_args(tp))
+    return False
+
+
+def _misplaced_bool(value: Any, tp: Any, path: str) -> str | None:
+    """The path of the first boolean in ``value`` where ``tp`` wants something else, if any.
+
+    Lists and dicts are followed through their element types; nested models check themselves."""
+    if isinstance(value, bool):
+        return None if _allows_bool(tp) else path
+    tp = _bare(tp)
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        members = [m for m in args if m is not type(None)]
+        if len(members) != 1:
+            return None
+        tp = _bare(members[0])
+        origin, args = get_origin(tp), get_args(tp)
+    if isinstance(value, (list, tuple)) and origin in (list, tuple, set, frozenset) and args:
+        for index, item in enumerate(value):
+            element = args[index] if origin is tuple and len(args) == len(value) and args[-1] is not ... else args[0]
+            found = _misplaced_bool(item, element, f"{path}[{index}]")
+            if found:
+                return found
+    if isinstance(value, dict) and origin is dict and len(args) == 2:
+        for key, item in value.items():
+            found = _misplaced_bool(item, args[1], f"{path}.{key}")
+            if found:
+                return found
+    return None
+
+
+class StrictModel(BaseModel):
+    """Immutable pydantic model that rejects unknown fields (a typo is an error, not a no-op),
+    ``NaN`` and infinities, and booleans where a number or a string is meant: pydantic's lax
+    mode would read ``hidden_size: true`` as 1."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                key = name if name in data else info.alias
+                if key is None or key not in data:
+                    continue
+                found = _misplaced_bool(data[key], info.annotation, str(key))
+                if found:
+                    raise ValueError(f"{found}: must be a number or text, not a boolean")
+        return data

@@ -6,17 +6,18 @@ Each default says where it comes from. An instance overrides any of them under
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt
 
 from placer.schema.base import Dtype, StrictModel
+from placer.schema.limits import AtMost
 
 
 class CostParameters(StrictModel):
     """Assumptions the cost model makes that no input file states."""
 
-    activation_buffers_per_token: float = Field(
+    activation_buffers_per_token: Annotated[float, AtMost("MAX_RATIO")] = Field(
         8.0,
         gt=0,
         description=(
@@ -33,10 +34,10 @@ class CostParameters(StrictModel):
         le=1,
         description="share of the shorter of communication and compute hidden by the other; 0 = none (conservative)",
     )
-    prefill_micro_batches: PositiveInt | None = Field(
+    prefill_micro_batches: Annotated[PositiveInt, AtMost("MAX_MICRO_BATCHES")] | None = Field(
         None, description="pipeline micro-batches during prefill; default pp (vLLM runs pp virtual engines)"
     )
-    decode_micro_batches: PositiveInt | None = Field(
+    decode_micro_batches: Annotated[PositiveInt, AtMost("MAX_MICRO_BATCHES")] | None = Field(
         None, description="pipeline micro-batches during decode; default pp"
     )
     allreduce_algorithm: Literal["ring", "tree"] = Field("ring", description="NCCL's default for large messages")
@@ -50,7 +51,7 @@ class CostParameters(StrictModel):
     node_dedup_decode: bool = Field(
         False, description="decode all-to-all sends once per remote expert (DeepEP low-latency mode)"
     )
-    default_prefill_chunk_tokens: PositiveInt = Field(
+    default_prefill_chunk_tokens: Annotated[PositiveInt, AtMost("MAX_TOKENS")] = Field(
         8192,
         description=(
             "tokens per prefill forward per DP rank when the workload sets no prefill_chunk_tokens: "
@@ -66,7 +67,7 @@ class CostParameters(StrictModel):
             "weights once per half-batch and halves the activation workspace"
         ),
     )
-    redundant_experts_per_gpu: int | None = Field(
+    redundant_experts_per_gpu: Annotated[int, AtMost("MAX_EXPERTS")] | None = Field(
         None,
         ge=0,
         description=(
@@ -75,7 +76,7 @@ class CostParameters(StrictModel):
             "redundant experts (SGLang without --ep-num-redundant-experts, vLLM without EPLB)"
         ),
     )
-    expert_load_imbalance: float = Field(
+    expert_load_imbalance: Annotated[float, AtMost("MAX_RATIO")] = Field(
         1.0,
         ge=1.0,
         description=(
@@ -86,6 +87,6 @@ class CostParameters(StrictModel):
             "(lmsys.org/blog/2025-05-05-large-scale-ep). Ignored when routing statistics are given."
         ),
     )
-    layer_overhead_us: float = Field(
+    layer_overhead_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
         0.0, ge=0, description="fixed per-layer launch overhead added to each phase's layer time"
     )

@@ -7,11 +7,12 @@ reaches; they are named so that a user (or ``placer calibrate``) can override th
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from placer.schema.base import StrictModel
+from placer.schema.limits import AtMost
 
 HARDWARE_SCHEMA_VERSION = "placer.hardware/1"
 
@@ -63,22 +64,34 @@ class HardwareProfile(StrictModel):
     schema_version: Literal["placer.hardware/1"] = HARDWARE_SCHEMA_VERSION
     name: str = Field(min_length=1, description="catalogue id, e.g. 'h100-sxm'")
     description: str = ""
-    dense_tflops: dict[Literal["fp32", "bf16", "fp16", "fp8", "fp4"], PositiveFloat] = Field(
-        description="peak dense tensor-core TFLOPS per precision (10^12 FLOP/s)"
+    dense_tflops: dict[
+        Literal["fp32", "bf16", "fp16", "fp8", "fp4"], Annotated[PositiveFloat, AtMost("MAX_TFLOPS")]
+    ] = Field(description="peak dense tensor-core TFLOPS per precision (10^12 FLOP/s)")
+    hbm_capacity_gb: Annotated[PositiveFloat, AtMost("MAX_HBM_GB")] = Field(description="device memory, 10^9 bytes")
+    hbm_bandwidth_tb_per_s: Annotated[PositiveFloat, AtMost("MAX_BANDWIDTH_GB_PER_S")] = Field(
+        description="peak device-memory bandwidth, 10^12 bytes/s"
     )
-    hbm_capacity_gb: PositiveFloat = Field(description="device memory, 10^9 bytes")
-    hbm_bandwidth_tb_per_s: PositiveFloat = Field(description="peak device-memory bandwidth, 10^12 bytes/s")
     runtime_reserve_gb: float = Field(
         3.0, ge=0, description="memory the runtime keeps for itself: CUDA context, NCCL and GEMM workspaces"
     )
     efficiency: EfficiencySpec = EfficiencySpec()
-    scaleup_bandwidth_gb_per_s: PositiveFloat = Field(description="NVLink per GPU per direction, 10^9 bytes/s")
-    scaleup_latency_us: float = Field(3.0, ge=0, description="per collective step inside a node")
-    scaleout_bandwidth_gb_per_s: PositiveFloat = Field(description="RDMA per GPU per direction, 10^9 bytes/s")
-    scaleout_latency_us: float = Field(8.0, ge=0, description="per collective step across nodes")
-    gpus_per_node: PositiveInt = 8
-    nvlink_domain_gpus: PositiveInt | None = Field(None, description="GPUs sharing one NVLink domain; default one node")
-    price_per_gpu_hour_usd: float | None = Field(None, gt=0)
+    scaleup_bandwidth_gb_per_s: Annotated[PositiveFloat, AtMost("MAX_BANDWIDTH_GB_PER_S")] = Field(
+        description="NVLink per GPU per direction, 10^9 bytes/s"
+    )
+    scaleup_latency_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
+        3.0, ge=0, description="per collective step inside a node"
+    )
+    scaleout_bandwidth_gb_per_s: Annotated[PositiveFloat, AtMost("MAX_BANDWIDTH_GB_PER_S")] = Field(
+        description="RDMA per GPU per direction, 10^9 bytes/s"
+    )
+    scaleout_latency_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
+        8.0, ge=0, description="per collective step across nodes"
+    )
+    gpus_per_node: Annotated[PositiveInt, AtMost("MAX_GPUS_PER_NODE")] = 8
+    nvlink_domain_gpus: Annotated[PositiveInt, AtMost("MAX_GPUS_PER_NODE")] | None = Field(
+        None, description="GPUs sharing one NVLink domain; default one node"
+    )
+    price_per_gpu_hour_usd: Annotated[float, AtMost("MAX_PRICE_USD")] | None = Field(None, gt=0)
     sources: dict[str, str] = Field(default_factory=dict, description="field -> where the figure comes from")
 
     @model_validator(mode="after")

@@ -7,11 +7,12 @@ placer can say loudly when the architecture does not hold it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
 from placer.schema.base import Dtype, StrictModel
+from placer.schema.limits import AtMost
 
 MODEL_SCHEMA_VERSION = "placer.model/1"
 
@@ -26,16 +27,20 @@ class AttentionSpec(StrictModel):
     """
 
     kind: Literal["mha", "gqa", "mla"]
-    num_heads: PositiveInt
-    num_kv_heads: PositiveInt | None = Field(None, description="defaults to num_heads")
-    head_dim: PositiveInt | None = Field(None, description="MHA/GQA head size; defaults to hidden/heads")
+    num_heads: Annotated[PositiveInt, AtMost("MAX_HEADS")]
+    num_kv_heads: Annotated[PositiveInt, AtMost("MAX_HEADS")] | None = Field(None, description="defaults to num_heads")
+    head_dim: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = Field(
+        None, description="MHA/GQA head size; defaults to hidden/heads"
+    )
     qkv_bias: bool = False
     qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3)")
-    q_lora_rank: PositiveInt | None = Field(None, description="MLA: query compression rank; null = none")
-    kv_lora_rank: PositiveInt | None = None
-    qk_nope_head_dim: PositiveInt | None = None
-    qk_rope_head_dim: PositiveInt | None = None
-    v_head_dim: PositiveInt | None = None
+    q_lora_rank: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = Field(
+        None, description="MLA: query compression rank; null = none"
+    )
+    kv_lora_rank: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = None
+    qk_nope_head_dim: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = None
+    qk_rope_head_dim: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = None
+    v_head_dim: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = None
 
     @model_validator(mode="after")
     def _check_heads(self) -> AttentionSpec:
@@ -68,18 +73,24 @@ class MoESpec(StrictModel):
     ``i % layer_interval == layer_offset``.
     """
 
-    num_experts: PositiveInt
-    top_k: PositiveInt
-    expert_ffn_size: PositiveInt
+    num_experts: Annotated[PositiveInt, AtMost("MAX_EXPERTS")]
+    top_k: Annotated[PositiveInt, AtMost("MAX_TOP_K")]
+    expert_ffn_size: Annotated[PositiveInt, AtMost("MAX_FFN_SIZE")]
     gated: bool = Field(True, description="gated FFN (SwiGLU: 3 matrices) or plain (2 matrices)")
     expert_bias: bool = False
-    num_shared_experts: int = Field(0, ge=0)
-    shared_expert_ffn_size: PositiveInt | None = Field(None, description="defaults to expert_ffn_size")
-    first_dense_layers: int = Field(0, ge=0)
-    layer_interval: PositiveInt = 1
+    num_shared_experts: Annotated[int, AtMost("MAX_SHARED_EXPERTS")] = Field(0, ge=0)
+    shared_expert_ffn_size: Annotated[PositiveInt, AtMost("MAX_FFN_SIZE")] | None = Field(
+        None, description="defaults to expert_ffn_size"
+    )
+    first_dense_layers: Annotated[int, AtMost("MAX_LAYERS")] = Field(0, ge=0)
+    layer_interval: Annotated[PositiveInt, AtMost("MAX_LAYERS")] = 1
     layer_offset: int = Field(0, ge=0)
-    num_groups: PositiveInt = Field(1, description="expert groups for group-limited routing")
-    groups_per_token: PositiveInt | None = Field(None, description="groups a token may use; null = all")
+    num_groups: Annotated[PositiveInt, AtMost("MAX_EXPERTS")] = Field(
+        1, description="expert groups for group-limited routing"
+    )
+    groups_per_token: Annotated[PositiveInt, AtMost("MAX_EXPERTS")] | None = Field(
+        None, description="groups a token may use; null = all"
+    )
     router_bias: bool = Field(False, description="per-expert score correction bias (DeepSeek-V3)")
 
     @model_validator(mode="after")
@@ -131,13 +142,15 @@ class ModelSpec(StrictModel):
     schema_version: Literal["placer.model/1"] = MODEL_SCHEMA_VERSION
     name: str = Field(min_length=1)
     description: str = ""
-    num_layers: PositiveInt
-    hidden_size: PositiveInt
+    num_layers: Annotated[PositiveInt, AtMost("MAX_LAYERS")]
+    hidden_size: Annotated[PositiveInt, AtMost("MAX_HIDDEN_SIZE")]
     attention: AttentionSpec
-    ffn_size: PositiveInt | None = Field(None, description="dense FFN intermediate size (dense layers)")
+    ffn_size: Annotated[PositiveInt, AtMost("MAX_FFN_SIZE")] | None = Field(
+        None, description="dense FFN intermediate size (dense layers)"
+    )
     ffn_gated: bool = True
     moe: MoESpec | None = None
-    vocab_size: PositiveInt
+    vocab_size: Annotated[PositiveInt, AtMost("MAX_VOCAB")]
     tie_embeddings: bool = False
     precision: PrecisionSpec = PrecisionSpec()
     declared: DeclaredParams | None = None

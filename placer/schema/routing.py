@@ -5,21 +5,28 @@ Without statistics placer assumes uniform, independent routing and says so in ev
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveInt
 
 from placer.schema.base import StrictModel
+from placer.schema.limits import AtMost
 
 
 class SyntheticRouting(StrictModel):
     """Seeded generator, so that an instance is reproducible without data files."""
 
     kind: Literal["synthetic"] = "synthetic"
-    seed: int = 0
-    tokens: PositiveInt = Field(4096, description="tokens sampled per MoE layer")
-    zipf_exponent: NonNegativeFloat = Field(0.0, description="expert popularity skew; 0 = uniform")
-    coactivation_clusters: int = Field(0, ge=0, description="planted clusters of experts selected together")
+    seed: int = Field(0, ge=0, description="generator seed (numpy needs it non-negative)")
+    tokens: Annotated[PositiveInt, AtMost("MAX_SYNTHETIC_TOKENS")] = Field(
+        4096, description="tokens sampled per MoE layer"
+    )
+    zipf_exponent: Annotated[NonNegativeFloat, AtMost("MAX_ZIPF_EXPONENT")] = Field(
+        0.0, description="expert popularity skew; 0 = uniform"
+    )
+    coactivation_clusters: Annotated[int, AtMost("MAX_EXPERTS")] = Field(
+        0, ge=0, description="planted clusters of experts selected together"
+    )
     cluster_affinity: float = Field(0.0, ge=0, le=1, description="probability a token stays inside its cluster")
     group_limited: bool = Field(True, description="honour the model's groups_per_token")
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from placer.schema.base import StrictModel
+from placer.schema.limits import AtMost
 
 
 class PromptTokens(StrictModel):
     """Prompt length range, in tokens. TTFT and prefill throughput are taken at ``max``."""
 
-    min: PositiveInt
-    max: PositiveInt
+    min: Annotated[PositiveInt, AtMost("MAX_TOKENS")]
+    max: Annotated[PositiveInt, AtMost("MAX_TOKENS")]
 
     @model_validator(mode="after")
     def _check(self) -> PromptTokens:
@@ -28,18 +29,18 @@ class Workload(StrictModel):
     ``batch_size`` sequences arrive at once and stay resident through decode.
     """
 
-    batch_size: PositiveInt = Field(description="concurrent sequences")
+    batch_size: Annotated[PositiveInt, AtMost("MAX_BATCH_SIZE")] = Field(description="concurrent sequences")
     prompt_tokens: PromptTokens
-    output_tokens: PositiveInt
-    decode_context_tokens: PositiveInt | None = Field(
+    output_tokens: Annotated[PositiveInt, AtMost("MAX_TOKENS")]
+    decode_context_tokens: Annotated[PositiveInt, AtMost("MAX_TOKENS")] | None = Field(
         None, description="context at which TPOT and decode throughput are judged; default prompt max + output"
     )
-    prefill_chunk_tokens: PositiveInt | None = Field(
+    prefill_chunk_tokens: Annotated[PositiveInt, AtMost("MAX_TOKENS")] | None = Field(
         None,
         description="tokens per prefill forward per attention-DP rank (chunked prefill); "
         "default cost_parameters.default_prefill_chunk_tokens",
     )
-    decode_tokens_per_step: PositiveInt = Field(
+    decode_tokens_per_step: Annotated[PositiveInt, AtMost("MAX_TOKENS_PER_STEP")] = Field(
         1,
         description="tokens each sequence runs through the model per decode step: 1, or 1 + draft tokens "
         "with speculative decoding / multi-token prediction (MTP)",
@@ -70,11 +71,15 @@ class Workload(StrictModel):
 class SLOs(StrictModel):
     """Bounds every plan must meet. ``null`` means unconstrained."""
 
-    ttft_s: PositiveFloat | None = Field(None, description="upper bound on time to first token")
-    tpot_ms: PositiveFloat | None = Field(None, description="upper bound on time per output token")
-    min_prefill_tokens_per_ms_per_gpu: PositiveFloat | None = None
-    min_decode_tokens_per_ms_per_gpu: PositiveFloat | None = None
-    max_gpus: PositiveInt | None = Field(None, description="GPU budget")
+    ttft_s: Annotated[PositiveFloat, AtMost("MAX_SECONDS")] | None = Field(
+        None, description="upper bound on time to first token"
+    )
+    tpot_ms: Annotated[PositiveFloat, AtMost("MAX_MILLISECONDS")] | None = Field(
+        None, description="upper bound on time per output token"
+    )
+    min_prefill_tokens_per_ms_per_gpu: Annotated[PositiveFloat, AtMost("MAX_TOKENS_PER_MS_PER_GPU")] | None = None
+    min_decode_tokens_per_ms_per_gpu: Annotated[PositiveFloat, AtMost("MAX_TOKENS_PER_MS_PER_GPU")] | None = None
+    max_gpus: Annotated[PositiveInt, AtMost("MAX_GPUS")] | None = Field(None, description="GPU budget")
 
 
 PrimaryObjective = Literal["min_gpus", "max_throughput_per_gpu", "min_cost_per_token"]
