@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from placer.backends.placement import node_solver
 from placer.compare import SolveSettings, compare, parse_hardware_list, parse_sweep
 from placer.files import write_atomic
 from placer.loading import load_plan
@@ -41,7 +42,7 @@ def reference_placement(path: Path, out: Path) -> str | None:
     plan = load_plan(problem.reference_plan)
     if plan.parallelism.ep == 1:
         return None
-    outcome = place_for_plan(problem, plan, time_limit_s=10.0)
+    outcome = place_for_plan(problem, plan, node_solver("cpsat"), time_limit_s=10.0)
     if outcome is None:
         return None
     folder = out / path.stem

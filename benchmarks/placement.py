@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from placer.backends.placement import node_solver
 from placer.placement.baselines import BASELINES
 from placer.placement.data import LayerPlacementProblem
 from placer.placement.metrics import placement_metrics
@@ -49,11 +50,11 @@ def main() -> None:
         t = time.perf_counter()
         ms = [placement_metrics(method(p), p) for p in problems]
         rows.append((name, None, ms, time.perf_counter() - t, None))
-    backend = None if args.backend == "none" else args.backend
+    solver = node_solver(None if args.backend == "none" else args.backend)
     found: list[list] = [[] for _ in problems]  # every placer placement, for the frontier
     for target in TARGETS:
         t = time.perf_counter()
-        results = [place_layer(p, target, backend=backend, time_limit_s=args.layer_time) for p in problems]
+        results = [place_layer(p, target, solver, time_limit_s=args.layer_time) for p in problems]
         wall = time.perf_counter() - t
         for i, r in enumerate(results):
             found[i].append(r)

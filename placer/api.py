@@ -91,11 +91,12 @@ def model_summary(model: ModelSpec) -> dict[str, Any]:
 
 def place_files(instance: str | Path, plan: str | Path, time_limit_s: float = 10.0) -> PlaceOutcome:
     """Place experts for a plan file's degrees (``placer place``): the plan must fit the model."""
+    from placer.backends.placement import node_solver
     from placer.placement.command import place_for_plan
 
     problem, plan_spec = load_problem(instance), load_plan(plan)
     check_plan_fits_model(problem, plan_spec, str(plan))
-    outcome = place_for_plan(problem, plan_spec, time_limit_s=time_limit_s)
+    outcome = place_for_plan(problem, plan_spec, node_solver("cpsat"), time_limit_s=time_limit_s)
     if outcome is None:
         raise InputError.single("model", f"{problem.model.name} has no MoE layers: nothing to place", str(instance))
     return outcome

@@ -254,7 +254,7 @@ def place(
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for all MoE layers")] = 10.0,
 ) -> None:
     """Place experts for a plan's degrees: expert map, host order, balance and traffic vs baselines, gap."""
-    from placer.placement.command import place_document, write_outputs
+    from placer.report.place_outputs import place_document, write_outputs
     from placer.report.placement import print_place
 
     outcome = api.place_files(instance, plan, time_limit_s=time_limit)

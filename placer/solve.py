@@ -337,6 +337,7 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
     the placed plan with the routing statistics. Returns (plan, its evaluation, placement report).
     The placed plan is kept when it meets every constraint; else the contiguous plan when that
     one does; else the placed plan (broken: the caller re-solves)."""
+    from placer.backends.placement import node_solver
     from placer.placement.plan import apply_to_plan, place_plan
 
     flat_eval = evaluate(problem, plan)
@@ -351,7 +352,7 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
     report = place_plan(
         problem,
         plan,
-        backend="milp" if backend == "milp" else "cpsat",
+        node_solver=node_solver("milp" if backend == "milp" else "cpsat"),
         time_limit_s=min(10.0, time_limit_s / 4),
         redundant_slots_per_gpu=problem.params.redundant_experts_per_gpu if problem.routing is not None else 0,
     )

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from placer.backends.placement import node_solver
 from placer.placement.baselines import BASELINES
 from placer.placement.data import LayerPlacementProblem, check_placement
 from placer.placement.metrics import placement_metrics
@@ -27,7 +28,7 @@ def test_planted_clusters_found(backend):
     # 4 nodes, every token picks inside one of 4 planted clusters of 8: the optimum puts each
     # cluster on a node, so a token reaches one node, remote with probability 3/4.
     stats, problem = _planted()
-    result = place_layer(problem, 1.10, backend=backend, time_limit_s=5)
+    result = place_layer(problem, 1.10, node_solver(backend), time_limit_s=5)
     assert result.metrics.dedup_cross == pytest.approx(0.75, abs=0.01)
     clusters = stats.planted_clusters
     for rank_experts in result.placement:
@@ -40,8 +41,8 @@ def test_planted_clusters_found(backend):
 
 def test_backends_agree_and_prove():
     _, problem = _planted()
-    cp = place_layer(problem, 1.10, backend="cpsat", time_limit_s=5)
-    mi = place_layer(problem, 1.10, backend="milp", time_limit_s=5)
+    cp = place_layer(problem, 1.10, node_solver("cpsat"), time_limit_s=5)
+    mi = place_layer(problem, 1.10, node_solver("milp"), time_limit_s=5)
     assert cp.status == "optimal" and mi.status == "optimal"
     assert cp.objective == pytest.approx(mi.objective, rel=1e-4)
     assert cp.gap == pytest.approx(0.0, abs=1e-4)
@@ -57,7 +58,7 @@ def test_invariants_random(seed):
     stats = synthetic_stats(experts, k, 1, seed=seed, tokens=500, zipf_exponent=float(rng.uniform(0, 1)))
     problem = LayerPlacementProblem(stats.layers[0], np.arange(ranks) // per_node, slots)
     for backend in (None, "cpsat"):
-        result = place_layer(problem, 1.25, backend=backend, time_limit_s=1)
+        result = place_layer(problem, 1.25, node_solver(backend), time_limit_s=1)
         assert check_placement(result.placement, problem) == []
         load = np.asarray(result.metrics.rank_load)
         assert load.sum() == pytest.approx(k, rel=1e-9)
@@ -72,7 +73,7 @@ def test_independent_routing_no_gain_statement():
     gains = []
     for layer in stats.layers:
         problem = LayerPlacementProblem(layer, np.arange(16) // 4, 5)
-        mine = place_layer(problem, 1.05, backend=None).metrics.dedup_cross
+        mine = place_layer(problem, 1.05, node_solver(None)).metrics.dedup_cross
         ref = placement_metrics(BASELINES["EPLB-style global"](problem), problem).dedup_cross
         gains.append((ref - mine) / ref)
     assert max(gains) < 3 * NO_GAIN_THRESHOLD  # nothing to exploit: within sampling noise
@@ -120,7 +121,7 @@ def test_balance_at_least_eplb_global(seed):
     problem = _skewed(seed)
     loads = problem.routing.loads
     assert loads.max() > 2 * loads.sum() / 16  # hotter than one node's mean load: needs a spill
-    result = place_layer(problem, 1.05, backend=None, time_limit_s=2)
+    result = place_layer(problem, 1.05, node_solver(None), time_limit_s=2)
     ref = placement_metrics(BASELINES["EPLB-style global"](problem), problem)
     assert check_placement(result.placement, problem) == []
     assert result.metrics.max_over_mean <= ref.max_over_mean + 1e-9
@@ -145,11 +146,11 @@ def test_same_input_same_placement_whatever_the_clock(monkeypatch):
     stats = synthetic_stats(64, 2, 1, seed=4, tokens=2000, zipf_exponent=0.8, coactivation_clusters=16)
     problem = LayerPlacementProblem(stats.layers[0], np.arange(32) // 4, 3)
     started = time.perf_counter()
-    first = place_layer(problem, 1.02, backend="cpsat", time_limit_s=0.3)
+    first = place_layer(problem, 1.02, node_solver("cpsat"), time_limit_s=0.3)
     wall = time.perf_counter() - started
     real = time.perf_counter
     monkeypatch.setattr(time, "perf_counter", lambda: real() * 1000.0)
-    second = place_layer(problem, 1.02, backend="cpsat", time_limit_s=0.3)
+    second = place_layer(problem, 1.02, node_solver("cpsat"), time_limit_s=0.3)
     assert check_placement(first.placement, problem) == []
     assert first.placement == second.placement
     assert wall < 0.3 + 1.0  # packing, metrics and the balance fallback come on top of the budget
@@ -162,7 +163,7 @@ def test_redundant_slots_traded_on_ep64():
 
     problem = load_problem("instances/ep64-128gpu.json")
     plan = load_plan("plans/seed002-ep64-tp2.json")
-    report = place_plan(problem, plan, backend=None, time_limit_s=4.0, redundant_slots_per_gpu=(1, 0))
+    report = place_plan(problem, plan, node_solver=None, time_limit_s=4.0, redundant_slots_per_gpu=(1, 0))
     trade = {c.redundant_per_gpu: c for c in report.slot_trade}
     assert set(trade) == {0, 1} and all(c.placed for c in trade.values())
     # one more expert per GPU costs, in the evaluator's breakdown, one expert's weights per MoE

@@ -12,11 +12,19 @@ Aggregation: tokens do not appear; the objective is over the sparse *excess co-a
 often than independent routing would, kept to the ``neighbours`` strongest per expert. Putting a
 pair on one node lets a token that needs both cross the network once (node-deduplicated).
 Under independent routing ``w`` is sampling noise and no placement can do much.
+
+Layering: this module is the contract between the planner (:mod:`placer.placement.planner`) and
+the exact node solvers (``placer.backends.{cpsat,milp}.placement``). The backends import it
+(:class:`NodeModel`, :class:`NodeSolution` and the solver-neutral symmetry helpers); the planner
+never imports a backend: it is handed a :class:`NodeSolver` by a caller above both layers (the
+solve orchestration or the API), which picks one by name with
+:func:`placer.backends.placement.node_solver`. So no import runs from placement up to backends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -135,3 +143,52 @@ def build_node_model(
     edges = np.array(sorted(edges_set), dtype=np.int64).reshape(-1, 2)
     weight = excess[edges[:, 0], edges[:, 1]] if edges.size else np.zeros(0)
     return NodeModel(copies, copy_load, per_node * problem.slots_per_rank, cap, edges, weight)
+
+
+@dataclass(frozen=True)
+class NodeSolution:
+    """What a node solver returns for a :class:`NodeModel` (objective: kept weight, maximised)."""
+
+    assign: np.ndarray  # [E, N] bool, node homes
+    status: str  # "optimal", "feasible", "greedy" (no solver ran), "hint" (nothing better than the warm start)
+    objective: float  # kept excess co-activation weight (selections per token)
+    bound: float | None  # upper bound on the kept weight, when the solver proves one
+    wall_s: float
+
+
+class NodeSolver(Protocol):
+    """An exact solver of the node model, warm-started from ``hint``; ``time_limit_s`` is a work
+    budget (deterministic time where the solver has one)."""
+
+    def __call__(
+        self, model: NodeModel, hint: np.ndarray, time_limit_s: float, workers: int = 1, seed: int = 0
+    ) -> NodeSolution: ...
+
+
+def symmetric_prefix(model: NodeModel) -> list[tuple[int, int]]:
+    """(expert, nodes it may use) for symmetry breaking, shared by every exact backend: with
+    interchangeable nodes (equal slots and caps), relabel them in order of first use by the
+    heaviest experts, so expert i of the list uses only nodes ``0 .. m_0 + ... + m_i - 1``.
+    Empty when the nodes differ."""
+    same = np.all(model.node_slots == model.node_slots[0]) and np.allclose(model.node_load_cap, model.node_load_cap[0])
+    if not same:
+        return []
+    prefix, opened = [], 0
+    for e in np.argsort(-model.copy_load, kind="stable"):
+        if opened >= model.num_nodes - 1:
+            break
+        opened += int(model.copies[e])
+        prefix.append((int(e), min(opened, model.num_nodes)))
+    return prefix
+
+
+def relabel_hint(model: NodeModel, hint: np.ndarray, prefix: list[tuple[int, int]]) -> np.ndarray:
+    """Permute the hint's nodes (in order of first use) so that it obeys :func:`symmetric_prefix`'s
+    symmetry breaking (a warm start the solver would otherwise have to reject)."""
+    order: list[int] = []
+    for e in [e for e, _ in prefix] + list(range(model.num_experts)):
+        for n in np.flatnonzero(hint[e]):
+            if int(n) not in order:
+                order.append(int(n))
+    order += [n for n in range(model.num_nodes) if n not in order]
+    return hint[:, order]

@@ -14,6 +14,7 @@ from placer.placement.baselines import BASELINES
 from placer.placement.data import LayerPlacementProblem
 from placer.placement.layout import ep_rank_nodes, host_order, rank_to_node, tp_groups_inside_nodes
 from placer.placement.metrics import PlacementMetrics, placement_metrics
+from placer.placement.nodemodel import NodeSolver
 from placer.placement.planner import LayerPlacement, place_layer
 from placer.placement.slots import (
     PRICING_SHARE,
@@ -81,7 +82,7 @@ class PlacementReport:
 def place_plan(
     problem: Problem,
     plan: Plan,
-    backend: str = "cpsat",
+    node_solver: NodeSolver | None = None,
     time_limit_s: float = 10.0,
     target: float = DEFAULT_TARGET,
     redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
@@ -92,7 +93,9 @@ def place_plan(
     ``redundant_slots_per_gpu``: one count, or the counts to try (``None``: the default bounded
     candidates that fit in memory); each is placed, priced by the evaluator and the best by the
     instance's objective terms is kept. ``time_limit_s`` covers the whole call: the candidates,
-    layers and steps share it (``REPORT_RESERVE`` of it is kept for the baselines and pricing)."""
+    layers and steps share it (``REPORT_RESERVE`` of it is kept for the baselines and pricing).
+    ``node_solver``: the exact solver of the node models (``None``: the greedy search alone); the
+    caller picks it by name with :func:`placer.backends.placement.node_solver`."""
     model = problem.model
     if model.moe is None:
         return None
@@ -115,7 +118,7 @@ def place_plan(
         if i > 0 and share < MIN_SECONDS_PER_LAYER * len(stats.layers):
             trade.append(SlotCandidate(r, base + r, placed=False, reason="skipped: time limit"))
             continue
-        layers = _place_layers(problem, stats, rank_node, base + r, target, backend, share, warm)
+        layers = _place_layers(problem, stats, rank_node, base + r, target, node_solver, share, warm)
         warm = [p.node_assign for p in layers]
         runs[r] = layers
         candidate, evaluations[r] = price_candidate(
@@ -159,18 +162,18 @@ FALLBACK_SHARE = 0.25
 MIN_SECONDS_PER_LAYER = 0.02
 
 
-def _place_layers(problem, stats, rank_node, slots, target, backend, budget_s, warm):  # type: ignore[no-untyped-def]
+def _place_layers(problem, stats, rank_node, slots, target, node_solver, budget_s, warm):  # type: ignore[no-untyped-def]
     """Every layer with ``slots`` per rank, each with an equal share of ``budget_s`` of work.
 
     Without statistics every layer has the same uniform routing, so one placement serves all."""
     n = len(stats.layers)
     if stats.uniform and n > 0:
         lp = LayerPlacementProblem(stats.layers[0], rank_node, slots, stats.expert_group, stats.groups_per_token)
-        return [place_layer(lp, target, backend=backend, time_limit_s=budget_s, warm=warm[0])] * n
+        return [place_layer(lp, target, node_solver, time_limit_s=budget_s, warm=warm[0])] * n
     out = []
     for i, layer in enumerate(stats.layers):
         lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
-        out.append(place_layer(lp, target, backend=backend, time_limit_s=budget_s / n, warm=warm[i]))
+        out.append(place_layer(lp, target, node_solver, time_limit_s=budget_s / n, warm=warm[i]))
     return out
 
 

@@ -1,5 +1,9 @@
-"""Place every MoE layer: copies per expert, copies to nodes (greedy, then an exact backend),
-node copies to ranks; then measure. The backends are imported lazily (only they import solvers).
+"""Place every MoE layer: copies per expert, copies to nodes (greedy, then an exact node solver),
+node copies to ranks; then measure.
+
+The exact node solver is a function argument (a :class:`~placer.placement.nodemodel.NodeSolver`,
+or ``None`` for the greedy search alone): this module sits below ``placer.backends`` and never
+imports it; callers above both pick a solver with :func:`placer.backends.placement.node_solver`.
 
 One layer tries a short ladder of (spill level, node slack) steps until the busiest rank meets the
 balance target. The layer's time limit is a deterministic work budget split evenly over the steps
@@ -21,7 +25,7 @@ from placer.placement.baselines import eplb_global, replicate
 from placer.placement.data import LayerPlacementProblem, Placement, without_duplicates
 from placer.placement.greedy import UNITS_PER_S, greedy_assign
 from placer.placement.metrics import PlacementMetrics, placement_metrics
-from placer.placement.nodemodel import NodeModel, build_node_model, node_copies
+from placer.placement.nodemodel import NodeModel, NodeSolution, NodeSolver, build_node_model, node_copies
 from placer.placement.packing import pack_ranks
 
 #: node-level share of the balance allowance tried in turn until the ranks meet the target
@@ -34,17 +38,6 @@ SPILL_LEVELS = (0, 1)
 SOLVER_SHARE = 0.6
 #: smallest solver share worth building a CP-SAT model for (the build alone takes ~0.05 s on ep64)
 MIN_SOLVER_S = 0.05
-
-
-@dataclass(frozen=True)
-class NodeSolution:
-    """What a backend returns for the node-level model (objective: kept weight, maximised)."""
-
-    assign: np.ndarray
-    status: str  # "optimal", "feasible", "hint" (solver found nothing better than the warm start)
-    objective: float
-    bound: float | None
-    wall_s: float
 
 
 @dataclass(frozen=True)
@@ -70,17 +63,12 @@ class LayerPlacement:
 
 
 def solve_node_model(
-    model: NodeModel, hint: np.ndarray, backend: str | None, time_limit_s: float, workers: int = 1, seed: int = 0
+    model: NodeModel, hint: np.ndarray, solver: NodeSolver | None, time_limit_s: float, workers: int = 1, seed: int = 0
 ) -> NodeSolution:
-    if backend is None or model.num_nodes == 1 or time_limit_s <= 0:
+    """The solver's answer, or the greedy hint itself when there is no solver, one node, or no budget."""
+    if solver is None or model.num_nodes == 1 or time_limit_s <= 0:
         return NodeSolution(hint, "greedy", model.kept(hint), None, 0.0)
-    if backend == "cpsat":
-        from placer.backends.cpsat.placement import solve_node_model as run
-    elif backend == "milp":
-        from placer.backends.milp.placement import solve_node_model as run
-    else:
-        raise ValueError(f"placement backend {backend!r}: choose cpsat or milp")
-    return run(model, hint, time_limit_s=time_limit_s, workers=workers, seed=seed)
+    return solver(model, hint, time_limit_s=time_limit_s, workers=workers, seed=seed)
 
 
 def assemble(problem: LayerPlacementProblem, model: NodeModel, assign: np.ndarray) -> Placement:
@@ -122,14 +110,15 @@ def _steps(problem: LayerPlacementProblem, aim: float) -> list[tuple[int, float]
 def place_layer(
     problem: LayerPlacementProblem,
     target_max_over_mean: float = 1.05,
-    backend: str | None = "cpsat",
+    node_solver: NodeSolver | None = None,
     time_limit_s: float = 1.0,
     workers: int = 1,
     seed: int = 0,
     warm: np.ndarray | None = None,
 ) -> LayerPlacement:
     """Least-traffic placement of one layer whose busiest rank is within ``target`` of the mean,
-    or the best-balanced one found when the target cannot be met.
+    or the best-balanced one found when the target cannot be met. ``node_solver``: the exact
+    solver of each step's node model (``None``: the greedy search alone).
 
     Deterministic: ``time_limit_s`` is a work budget, not a deadline, split evenly over the steps
     of the ladder. In a step the greedy search gets a work cap (``UNITS_PER_S`` units a second of
@@ -145,14 +134,14 @@ def place_layer(
     steps = _steps(problem, aim)
     unproven = False
     step_s = max(0.0, time_limit_s) / max(1, len(steps))
-    solver_s = step_s * SOLVER_SHARE if backend is not None and step_s * SOLVER_SHARE >= MIN_SOLVER_S else 0.0
+    solver_s = step_s * SOLVER_SHARE if node_solver is not None and step_s * SOLVER_SHARE >= MIN_SOLVER_S else 0.0
     greedy_units = (step_s - solver_s) * UNITS_PER_S
     for spill, slack in steps:
         model = build_node_model(problem, aim, node_slack=slack, spill=spill)
         hint = greedy_assign(model, max_units=greedy_units)
         if warm is not None and model.feasible(warm) and model.kept(warm) > model.kept(hint):
             hint = warm
-        node = solve_node_model(model, hint, backend, solver_s, workers, seed)
+        node = solve_node_model(model, hint, node_solver, solver_s, workers, seed)
         unproven |= node.status != "optimal" and model.num_nodes > 1
         placement = assemble(problem, model, node.assign)
         metrics = placement_metrics(placement, problem)

@@ -14,35 +14,14 @@ import time
 import numpy as np
 from ortools.sat.python import cp_model
 
-from placer.placement.nodemodel import LOAD_SCALE, WEIGHT_SCALE, NodeModel
-from placer.placement.planner import NodeSolution
-
-
-def _symmetric_prefix(model: NodeModel) -> list[tuple[int, int]]:
-    """(expert, nodes it may use) for symmetry breaking: with interchangeable nodes, relabel them
-    in order of first use by the heaviest experts, so expert i of the list uses only nodes
-    ``0 .. m_0 + ... + m_i - 1``. Empty when the nodes differ."""
-    same = np.all(model.node_slots == model.node_slots[0]) and np.allclose(model.node_load_cap, model.node_load_cap[0])
-    if not same:
-        return []
-    prefix, opened = [], 0
-    for e in np.argsort(-model.copy_load, kind="stable"):
-        if opened >= model.num_nodes - 1:
-            break
-        opened += int(model.copies[e])
-        prefix.append((int(e), min(opened, model.num_nodes)))
-    return prefix
-
-
-def relabel_hint(model: NodeModel, hint: np.ndarray, prefix: list[tuple[int, int]]) -> np.ndarray:
-    """Permute the hint's nodes (in order of first use) so that it obeys the symmetry breaking."""
-    order: list[int] = []
-    for e in [e for e, _ in prefix] + list(range(model.num_experts)):
-        for n in np.flatnonzero(hint[e]):
-            if int(n) not in order:
-                order.append(int(n))
-    order += [n for n in range(model.num_nodes) if n not in order]
-    return hint[:, order]
+from placer.placement.nodemodel import (
+    LOAD_SCALE,
+    WEIGHT_SCALE,
+    NodeModel,
+    NodeSolution,
+    relabel_hint,
+    symmetric_prefix,
+)
 
 
 def solve_node_model(
@@ -59,7 +38,7 @@ def solve_node_model(
     for n in range(num_n):
         cp.add(sum(x[e][n] for e in range(num_e)) <= int(model.node_slots[n]))
         cp.add(sum(int(loads[e]) * x[e][n] for e in range(num_e)) <= int(caps[n]))
-    prefix = _symmetric_prefix(model)
+    prefix = symmetric_prefix(model)
     for e, usable in prefix:
         for n in range(usable, num_n):
             cp.add(x[e][n] == 0)

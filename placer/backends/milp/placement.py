@@ -8,9 +8,7 @@ import time
 import numpy as np
 import pulp
 
-from placer.backends.cpsat.placement import _symmetric_prefix, relabel_hint
-from placer.placement.nodemodel import NodeModel
-from placer.placement.planner import NodeSolution
+from placer.placement.nodemodel import NodeModel, NodeSolution, relabel_hint, symmetric_prefix
 
 
 def solve_node_model(
@@ -25,7 +23,7 @@ def solve_node_model(
     for n in range(num_n):
         prob += pulp.lpSum(x[e][n] for e in range(num_e)) <= int(model.node_slots[n])
         prob += pulp.lpSum(float(model.copy_load[e]) * x[e][n] for e in range(num_e)) <= float(model.node_load_cap[n])
-    prefix = _symmetric_prefix(model)
+    prefix = symmetric_prefix(model)
     for e, usable in prefix:
         for n in range(usable, num_n):
             prob += x[e][n] == 0
