@@ -22,7 +22,6 @@ from placer.costmodel.tables import (
 )
 from placer.errors import InputError
 from placer.problem import Problem
-from placer.routing import cached_routing_stats
 from placer.schema import DTYPE_BYTES, Parallelism, Plan
 from placer.topology import RankLayout, default_layout
 
@@ -192,7 +191,7 @@ def evaluate(problem: Problem, plan: Plan, balanced: bool = False) -> Evaluation
     par = plan.parallelism
     layout = default_layout(par, problem.fabric, plan.rank_to_node)
     maps = plan_expert_maps(problem, plan)
-    routing = None if balanced else cached_routing_stats(problem.model, problem.routing)
+    routing = None if balanced else problem.routing_stats
     edges = edge_costs(problem, par, maps, routing)
     pre_shape, dec_shape = phase_shapes(problem, par)
     cache: dict[StagePattern, LayerCosts] = {}

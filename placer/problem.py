@@ -1,16 +1,19 @@
 """Problem data: an instance with every reference resolved, validated once, immutable.
 
 The cost model, the formulation, the backends and the evaluator all take a :class:`Problem`;
-none of them reads files.
+none of them reads files. Routing statistics are problem data too: resolved here once (files
+read relative to the instance's folder, synthetic traces drawn) into ``routing_stats``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace as dc_replace
 from pathlib import Path
 
 from placer.errors import InputError
-from placer.loading import load_hardware, load_instance, load_model
+from placer.loading import load_hardware, load_instance, load_model, load_plan
+from placer.routing import RoutingStats, resolve_routing_path, routing_stats
 from placer.schema import (
     ClusterSpec,
     CostParameters,
@@ -21,6 +24,7 @@ from placer.schema import (
     SLOs,
     Workload,
 )
+from placer.schema.limits import MAX_GPUS
 from placer.schema.routing import FileRouting, LoadsRouting, SyntheticRouting
 from placer.topology import Fabric, resolve_fabric
 
@@ -41,14 +45,18 @@ class Problem:
     routing: SyntheticRouting | LoadsRouting | FileRouting | None = None
     reference_plan: Path | None = None
     description: str = ""
+    #: ``routing`` resolved for ``model``, one entry per MoE layer; ``None``: no statistics given
+    #: (uniform routing assumed). A file's path in ``routing`` is absolute once resolved.
+    routing_stats: RoutingStats | None = None
 
     def replace(self, **changes: object) -> Problem:
-        """A copy with some fields changed (for tests and hardware comparisons)."""
-        from dataclasses import replace as dc_replace
-
+        """A copy with some fields changed (for tests and hardware comparisons); the fabric and
+        the routing statistics follow the hardware, cluster, model and routing they derive from."""
         problem = dc_replace(self, **changes)  # type: ignore[arg-type]
         if "hardware" in changes or "cluster" in changes:
             problem = dc_replace(problem, fabric=resolve_fabric(problem.hardware, problem.cluster))
+        if ("model" in changes or "routing" in changes) and "routing_stats" not in changes:
+            problem = dc_replace(problem, routing_stats=routing_stats(problem.model, problem.routing))
         return problem
 
 
@@ -67,6 +75,8 @@ def build_problem(instance: Instance, base_dir: Path | None = None, source: str 
             raise
         raise InputError(exc.problems, source) from None
     _check_routing(instance, model, source)
+    _check_cluster(instance, source)
+    routing, stats = _resolve_routing(instance, model, base_dir, source)
     reference = None
     if instance.reference_plan is not None:
         candidates = [Path(instance.reference_plan)]
@@ -75,6 +85,7 @@ def build_problem(instance: Instance, base_dir: Path | None = None, source: str 
         reference = next((c for c in candidates if c.is_file()), None)
         if reference is None:
             raise InputError.single("reference_plan", f"file not found: {instance.reference_plan}", source)
+        load_plan(reference)  # a garbage file fails here, naming itself, not later in a report
     fabric = resolve_fabric(hardware, instance.cluster)
     return Problem(
         name=instance.name,
@@ -86,10 +97,39 @@ def build_problem(instance: Instance, base_dir: Path | None = None, source: str 
         slo=instance.slo,
         objective=instance.objective,
         params=instance.cost_parameters,
-        routing=instance.routing,
+        routing=routing,
         reference_plan=reference,
         description=instance.description,
+        routing_stats=stats,
     )
+
+
+def _resolve_routing(
+    instance: Instance, model: ModelSpec, base_dir: Path | None, source: str | None
+) -> tuple[SyntheticRouting | LoadsRouting | FileRouting | None, RoutingStats | None]:
+    """The routing section (a file's path made absolute) and its statistics, read once."""
+    routing = instance.routing
+    try:
+        if isinstance(routing, FileRouting):
+            routing = routing.model_copy(update={"path": str(resolve_routing_path(routing, base_dir))})
+        return routing, routing_stats(model, routing)
+    except InputError as exc:
+        if exc.source is not None or source is None:
+            raise
+        raise InputError(exc.problems, source) from None
+
+
+def _check_cluster(instance: Instance, source: str | None) -> None:
+    cluster = instance.cluster
+    if cluster.num_nodes is not None and cluster.gpus_per_node is not None:
+        gpus = cluster.num_nodes * cluster.gpus_per_node
+        if gpus > MAX_GPUS:
+            raise InputError.single(
+                "cluster.num_nodes",
+                f"{cluster.num_nodes} nodes x {cluster.gpus_per_node} GPUs = {gpus:,} GPUs, above the limit "
+                f"MAX_GPUS = {MAX_GPUS:,} (placer/schema/limits.py)",
+                source,
+            )
 
 
 def _check_routing(instance: Instance, model: ModelSpec, source: str | None) -> None:

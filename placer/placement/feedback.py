@@ -16,7 +16,6 @@ from placer.costmodel.tables import default_expert_maps, layer_costs, stage_patt
 from placer.evaluator import plan_expert_maps
 from placer.formulation.data import Config
 from placer.problem import Problem
-from placer.routing import cached_routing_stats
 from placer.schema import Plan
 from placer.topology import default_layout
 
@@ -33,7 +32,7 @@ def measured_factors(problem: Problem, placed: Plan) -> MeasuredFactors:
     """Factors of ``placed`` (its expert map, the instance's statistics) against the balanced model."""
     par = placed.parallelism
     layout = default_layout(par, problem.fabric, placed.rank_to_node)
-    routing = cached_routing_stats(problem.model, problem.routing)
+    routing = problem.routing_stats
     real_maps, flat_maps = plan_expert_maps(problem, placed), default_expert_maps(problem, par)
     pre, dec = [], []
     for s, stage in enumerate(placed.stages):

@@ -26,7 +26,7 @@ from placer.placement.slots import (
     price_candidate,
 )
 from placer.problem import Problem
-from placer.routing import RoutingStats, cached_routing_stats, routing_stats
+from placer.routing import RoutingStats, uniform_stats
 from placer.schema import ExpertLayerMap, Plan
 
 #: balance target of the placement (max/mean expert load per GPU); overridable per call
@@ -104,7 +104,8 @@ def place_plan(
     # baselines and for pricing, split evenly over the slot-count candidates, then the layers.
     work_s = time_limit_s * (1 - REPORT_RESERVE) * (1 - PRICING_SHARE)
     par = plan.parallelism
-    stats = stats or cached_routing_stats(model, problem.routing) or routing_stats(model, problem.routing)
+    moe = model.moe
+    stats = stats or problem.routing_stats or uniform_stats(moe.num_experts, moe.top_k, len(model.moe_layers))
     rank_node = ep_rank_nodes(par, problem.fabric)
     base = -(-model.moe.num_experts // par.ep)
     memory_max = largest_fitting(problem, plan) if par.ep > 1 else 0

@@ -15,7 +15,6 @@ import numpy as np
 from placer.costmodel.tables import LayerCosts, layer_costs, stage_pattern
 from placer.evaluator import copy_bytes_per_token, plan_expert_maps
 from placer.problem import Problem
-from placer.routing import cached_routing_stats
 from placer.schema import Plan
 from placer.topology import RankLayout, default_layout
 
@@ -42,7 +41,7 @@ class PlanLoads:
 
 def _stage_costs(problem: Problem, plan: Plan, layout: RankLayout) -> list[LayerCosts]:
     maps = plan_expert_maps(problem, plan)
-    routing = cached_routing_stats(problem.model, problem.routing)
+    routing = problem.routing_stats
     return [
         layer_costs(problem, plan.parallelism, stage_pattern(layout, 0, s), maps, routing)
         for s in range(plan.parallelism.pp)
