@@ -182,3 +182,12 @@ def test_redundant_slots_traded_on_ep64():
     assert trade[0].max_over_mean_worst > 2 * trade[1].max_over_mean_worst
     assert report.redundant_per_gpu == 1 and report.slots_per_rank == 2
     assert report.memory_max_redundant is not None and report.memory_max_redundant >= 1
+
+
+def test_node_solver_by_name():
+    from placer.backends.cpsat.placement import solve_node_model as cpsat
+    from placer.backends.milp.placement import solve_node_model as milp
+
+    assert node_solver("cpsat") is cpsat and node_solver("milp") is milp and node_solver(None) is None
+    with pytest.raises(ValueError, match="choose from cpsat, milp"):
+        node_solver("exhaustive")
