@@ -161,26 +161,48 @@ def export_input(plan_path: str | Path, instance: str | Path | None = None, host
     return ExportInput(problem, plan, tuple(hosts))
 
 
-def result_document(result: Result) -> dict[str, Any]:
-    """The plan JSON of a solve (with status and solver figures), or the status and explanation."""
+def result_document(result: Result, problem: Problem | None = None, *, timings: bool = True) -> dict[str, Any]:
+    """The plan JSON of a solve (with status and solver figures), or the status and explanation.
+
+    Every wall-clock figure sits under the one top-level key ``timings``; ``timings=False`` leaves
+    it out, so two runs of a deterministic solve give the same bytes. ``problem`` (the solved one)
+    names the objective's throughput phase, so each objective term is labelled with its unit and
+    the GPU-seconds term with the throughput it stands for."""
+    from placer.report.objective import describe_terms
+    from placer.report.plan_json import split_timings
+
+    search, found = split_timings(result.search)
+    clocks: dict[str, Any] = {"solve_wall_s": result.wall_s, **found}
+    placement = result.placement
+    if placement is not None and getattr(placement, "wall_s", None) is not None:
+        clocks["placement_wall_s"] = placement.wall_s
+    clocks = {k: round(v, 3) if isinstance(v, float) else v for k, v in clocks.items()}  # milliseconds
     solver = SolverInfo(
         backend=result.backend,
         objective=result.objective,
         bound=result.bound,
         gap=result.gap,
-        wall_s=round(result.wall_s, 3),
         status=result.status.value,
-    )
+    ).model_dump(mode="json", exclude={"wall_s"})
+    phase = problem.objective.throughput_phase if problem is not None else None
     if result.evaluation is None:
-        return {
+        document: dict[str, Any] = {
             "status": result.status.value,
-            "solver": solver.model_dump(mode="json"),
+            "solver": solver,
             "explanation": result.explanation,
-            "search": result.search,
+            "search": search,
         }
-    document = plan_with_figures(result.evaluation, result.status.value, solver)
-    document["objective"] = {"primary": result.objective_term, "terms": result.terms}
-    document["search"] = result.search
+    else:
+        document = plan_with_figures(result.evaluation, result.status.value)
+        document["solver"] = solver
+        document["objective"] = {
+            "primary": result.objective_term,
+            "terms": dict(result.terms),
+            "described": describe_terms(dict(result.terms), phase, result.evaluation),
+        }
+        document["search"] = search
+    if timings:
+        document["timings"] = clocks
     return document
 
 

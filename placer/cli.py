@@ -126,6 +126,9 @@ def solve(
     max_gpus: Annotated[int | None, typer.Option("--max-gpus", min=1, help="cap the GPU count searched")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the plan as JSON")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="write plan JSON and a Markdown report here")] = None,
+    no_timings: Annotated[
+        bool, typer.Option("--no-timings", help="leave out the wall-clock 'timings' (output comparable across runs)")
+    ] = False,
 ) -> None:
     """Find the best plan under the instance's objective, proven optimal or with its gap.
 
@@ -135,7 +138,7 @@ def solve(
     result = api.solve(
         problem, backend=backend.value, time_limit_s=time_limit, workers=workers, seed=seed, max_gpus=max_gpus
     )
-    document = api.result_document(result)
+    document = api.result_document(result, problem, timings=not no_timings)
     if out is not None and result.evaluation is not None:
         api.write_outputs(out, problem, result.evaluation, document)
     if as_json:

@@ -13,14 +13,20 @@ from placer.costmodel.tables import default_expert_maps, layer_costs, stage_patt
 from placer.formulation.data import Config, FormulationData
 from placer.topology import default_layout
 
-OP_CAUSES = {
-    "attn_core": "attention over the context (in decode: reading the KV cache)",
-    "attn_proj": "attention projection weights",
-    "routed_experts": "routed-expert GEMMs and weight reads",
-    "dense_ffn": "dense FFN",
-    "shared_experts": "shared experts",
-    "router": "the router",
+#: Operation -> (what it is, verb agreeing with it): "GEMMs and weight reads take", "the router takes".
+OP_CAUSES: dict[str, tuple[str, str]] = {
+    "attn_core": ("attention over the context (in decode: reading the KV cache)", "takes"),
+    "attn_proj": ("attention projection weights", "take"),
+    "routed_experts": ("routed-expert GEMMs and weight reads", "take"),
+    "dense_ffn": ("the dense FFN", "takes"),
+    "shared_experts": ("shared experts", "take"),
+    "router": ("the router", "takes"),
 }
+
+
+def _num(value: float) -> str:
+    """Three significant figures, never in scientific notation (3,250 not 3.25e+03)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ def _dominant_op(data: FormulationData, config: Config, phase: str) -> str:
     else:
         limit = "compute-bound"
     comm_share = detail.comm_s / detail.time_s if detail.time_s else 0.0
-    text = f"{OP_CAUSES.get(op.name, op.name)} takes {share:.0%} of a layer's {phase} time, {limit}"
+    cause, verb = OP_CAUSES.get(op.name, (op.name, "takes"))
+    text = f"{cause} {verb} {share:.0%} of a layer's {phase} time, {limit}"
     if comm_share > share:
         text = f"communication takes {comm_share:.0%} of a layer's {phase} time"
     return text
@@ -106,10 +113,11 @@ def explain_infeasible(data: FormulationData) -> list[str]:
         )
         if value < slo.min_decode_tokens_per_ms_per_gpu:
             lines.append(
-                f"decode throughput cannot exceed {value:.3g} tokens/ms/GPU at {workload.decode_context:,} "
+                f"decode throughput cannot exceed {_num(value)} tokens/ms/GPU at {workload.decode_context:,} "
                 "tokens of context "
                 f"(best of {len(fits)} configurations that fit in memory, reached with {best.gpus} GPU(s)): "
-                f"{_dominant_op(data, best, 'decode')}. Relax min_decode_tokens_per_ms_per_gpu to {value:.3g} or less "
+                f"{_dominant_op(data, best, 'decode')}. Relax min_decode_tokens_per_ms_per_gpu to {_num(value)} "
+                "or less "
                 f"(asked {slo.min_decode_tokens_per_ms_per_gpu:g}), or shorten the context"
             )
     if slo.min_prefill_tokens_per_ms_per_gpu is not None:
@@ -119,10 +127,10 @@ def explain_infeasible(data: FormulationData) -> list[str]:
         value = data.prefill_tokens / (best.gpus * best.micro_prefill * _mean_stage(best, counts, "prefill")) / 1e3
         if value < slo.min_prefill_tokens_per_ms_per_gpu:
             lines.append(
-                f"prefill throughput cannot exceed {value:.3g} tokens/ms/GPU at "
+                f"prefill throughput cannot exceed {_num(value)} tokens/ms/GPU at "
                 f"{workload.prompt_tokens.max:,}-token prompts "
                 f"(reached with {best.gpus} GPU(s)): {_dominant_op(data, best, 'prefill')}. Relax "
-                f"min_prefill_tokens_per_ms_per_gpu to {value:.3g} or less"
+                f"min_prefill_tokens_per_ms_per_gpu to {_num(value)} or less"
             )
     if slo.ttft_s is not None:
         best = min(
@@ -131,10 +139,10 @@ def explain_infeasible(data: FormulationData) -> list[str]:
         value = best.total_prefill_s(counts) + (best.micro_prefill - 1) * _mean_stage(best, counts, "prefill")
         if value > slo.ttft_s:
             lines.append(
-                f"TTFT cannot go below {value:.3g} s for {workload.batch_size} prompts of "
+                f"TTFT cannot go below {_num(value)} s for {workload.batch_size} prompts of "
                 f"{workload.prompt_tokens.max:,} tokens "
                 f"with at most {data.gpu_cap} GPUs (reached with {best.gpus}): {_dominant_op(data, best, 'prefill')}. "
-                f"Relax ttft_s to {value:.3g} s or more, or allow more GPUs"
+                f"Relax ttft_s to {_num(value)} s or more, or allow more GPUs"
             )
     if slo.tpot_ms is not None:
         best = min(fits, key=lambda c: max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts)))
@@ -142,8 +150,8 @@ def explain_infeasible(data: FormulationData) -> list[str]:
         value = step_s / workload.output_tokens_per_step * 1e3
         if value > slo.tpot_ms:
             lines.append(
-                f"TPOT cannot go below {value:.3g} ms at {workload.decode_context:,} tokens of context (reached with "
-                f"{best.gpus} GPUs): {_dominant_op(data, best, 'decode')}. Relax tpot_ms to {value:.3g} or more"
+                f"TPOT cannot go below {_num(value)} ms at {workload.decode_context:,} tokens of context (reached with "
+                f"{best.gpus} GPUs): {_dominant_op(data, best, 'decode')}. Relax tpot_ms to {_num(value)} or more"
             )
     if not lines:
         lines.append(

@@ -7,6 +7,7 @@ comparison rows); files are written atomically and reproducibly (no timestamps, 
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -44,6 +45,26 @@ def _pyplot() -> Any:
     return plt
 
 
+def plain_number(value: float, digits: int = 3) -> str:
+    """``digits`` significant figures without scientific notation: 3,250 not 3.25e+03, 0.0125 not 1.25e-02."""
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return str(value)
+    decimals = digits - 1 - math.floor(math.log10(abs(value)))
+    if decimals <= 0:
+        return f"{round(value, decimals):,.0f}"
+    return f"{value:,.{decimals}f}".rstrip("0").rstrip(".")
+
+
+def plain_axis(axis: Any) -> None:
+    """Ticks of ``axis`` as plain, thousands-separated numbers (no offset, no ``1e3`` multiplier)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda value, _pos: plain_number(value, 6)))
+    axis.set_minor_formatter(FuncFormatter(lambda _value, _pos: ""))
+
+
 def save_figure(fig: Any, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Write ``stem.png`` / ``stem.svg`` via temporary files and rename (never half-written)."""
     plt = _pyplot()
@@ -70,6 +91,16 @@ def placement_heatmap(
     problem: Problem, evaluation: Evaluation, stem: Path, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
     """MoE layers x GPUs (replica 0) heatmap of expert load; blank cells: layer not on that GPU."""
+    return save_figure(placement_figure(problem, evaluation), stem, formats)
+
+
+#: Written over a heatmap whose loads all come from uniform routing: without this the picture is
+#: one flat colour that reads as a rendering fault rather than as "no statistics were given".
+UNIFORM_NOTE = "no routing statistics given: uniform routing assumed,\nso every GPU of a stage carries the same load"
+
+
+def placement_figure(problem: Problem, evaluation: Evaluation) -> Any:
+    """The heatmap's figure (unsaved), for :func:`placement_heatmap` and for tests."""
     from placer.report.loads import plan_loads
 
     plt = _pyplot()
@@ -82,99 +113,139 @@ def placement_heatmap(
     image = ax.imshow(masked, aspect="auto", interpolation="nearest", cmap="viridis", vmin=0.0, vmax=peak)
     bar = fig.colorbar(image, ax=ax)
     bar.set_label("expert load [(token, expert) pairs per token]")
+    plain_axis(bar.ax.yaxis)
     ax.set_xlabel("GPU (rank in replica 0)")
     ax.set_ylabel("MoE layer")
+    plain_axis(ax.xaxis)
     ticks = list(range(0, len(loads.moe_layers), max(1, len(loads.moe_layers) // 16)))
     ax.set_yticks(ticks, [str(loads.moe_layers[i]) for i in ticks])
     for s in range(1, par.pp):  # stage boundaries
         ax.axvline(s * par.stage_width - 0.5, color="white", linewidth=1.5)
-    routing = "uniform routing (no statistics)" if evaluation.uniform_routing else "routing statistics"
+    if evaluation.uniform_routing:
+        routing = "uniform routing (no routing statistics given)"
+        ax.text(
+            0.5, 0.5, UNIFORM_NOTE, transform=ax.transAxes, ha="center", va="center", fontsize=10,
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85},
+        )  # fmt: skip
+    else:
+        routing = "routing statistics"
     ax.set_title(
         f"{problem.name} on {evaluation.gpus} x {problem.hardware.name}: expert load per GPU\n"
         f"pp {par.pp} · ep {par.ep} · tp_moe {par.tp_moe}; max/mean {evaluation.load_imbalance_max:.3f}; {routing}",
         fontsize=10,
     )
-    return save_figure(fig, stem, formats)
+    return fig
 
 
 def topology_picture(
     problem: Problem, evaluation: Evaluation, stem: Path, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
-    """The nodes a plan uses (``topology_graph``), GPUs coloured by stage, links labelled with
-    their all-to-all bytes per token per MoE layer (replica 0; other replicas alike)."""
+    """The NVLink domains a plan uses, each a box of its GPUs (coloured by stage), joined to the
+    scale-out network by ONE line whose width is the domain's all-to-all bytes per token per MoE
+    layer leaving it (the sum over its GPUs); the box edge's width is the bytes kept on NVLink.
+
+    One line per domain, not per GPU: with 128 GPUs per-GPU lines are a wall that hides the labels.
+    Replicas are identical, so every replica's GPUs carry replica 0's figures."""
+    return save_figure(topology_figure(problem, evaluation), stem, formats)
+
+
+def topology_figure(problem: Problem, evaluation: Evaluation) -> Any:
+    """The topology picture's figure (unsaved), for :func:`topology_picture` and for tests."""
+    from matplotlib.patches import FancyBboxPatch
+
     from placer.report.loads import plan_loads
-    from placer.topology import topology_graph
 
     plt = _pyplot()
     loads = plan_loads(problem, evaluation.plan)
-    fabric = problem.fabric
     layout = loads.layout
-    used_nodes = sorted(set(layout.node_of))
-    graph = topology_graph(fabric, max(used_nodes) + 1)
-    # physical GPU vertex of each rank: ranks fill a node's slots in rank order
-    filled: dict[int, int] = {}
-    vertex_of_rank = []
-    for node in layout.node_of:
-        slot = filled.get(node, 0)
-        filled[node] = slot + 1
-        vertex_of_rank.append(node * fabric.gpus_per_node + slot)
     replica_gpus = len(loads.stage_of_rank)
-    used_vertices = set(vertex_of_rank)
-    keep = {"fabric"} | {
-        v for v, d in graph.nodes(data=True) if d.get("node") in used_nodes or d.get("kind") == "scaleup_switch"
-    }
-    graph = graph.subgraph([v for v in keep if graph.degree(v) > 0 or v == "fabric"]).copy()
-    graph.remove_nodes_from(
-        [v for v, d in list(graph.nodes(data=True)) if d.get("kind") == "scaleup_switch" and graph.degree(v) == 0]
+    per_domain = _domain_slots(layout.node_of, layout.domain_of, problem.fabric.gpus_per_node)
+    out_bytes = {d: 0.0 for d in per_domain}
+    up_bytes = {d: 0.0 for d in per_domain}
+    for rank, domain in enumerate(layout.domain_of):
+        out_bytes[domain] += float(loads.scaleout_bytes[rank % replica_gpus])
+        up_bytes[domain] += float(loads.scaleup_bytes[rank % replica_gpus])
+    out_peak = max(out_bytes.values(), default=0.0) or 1.0
+    up_peak = max(up_bytes.values(), default=0.0) or 1.0
+    most = max(len(slots) for slots in per_domain.values())
+    cols = min(most, 4 if most <= 16 else 8)  # narrow boxes leave room for the labels
+    gap = 3.6  # between boxes, in GPU spacings: room for the labels
+    widths = [cols for _ in per_domain]
+    total = sum(widths) + gap * (len(widths) - 1)
+    many = len(per_domain) > 24  # labels shrink to the domain number
+    label_size = 7 if len(per_domain) <= 12 else 6
+    fig, ax = plt.subplots(figsize=(min(18.0, 3.0 + 0.1 * total + 0.35 * len(per_domain)), 5.2))
+    marker = max(8.0, min(60.0, 2500.0 / max(1, sum(len(v) for v in per_domain.values()))))
+    fabric_xy = (total / 2 - 0.5, 5.0)
+    x0 = 0.0
+    lowest = 0.0
+    for domain, slots in per_domain.items():
+        rows = -(-len(slots) // cols)
+        top, bottom = 0.0, -0.8 * rows - 0.2
+        lowest = min(lowest, bottom)
+        centre = x0 + (cols - 1) / 2
+        link_width = 0.4 + 7.0 * out_bytes[domain] / out_peak
+        alpha = 0.25 if out_bytes[domain] == 0 else 0.85
+        ax.plot(
+            [centre, fabric_xy[0]], [top, fabric_xy[1]], color="#C44E52", linewidth=link_width, alpha=alpha, zorder=1
+        )
+        box = FancyBboxPatch(
+            (x0 - 0.5, bottom), cols, top - bottom, boxstyle="round,pad=0.05,rounding_size=0.2",
+            facecolor="#EEF2FA", edgecolor="#4C72B0", linewidth=0.6 + 3.5 * up_bytes[domain] / up_peak, zorder=2,
+        )  # fmt: skip
+        ax.add_patch(box)
+        for index, (rank, _node) in enumerate(slots):
+            x, y = x0 + index % cols, -0.6 - 0.8 * (index // cols)
+            ax.scatter([x], [y], s=marker, color=_gpu_colour(rank, replica_gpus, loads.stage_of_rank),
+                       edgecolors="black", linewidths=0.4, zorder=3)  # fmt: skip
+        nodes = sorted({node for _, node in slots})
+        name = f"node {nodes[0]}" if len(nodes) == 1 else f"nodes {nodes[0]}–{nodes[-1]}"
+        text = name.split()[-1] if many else f"{name}\nout {out_bytes[domain]:,.0f} B\nNVLink {up_bytes[domain]:,.0f} B"
+        ax.text(centre, bottom - 0.25, text, ha="center", va="top", fontsize=label_size, zorder=4)
+        x0 += cols + gap
+    ax.scatter([fabric_xy[0]], [fabric_xy[1]], s=260, marker="s", color="#333333", zorder=3)
+    ax.text(fabric_xy[0], fabric_xy[1] + 0.35, "scale-out network", ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-1.5, total + 0.5)
+    ax.set_ylim(lowest - 1.5, fabric_xy[1] + 1.0)
+    ax.set_axis_off()
+    ax.legend(
+        handles=_topology_legend(plt, evaluation, loads, any(r is None for v in per_domain.values() for r, _ in v)),
+        loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False,
+    )  # fmt: skip
+    ax.set_title(
+        f"{problem.name} on {evaluation.gpus} x {problem.hardware.name} ({evaluation.nodes} node(s)): all-to-all "
+        "bytes per token per MoE layer\nred line width ∝ bytes leaving each NVLink domain (sum of its GPUs); "
+        "blue box edge ∝ bytes kept on NVLink",
+        fontsize=10,
     )
-    # GPUs in physical order along the bottom; each switch centred over the GPUs it serves
-    gpus_sorted = sorted(v for v, d in graph.nodes(data=True) if d["kind"] == "gpu")
-    xs = np.linspace(-1.0, 1.0, len(gpus_sorted)) if len(gpus_sorted) > 1 else np.zeros(1)
-    positions = {v: (float(x), -1.0) for v, x in zip(gpus_sorted, xs, strict=True)}
-    for vertex, data in graph.nodes(data=True):
-        if data["kind"] == "scaleup_switch":
-            members = [positions[g][0] for g in graph.neighbors(vertex) if g in positions]
-            positions[vertex] = (float(np.mean(members)), -0.35)
-    positions["fabric"] = (0.0, 0.6)
-    stage_of_vertex: dict[Any, int] = {}
-    traffic_of_edge: dict[tuple[Any, Any], float] = {}
-    for rank in range(min(replica_gpus, len(vertex_of_rank))):
-        vertex = vertex_of_rank[rank]
-        stage_of_vertex[vertex] = loads.stage_of_rank[rank]
-        traffic_of_edge[(vertex, "fabric")] = float(loads.scaleout_bytes[rank])
-        switch = next(n for n in graph.neighbors(vertex) if n != "fabric")
-        traffic_of_edge[(vertex, switch)] = float(loads.scaleup_bytes[rank])
-    peak = max(traffic_of_edge.values(), default=0.0) or 1.0
-    gpu_count = len(gpus_sorted)
-    fig, ax = plt.subplots(figsize=(min(18, 5 + 0.2 * gpu_count), 6))
-    for u, v, data in graph.edges(data=True):
-        key = (u, v) if (u, v) in traffic_of_edge else (v, u)
-        value = traffic_of_edge.get(key, 0.0)
-        colour = "#C44E52" if data["kind"] == "scaleout" else "#4C72B0"
-        width = 0.3 + 4.0 * value / peak
-        (x0, y0), (x1, y1) = positions[u], positions[v]
-        ax.plot([x0, x1], [y0, y1], color=colour, linewidth=width, alpha=0.25 if value == 0 else 0.8, zorder=1)
-    for vertex, data in graph.nodes(data=True):
-        x, y = positions[vertex]
-        if data["kind"] == "gpu":
-            stage = stage_of_vertex.get(vertex)
-            if stage is not None:
-                colour = STAGE_COLOURS[stage % len(STAGE_COLOURS)]
-            else:  # another replica's GPU, or a GPU of a used node that the plan leaves idle
-                colour = "#DDDDDD" if vertex in used_vertices else "white"
-            ax.scatter(
-                [x],
-                [y],
-                s=min(120, 4000 / max(1, gpu_count)),
-                color=colour,
-                edgecolors="black",
-                linewidths=0.5,
-                zorder=3,
-            )
-        else:
-            ax.scatter([x], [y], s=200, marker="s", color="#333333", zorder=3)
-            label = "scale-out network" if data["kind"] == "scaleout_switch" else f"node {data['domain']}"
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(0, 9), ha="center", fontsize=7)
+    return fig
+
+
+def _domain_slots(
+    node_of: Sequence[int], domain_of: Sequence[int], gpus_per_node: int
+) -> dict[int, list[tuple[int | None, int]]]:
+    """Per NVLink domain (in order), its GPU slots as ``(rank or None if idle, node)``: ranks fill
+    a node's slots in rank order; a used node's idle GPUs are drawn too."""
+    by_node: dict[int, list[int]] = {}
+    domain_of_node: dict[int, int] = {}
+    for rank, (node, domain) in enumerate(zip(node_of, domain_of, strict=True)):
+        by_node.setdefault(node, []).append(rank)
+        domain_of_node[node] = domain
+    slots: dict[int, list[tuple[int | None, int]]] = {}
+    for node in sorted(by_node):
+        ranks: list[int | None] = list(by_node[node])
+        ranks += [None] * max(0, gpus_per_node - len(ranks))
+        slots.setdefault(domain_of_node[node], []).extend((rank, node) for rank in ranks)
+    return dict(sorted(slots.items()))
+
+
+def _gpu_colour(rank: int | None, replica_gpus: int, stage_of_rank: Sequence[int]) -> str:
+    if rank is None:
+        return "white"  # a GPU of a used node that the plan leaves idle
+    return STAGE_COLOURS[stage_of_rank[rank % replica_gpus] % len(STAGE_COLOURS)]
+
+
+def _topology_legend(plt: Any, evaluation: Evaluation, loads: Any, idle: bool) -> list[Any]:
     handles = []
     for s in range(evaluation.plan.parallelism.pp):
         rank = loads.stage_of_rank.index(s)
@@ -186,29 +257,27 @@ def topology_picture(
             plt.Line2D([], [], marker="o", linestyle="", color=STAGE_COLOURS[s % len(STAGE_COLOURS)], label=label)
         )
     handles += [
-        plt.Line2D([], [], color="#C44E52", label="scale-out link"),
-        plt.Line2D([], [], color="#4C72B0", label="NVLink link"),
+        plt.Line2D([], [], color="#C44E52", linewidth=3, label="scale-out link of a domain (width ∝ bytes)"),
+        plt.Line2D([], [], color="#4C72B0", linewidth=2, label="NVLink domain (edge width ∝ bytes)"),
     ]
     if evaluation.plan.parallelism.replicas > 1:
-        handles.append(plt.Line2D([], [], marker="o", linestyle="", color="#DDDDDD", label="other replicas"))
-    if len(used_vertices) < gpu_count:
+        handles.append(plt.Line2D([], [], linestyle="", label="replicas > 0: same colours and figures as replica 0"))
+    if idle:
         handles.append(
-            plt.Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black", label="unused GPU")
+            plt.Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black", label="idle GPU")
         )
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, framealpha=0.9)
-    ax.set_axis_off()
-    ax.set_title(
-        f"{problem.name} on {evaluation.gpus} x {problem.hardware.name} ({evaluation.nodes} node(s)): "
-        "all-to-all bytes per token per MoE layer on each GPU's links (width ∝ bytes)",
-        fontsize=10,
-    )
-    return save_figure(fig, stem, formats)
+    return handles
 
 
 def hardware_chart(
     rows: Sequence[dict[str, Any]], title: str, stem: Path, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
     """GPUs needed, and decode and prefill throughput per GPU, per hardware, side by side."""
+    return save_figure(hardware_figure(rows, title), stem, formats)
+
+
+def hardware_figure(rows: Sequence[dict[str, Any]], title: str) -> Any:
+    """The comparison chart's figure (unsaved), for :func:`hardware_chart` and for tests."""
     plt = _pyplot()
     names = [r["hardware"] for r in rows]
     panels = (
@@ -223,17 +292,20 @@ def hardware_chart(
         heights = [v if v is not None else 0.0 for v in values]
         bars = ax.bar(positions, heights, color=[STAGE_COLOURS[i % len(STAGE_COLOURS)] for i in range(len(names))])
         for bar, value, row in zip(bars, values, rows, strict=True):
-            text = "infeasible" if row["status"] == "infeasible" else ("no plan" if value is None else f"{value:,.3g}")
+            text = (
+                "infeasible" if row["status"] == "infeasible" else ("no plan" if value is None else plain_number(value))
+            )
             ax.annotate(
                 text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8
             )
         ax.set_xticks(positions, names, rotation=30, ha="right")
         ax.set_title(label, fontsize=10)
         ax.set_ylabel(f"{label} [{unit}]")
+        plain_axis(ax.yaxis)
         ax.margins(y=0.15)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return save_figure(fig, stem, formats)
+    return fig
 
 
 FRONTIER_STYLES = (("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-"), ("P", "--"))
@@ -244,6 +316,11 @@ def frontier_chart(
 ) -> list[Path]:
     """GPUs needed against the swept SLO value, one line per hardware; infeasible points drawn
     as crosses on the x axis."""
+    return save_figure(frontier_figure(rows, slo, title), stem, formats)
+
+
+def frontier_figure(rows: Sequence[dict[str, Any]], slo: str, title: str) -> Any:
+    """The frontier chart's figure (unsaved), for :func:`frontier_chart` and for tests."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     hardware = list(dict.fromkeys(r["hardware"] for r in rows))
@@ -261,13 +338,16 @@ def frontier_chart(
         if missing:
             ax.scatter(missing, [0] * len(missing), marker="x", color=colour, zorder=3)
     ax.set_xscale("log")
+    ax.set_xticks(sorted({r["slo_overrides"][slo] for r in rows}))  # the swept values, labelled plainly
+    plain_axis(ax.xaxis)
+    plain_axis(ax.yaxis)
     ax.set_xlabel(f"{slo} (SLO bound) [{_slo_unit(slo)}]")
     ax.set_ylabel("GPUs needed [GPUs]")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, title="x on the axis: infeasible", title_fontsize=7)
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, stem, formats)
+    return fig
 
 
 def _slo_unit(slo: str) -> str:

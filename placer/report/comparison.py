@@ -38,7 +38,7 @@ def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bo
     from placer.report.markdown import evaluation_markdown
 
     hw = entry.problem.hardware.name
-    document = stable_document(result_document(entry.result))
+    document = stable_document(result_document(entry.result, entry.problem, timings=False))
     written: list[Path] = []
     figures: list[tuple[str, str]] = []
     evaluation = entry.evaluation

@@ -8,6 +8,7 @@ from typing import Any
 from placer.costmodel.params import declared_param_warnings
 from placer.evaluator import Evaluation
 from placer.problem import Problem
+from placer.report.objective import term_label
 from placer.report.terminal import METRIC_LABELS, fmt
 
 GB = 1e9
@@ -28,13 +29,17 @@ def evaluation_markdown(
         lines += [f"**Status:** {status}", ""]
     solver = document.get("solver")
     if solver:
-        gap = solver.get("gap")
-        wall = f", wall {solver['wall_s']} s" if solver.get("wall_s") is not None else ""
-        lines += [
-            f"**Solver:** {solver.get('backend')} — objective {solver.get('objective')}, bound {solver.get('bound')}, "
-            f"gap {'—' if gap is None else f'{gap:.2%}'}{wall}",
-            "",
-        ]
+        lines += [_solver_line(problem, solver, document), ""]
+    described = (document.get("objective") or {}).get("described") or []
+    if described:
+        lines += ["## Objective (lexicographic)", "", "| term | value | unit | what it is |", "|---|---:|---|---|"]
+        for entry in described:
+            value = fmt(entry["value"])
+            equivalent = entry.get("equivalent")
+            if equivalent:
+                value += f" (= {fmt(equivalent['value'])} {equivalent['unit']} {equivalent['label']})"
+            lines.append(f"| {entry['label']} | {value} | {entry['unit']} | {entry['meaning']} |")
+        lines.append("")
     for warning in declared_param_warnings(problem.model):
         lines += [f"> **Warning:** {warning}", ""]
     lines += [
@@ -64,7 +69,8 @@ def evaluation_markdown(
     for key, (label, unit, scale) in METRIC_LABELS.items():
         claim = plan.claimed.get(key)
         claim_text = fmt(claim * scale) if isinstance(claim, (int, float)) else ""
-        lines.append(f"| {label} [{unit}] | {fmt(computed[key] * scale)} | {claim_text} |")
+        name = f"{label} [{unit}]" if unit else label
+        lines.append(f"| {name} | {fmt(computed[key] * scale)} | {claim_text} |")
     binding = evaluation.binding
     lines += ["", "## Constraints", "", "| constraint | value | limit | slack | ok |", "|---|---:|---:|---:|---|"]
     for check in evaluation.slo:
@@ -84,3 +90,22 @@ def evaluation_markdown(
         for caption, path in pictures:
             lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _solver_line(problem: Problem, solver: dict[str, Any], document: dict[str, Any]) -> str:
+    """Backend, the primary term by name with its unit, bound, gap and (when kept) the wall time."""
+    primary = (document.get("objective") or {}).get("primary")
+    label = term_label(primary, problem.objective.throughput_phase) if primary else None
+    unit = f" {label.unit}" if label is not None and label.unit and label.unit != label.label else ""
+    name = f"{label.label} " if label is not None else ""
+
+    def number(value: Any) -> str:
+        return "—" if value is None else f"{fmt(value)}{unit}"
+
+    gap = solver.get("gap")
+    wall = (document.get("timings") or {}).get("solve_wall_s")
+    wall_text = f", wall {fmt(wall, 3)} s" if wall is not None else ""
+    return (
+        f"**Solver:** {solver.get('backend')} — objective {name}{number(solver.get('objective'))}, "
+        f"bound {number(solver.get('bound'))}, gap {'—' if gap is None else f'{gap:.2%}'}{wall_text}"
+    )

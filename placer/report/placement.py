@@ -97,7 +97,22 @@ def _lines(report: Any, wall_clock: bool = True) -> list[str]:
     return lines + [f"note: {n}" for n in report.notes]
 
 
+def ep_ranks(report: Any) -> int:
+    """EP ranks of the placed plan (the rows of a layer's expert map)."""
+    return len(report.placer[0].placement) if report.placer else 0
+
+
+#: What the reports say instead of a table of zeros when every GPU holds every expert.
+NOTHING_TO_PLACE = (
+    "nothing to place (ep = 1: every GPU holds all experts of its stage, so there is no "
+    "all-to-all traffic to reduce and no load to balance across EP ranks)"
+)
+
+
 def print_placement(console: Console, report: Any, copy_bytes: float) -> None:
+    if ep_ranks(report) <= 1:
+        console.print(f"expert placement: {NOTHING_TO_PLACE}", highlight=False)
+        return
     table = Table(
         title="expert placement vs baselines (bytes per token per MoE layer, dispatch + combine; mean over layers)"
     )
@@ -119,6 +134,8 @@ def print_placement(console: Console, report: Any, copy_bytes: float) -> None:
 
 def placement_markdown(report: Any, copy_bytes: float, wall_clock: bool = True) -> str:
     """The placement section; ``wall_clock=False`` leaves out the run time (committed reports)."""
+    if ep_ranks(report) <= 1:
+        return f"## Expert placement\n\nN{NOTHING_TO_PLACE[1:]}.\n"
     out = ["## Expert placement", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     out += ["| " + " | ".join(row) + " |" for row in _rows(report, copy_bytes)]
     if len(report.slot_trade) > 1:
@@ -129,7 +146,10 @@ def placement_markdown(report: Any, copy_bytes: float, wall_clock: bool = True) 
 
 
 def placement_summary(report: Any) -> dict[str, Any]:
-    """JSON-able summary for the plan document."""
+    """JSON-able summary for the plan document (with ep = 1 only the statement that there is
+    nothing to place, not a table of zeros against the baselines)."""
+    if ep_ranks(report) <= 1:
+        return {"routing": report.stats_source, "ep": 1, "nothing_to_place": NOTHING_TO_PLACE}
     return {
         "routing": report.stats_source,
         "target_max_over_mean": report.target,
@@ -150,7 +170,8 @@ def placement_summary(report: Any) -> dict[str, Any]:
 def print_place(console: Console, outcome: Any) -> None:
     """Terminal report: the placement table, then the evaluator's figures with each map."""
     print_placement(console, outcome.report, outcome.copy_bytes)
-    for label, ev in (("placed expert map", outcome.placed_eval), ("plan's own map", outcome.contiguous_eval)):
+    maps = [("placed expert map", outcome.placed_eval), ("plan's own map", outcome.contiguous_eval)]
+    for label, ev in maps[:1] if ep_ranks(outcome.report) <= 1 else maps:
         broken = [c.name for c in ev.slo + ev.rules if not c.ok]
         console.print(
             f"evaluator, {label}: TTFT {ev.ttft_s:.3f} s, TPOT {ev.tpot_s * 1e3:.3f} ms, decode "

@@ -73,7 +73,7 @@ def plan_with_figures(
 ) -> dict[str, Any]:
     """The plan file a user keeps: the decisions, then every figure the evaluator computed."""
     plan: Plan = evaluation.plan
-    output_only = {"metrics", "slo", "status", "solver", "evaluation", "objective", "search"}
+    output_only = {"metrics", "slo", "status", "solver", "evaluation", "objective", "search", "timings"}
     data = plan.model_dump(mode="json", exclude=output_only, exclude_none=True)
     data["nodes"] = evaluation.nodes
     figures = evaluation_dict(evaluation)
@@ -85,3 +85,32 @@ def plan_with_figures(
     if solver is not None:
         data["solver"] = solver.model_dump(mode="json")
     return data
+
+
+def _is_timing(key: str) -> bool:
+    """Wall-clock figures: the build time, every ``*wall_s`` (solver, pass, placement) and ``*elapsed_s``."""
+    return key == "build_s" or key.endswith(("wall_s", "elapsed_s"))
+
+
+def split_timings(search: Any, prefix: str = "") -> tuple[Any, dict[str, Any]]:
+    """``search`` without its wall-clock figures, and those figures keyed by their dotted path
+    (``placement.wall_s``), so a document keeps them under one key that can be left out."""
+    timings: dict[str, Any] = {}
+    if isinstance(search, dict):
+        kept = {}
+        for key, value in search.items():
+            path = f"{prefix}{key}"
+            if isinstance(key, str) and _is_timing(key) and isinstance(value, (int, float, list, type(None))):
+                timings[path] = value
+                continue
+            kept[key], inner = split_timings(value, f"{path}.")
+            timings.update(inner)
+        return kept, timings
+    if isinstance(search, list):
+        items = []
+        for index, value in enumerate(search):
+            item, inner = split_timings(value, f"{prefix}{index}.")
+            items.append(item)
+            timings.update(inner)
+        return items, timings
+    return search, timings

@@ -13,6 +13,7 @@ from placer.costmodel.layers import attention_flops_per_context_token, kv_bytes_
 from placer.costmodel.params import count_params, declared_param_warnings
 from placer.evaluator import Evaluation
 from placer.problem import Problem
+from placer.report.objective import describe_terms, term_label, term_text
 from placer.result import Result
 from placer.schema import DTYPE_BYTES, HardwareProfile, ModelSpec
 
@@ -225,10 +226,17 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
     colour = {"optimal": "green", "feasible": "yellow"}.get(status.value, "red")
     gap = f"{result.gap:.2%}" if result.gap is not None else "—"
     search = result.search
+    phase = problem.objective.throughput_phase
+    label = term_label(result.objective_term, phase) if result.objective_term else None
+    unit = f" {label.unit}" if label is not None and label.unit and label.unit != label.label else ""
+
+    def with_unit(value: float | None) -> str:
+        return "—" if value is None else f"{fmt(value)}{unit}"
+
     console.print(
         f"[bold {colour}]{status.value.upper()}[/] ({result.backend}, {result.wall_s:.2f} s) | objective "
-        f"{result.objective_term} = {fmt(result.objective) if result.objective is not None else '—'}, bound "
-        f"{fmt(result.bound) if result.bound is not None else '—'}, gap {gap} | "
+        f"{escape(label.label) if label else '—'} = {escape(with_unit(result.objective))}, bound "
+        f"{escape(with_unit(result.bound))}, gap {gap} | "
         f"{search.get('configurations_in_model')} configurations of degrees in the model, "
         f"at most {search.get('gpu_cap')} GPUs ({search.get('gpu_cap_reason')})"
     )
@@ -250,8 +258,11 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
         print_evaluation(console, problem, result.evaluation, "last placed plan (breaks a constraint; not a solution)")
         return
     if result.terms:
+        described = describe_terms(dict(result.terms), phase, result.evaluation)
         console.print(
-            "objective terms (lexicographic): " + ", ".join(f"{k} = {fmt(v)}" for k, v in result.terms.items())
+            "objective terms (lexicographic): " + "; ".join(term_text(entry, fmt) for entry in described),
+            highlight=False,
+            markup=False,
         )
     title = "proven-optimal plan" if status == SolveStatus.OPTIMAL else "best plan found (not proven optimal)"
     print_evaluation(console, problem, result.evaluation, title)

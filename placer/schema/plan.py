@@ -115,6 +115,7 @@ class Plan(StrictModel):
     evaluation: dict[str, Any] | None = None
     objective: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None  # wall-clock seconds, the only figures that differ between runs
 
     @model_validator(mode="after")
     def _check(self) -> Plan:
