@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from placer.catalogue import hardware_catalogue
+from placer.costmodel.memory import usable_memory_bytes
 from placer.errors import InputError
-from placer.evaluator import Evaluation, usable_memory_bytes
+from placer.evaluator import Evaluation
 from placer.problem import Problem, load_problem
 from placer.result import Result, SolveStatus
 from placer.schema import ClusterSpec, SLOs

@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from placer.costmodel.dispatch import copy_bytes_per_token
+from placer.costmodel.memory import usable_memory_bytes
 from placer.costmodel.pipeline import prefill_period_s, tokens_per_ms_per_gpu, tpot_s, ttft_s
+from placer.costmodel.rules import RuleInput, applicable_rules
 from placer.costmodel.tables import (
     ExpertMaps,
     LayerCosts,
@@ -20,9 +23,9 @@ from placer.costmodel.tables import (
     phase_shapes,
     stage_pattern,
 )
-from placer.errors import InputError
+from placer.plancheck import check_plan_fits_model
 from placer.problem import Problem
-from placer.schema import DTYPE_BYTES, Parallelism, Plan
+from placer.schema import Parallelism, Plan
 from placer.topology import RankLayout, default_layout
 
 GB = 1e9
@@ -133,46 +136,6 @@ class Evaluation:
         }
 
 
-def check_plan_fits_model(problem: Problem, plan: Plan, source: str | None = None) -> None:
-    """Input errors that need the model: layer coverage and the expert map's shape.
-
-    ``source`` (the plan file, if any) is named in the messages.
-    """
-    model = problem.model
-    if plan.num_layers != model.num_layers:
-        raise InputError.single(
-            f"stages[{len(plan.stages) - 1}].layers",
-            f"the partition ends at layer {plan.num_layers - 1} but {model.name} has layers 0..{model.num_layers - 1}",
-            source,
-        )
-    if plan.expert_map is None:
-        return
-    moe = model.moe
-    if moe is None:
-        raise InputError.single("expert_map", f"{model.name} has no MoE layers", source)
-    for index, entry in enumerate(plan.expert_map):
-        where = f"expert_map[{index}]"
-        if not model.is_moe_layer(entry.layer):
-            raise InputError.single(f"{where}.layer", f"layer {entry.layer} is not an MoE layer", source)
-        if len(entry.gpus) != plan.parallelism.ep:
-            raise InputError.single(
-                f"{where}.gpus", f"{len(entry.gpus)} EP ranks listed for ep = {plan.parallelism.ep}", source
-            )
-        seen: set[int] = set()
-        for rank, experts in enumerate(entry.gpus):
-            if len(set(experts)) != len(experts):
-                raise InputError.single(f"{where}.gpus[{rank}]", "an expert appears twice on one GPU", source)
-            bad = [e for e in experts if not 0 <= e < moe.num_experts]
-            if bad:
-                raise InputError.single(
-                    f"{where}.gpus[{rank}]", f"expert {bad[0]} is out of range 0..{moe.num_experts - 1}", source
-                )
-            seen.update(experts)
-        if len(seen) != moe.num_experts:
-            missing = sorted(set(range(moe.num_experts)) - seen)[:5]
-            raise InputError.single(f"{where}.gpus", f"experts {missing} have no slot", source)
-
-
 def plan_expert_maps(problem: Problem, plan: Plan) -> ExpertMaps:
     maps = default_expert_maps(problem, plan.parallelism)
     for entry in plan.expert_map or []:
@@ -271,18 +234,6 @@ def evaluate(problem: Problem, plan: Plan, balanced: bool = False) -> Evaluation
     )
 
 
-def copy_bytes_per_token(problem: Problem) -> float:
-    """Bytes of one token's hidden state sent out (dispatch) and back (combine)."""
-    model, params = problem.model, problem.params
-    act = model.precision.activations
-    return model.hidden_size * (DTYPE_BYTES[params.dispatch_dtype or act] + DTYPE_BYTES[params.combine_dtype or act])
-
-
-def usable_memory_bytes(problem: Problem) -> float:
-    """HBM a plan may fill: capacity less the stated margin (M5)."""
-    return problem.hardware.hbm_bytes * (1 - problem.params.memory_margin_fraction)
-
-
 def _slo_checks(
     problem: Problem,
     plan: Plan,
@@ -320,43 +271,18 @@ def _slo_checks(
 
 
 def _rule_checks(problem: Problem, par: Parallelism, layout: RankLayout) -> tuple[tuple[Check, ...], tuple[str, ...]]:
-    """Engine rules (R1)-(R6) of ``docs/formulation.md``; a plan that breaks one cannot launch."""
-    model, fabric = problem.model, problem.fabric
-    att = model.attention
+    """Engine rules (R1)-(R6) on the plan's own layout, from their one definition in
+    :mod:`placer.costmodel.rules`; a plan that breaks one cannot launch."""
+    x = RuleInput(problem.model, problem.fabric, par, layout)
     checks: list[Check] = []
     messages: list[str] = []
-
-    def rule(name: str, ok: bool, message: str) -> None:
-        checks.append(Check(name, 0.0 if ok else 1.0, 0.0, "<=", "violations"))
+    for rule in applicable_rules(x):
+        ok = rule.holds(x)
+        if rule.count is not None:
+            count = rule.count(x)
+            checks.append(Check(rule.name, count.value, count.limit, "<=", count.unit))
+        else:
+            checks.append(Check(rule.name, 0.0 if ok else 1.0, 0.0, "<=", "violations"))
         if not ok:
-            messages.append(message)
-
-    rule(
-        "tp_divides_heads",
-        att.num_heads % par.tp == 0,
-        f"tp = {par.tp} does not divide {att.num_heads} attention heads",
-    )
-    if att.kind != "mla":
-        kv = att.kv_heads
-        rule(
-            "tp_kv_heads",
-            kv % par.tp == 0 or par.tp % kv == 0,
-            f"tp = {par.tp} neither divides nor is a multiple of {kv} KV heads",
-        )
-    tp_inside = all(len(set(layout.domain_of[i : i + par.tp])) == 1 for i in range(0, par.gpus, par.tp))
-    rule("tp_group_in_node", tp_inside, f"a TP group of {par.tp} GPUs spans NVLink domains")
-    moe = model.moe
-    if moe is not None:
-        rule("ep_within_experts", par.ep <= moe.num_experts, f"ep = {par.ep} exceeds the {moe.num_experts} experts")
-        rule(
-            "tp_moe_divides_ffn",
-            moe.expert_ffn_size % par.tp_moe == 0,
-            f"tp_moe = {par.tp_moe} does not divide expert FFN {moe.expert_ffn_size}",
-        )
-    else:
-        rule("no_moe_degrees", par.ep == 1 and par.tp_moe == par.tp * par.dp_attn, "ep > 1 on a model without experts")
-    if fabric.max_gpus is not None:
-        checks.append(Check("cluster_gpus", par.gpus, fabric.max_gpus, "<=", "GPUs"))
-        if par.gpus > fabric.max_gpus:
-            messages.append(f"{par.gpus} GPUs exceed the cluster's {fabric.max_gpus}")
+            messages.append(rule.message(x))
     return tuple(checks), tuple(messages)

@@ -168,6 +168,12 @@ def _reason(error: dict[str, Any], root: Any = None) -> tuple[str, str]:
             field = f"{field}.{match.group(1)}" if field else match.group(1)
             message = match.group(2)
         return field, message
+    if kind == "union_tag_invalid":
+        # a tagged union's tag is wrong: name the tag field itself (``routing.kind``)
+        tag = str(error.get("ctx", {}).get("discriminator", "")).strip("'")
+        if tag.isidentifier():
+            field = f"{field}.{tag}" if field else tag
+        return field, message[:1].lower() + message[1:]
     if kind == "extra_forbidden":
         # The value of a misspelt key is the user's own data: say what the key should be instead.
         name = str(loc[-1]) if loc else ""

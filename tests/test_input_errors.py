@@ -19,7 +19,7 @@ from placer.errors import InputError
 from placer.evaluator import check_plan_fits_model, evaluate
 from placer.loading import _field_path, load_model, load_plan, validate
 from placer.problem import Problem, load_problem
-from placer.schema import Instance
+from placer.schema import Instance, ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"
@@ -228,3 +228,166 @@ def test_cli_bad_instance_exits_2_naming_the_field(args: list[str]) -> None:
     assert result.returncode == 2, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert "workload.batch_size" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
+
+
+# -- hardening (issue 10): JSON, booleans, limits, routing resolved once ---------------------------
+
+
+def _instance_data() -> dict[str, object]:
+    data = json.loads(GOOD_INSTANCE.read_text())
+    data["model"] = str(ROOT / data["model"])
+    data["reference_plan"] = str(ROOT / data["reference_plan"])
+    return data
+
+
+def _write_instance(folder: Path, data: dict[str, object], text: str | None = None) -> Path:
+    path = folder / "instance.json"
+    path.write_text(text if text is not None else json.dumps(data))
+    return path
+
+
+def test_duplicate_key_is_an_error_naming_it(tmp_path: Path) -> None:
+    text = json.dumps(_instance_data()).replace('"batch_size": 128', '"batch_size": 128, "batch_size": 64')
+    with pytest.raises(InputError) as info:
+        load_problem(_write_instance(tmp_path, {}, text))
+    assert ("workload.batch_size", "duplicate key: the object gives it more than once") in info.value.problems
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_are_refused_by_path(tmp_path: Path, literal: str) -> None:
+    text = json.dumps(_instance_data()).replace('"ttft_s": 10.0', f'"ttft_s": {literal}')
+    with pytest.raises(InputError) as info:
+        load_problem(_write_instance(tmp_path, {}, text))
+    assert info.value.problems[0][0] == "slo.ttft_s"
+    assert "finite" in info.value.problems[0][1]
+
+
+def test_deep_nesting_is_refused_without_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(InputError, match="nested deeper than 64"):
+        load_plan(path)
+
+
+def test_booleans_are_not_numbers_and_flags_are_booleans() -> None:
+    data = _instance_data()
+    data["workload"] = {**data["workload"], "batch_size": True}  # type: ignore[dict-item]
+    with pytest.raises(InputError) as info:
+        validate(Instance, data)
+    assert info.value.problems[0][0] == "workload.batch_size"
+    assert "boolean" in info.value.problems[0][1]
+    model = json.loads((ROOT / "models" / "moe10b.json").read_text())
+    with pytest.raises(InputError, match="hidden_size: must be a number or text, not a boolean"):
+        validate(ModelSpec, {**model, "hidden_size": True})
+    with pytest.raises(InputError, match="tie_embeddings: must be true or false"):
+        validate(ModelSpec, {**model, "tie_embeddings": "yes"})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "limit"),
+    [
+        ("slo", "ttft_s", 1e30, "MAX_SECONDS"),
+        ("slo", "tpot_ms", 1e308, "MAX_MILLISECONDS"),
+        ("workload", "batch_size", 10**9, "MAX_BATCH_SIZE"),
+        ("model", "num_layers", 100_000, "MAX_LAYERS"),
+        ("model", "moe.num_experts", 65_536, "MAX_EXPERTS"),
+        ("model", "moe.top_k", 1024, "MAX_TOP_K"),
+    ],
+)
+def test_sizes_above_the_limits_are_refused_naming_the_limit(section: str, key: str, value: float, limit: str) -> None:
+    data = _instance_data()
+    if section == "model":
+        data["model"] = json.loads((ROOT / "models" / "moe10b.json").read_text())
+    target = data[section]
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        target = target[parent]  # type: ignore[index]
+    target[leaf] = value  # type: ignore[index]
+    with pytest.raises(InputError) as info:
+        validate(Instance, data)
+    field, reason = info.value.problems[0]
+    assert field == f"{section}.{key}" and limit in reason, info.value.problems
+
+
+def test_hardware_capacity_infinity_and_plan_replicas_refused() -> None:
+    from placer.catalogue import hardware_catalogue
+    from placer.schema import HardwareProfile, Plan
+
+    profile = hardware_catalogue()["h100-sxm"].model_dump()
+    with pytest.raises(InputError, match="hbm_capacity_gb"):
+        validate(HardwareProfile, {**profile, "hbm_capacity_gb": float("inf")})
+    plan = json.loads(GOOD_PLAN.read_text())
+    plan["parallelism"]["replicas"] = 10**6
+    plan["gpus"] = 32 * 10**6
+    with pytest.raises(InputError, match="MAX_GPUS"):
+        validate(Plan, plan)
+
+
+def test_routing_path_is_relative_to_the_instance_and_resolved_once(tmp_path: Path, monkeypatch) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    traces = {f"layer_{i}": np.argsort(rng.random((64, 16)), axis=1)[:, :2] for i in range(16)}
+    folder = tmp_path / "case"
+    folder.mkdir()
+    np.savez(folder / "trace.npz", **traces)
+    data = _instance_data()
+    data["routing"] = {"kind": "file", "path": "trace.npz", "format": "npz_topk"}
+    path = _write_instance(folder, data)
+    monkeypatch.chdir(tmp_path)  # not the instance's folder
+    problem = load_problem(path)
+    assert problem.routing_stats is not None and not problem.routing_stats.uniform
+    assert Path(problem.routing.path).is_absolute()  # type: ignore[union-attr]
+    assert len(problem.routing_stats.layers) == 16
+    # hardware changes keep the statistics; a routing change recomputes them
+    from placer.catalogue import hardware_catalogue
+
+    other = problem.replace(hardware=hardware_catalogue()["h100-sxm"])
+    assert other.routing_stats is problem.routing_stats
+    assert problem.replace(routing=None).routing_stats is None
+
+
+@pytest.mark.parametrize(
+    ("routing", "field", "words"),
+    [
+        ({"kind": "loads", "loads": [[0.0] * 16] * 16}, "routing.loads[0]", "carries no routing information"),
+        ({"kind": "synthetic", "coactivation_clusters": 1000}, "routing.coactivation_clusters", "1000 clusters"),
+        ({"kind": "synthetic", "tokens": 65_536, "seed": 1}, "routing.tokens", ""),
+    ],
+)
+def test_routing_without_information_or_too_large_is_refused(routing: dict, field: str, words: str) -> None:
+    data = _instance_data()
+    data["routing"] = routing
+    if routing.get("tokens") == 65_536:
+        data["model"] = json.loads((ROOT / "models" / "moe10b.json").read_text())
+        data["model"]["moe"]["num_experts"] = 4096  # type: ignore[index]
+        data["model"]["moe"]["top_k"] = 2  # type: ignore[index]
+        words = "MAX_SYNTHETIC_SCORES"
+    from placer.problem import build_problem
+
+    with pytest.raises(InputError) as info:
+        build_problem(validate(Instance, data), ROOT / "instances", "instance.json")
+    assert info.value.problems[0][0] == field and words in info.value.problems[0][1], info.value.problems
+
+
+def test_reference_plan_of_garbage_bytes_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ref.json").write_bytes(bytes(range(256)))
+    data = _instance_data()
+    data["reference_plan"] = "ref.json"
+    with pytest.raises(InputError) as info:
+        load_problem(_write_instance(tmp_path, data))
+    assert "ref.json" in info.value.message
+
+
+def test_kimi_k2_is_read_as_deepseek_v3_and_a_model_directory_loads(tmp_path: Path) -> None:
+    config = json.loads((ROOT / "tests" / "data" / "hf" / "deepseek-v3" / "config.json").read_text())
+    config.update(model_type="kimi_k2", n_routed_experts=384, num_attention_heads=64, vocab_size=163840)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model = load_model(tmp_path)  # the directory, not the file
+    assert model.attention.kind == "mla" and model.moe is not None and model.moe.num_experts == 384
+    assert "kimi_k2" in model.description
+
+
+def test_hf_and_loading_do_not_import_each_other() -> None:
+    hf_source = (ROOT / "placer" / "hf.py").read_text()
+    assert "placer.loading" not in hf_source

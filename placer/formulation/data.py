@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from placer.costmodel.dispatch import copy_bytes_per_token
+from placer.costmodel.memory import usable_memory_bytes
+from placer.costmodel.rules import rule_outcomes
 from placer.costmodel.tables import default_expert_maps, edge_costs, layer_costs, phase_shapes, stage_pattern
-from placer.evaluator import copy_bytes_per_token, usable_memory_bytes
 from placer.problem import Problem
 from placer.schema import Parallelism
 from placer.topology import default_layout
@@ -160,23 +162,8 @@ def enumerate_parallelisms(problem: Problem, cap: int) -> list[Parallelism]:
 
 
 def config_rules(problem: Problem, par: Parallelism) -> dict[str, bool]:
-    """Engine rules (R1)-(R6) for one configuration."""
-    model, fabric = problem.model, problem.fabric
-    att = model.attention
-    layout = default_layout(par, fabric)
-    rules = {
-        "R1_tp_divides_heads": att.num_heads % par.tp == 0,
-        "R2_tp_kv_heads": att.kind == "mla" or att.kv_heads % par.tp == 0 or par.tp % att.kv_heads == 0,
-        "R3_tp_group_in_node": all(len(set(layout.domain_of[i : i + par.tp])) == 1 for i in range(0, par.gpus, par.tp)),
-    }
-    if model.moe is not None:
-        rules["R4_ep_within_experts"] = par.ep <= model.moe.num_experts
-        rules["R4_tp_moe_divides_ffn"] = model.moe.expert_ffn_size % par.tp_moe == 0
-    patterns = {stage_pattern(layout, r, s).domains for r in range(par.replicas) for s in range(par.pp)}
-    rules["R5_stages_aligned_to_domains"] = len(patterns) == 1
-    if fabric.max_gpus is not None:
-        rules["R6_cluster_gpus"] = par.gpus <= fabric.max_gpus
-    return rules
+    """Engine rules (R1)-(R6) for one configuration on the default layout (``placer.costmodel.rules``)."""
+    return rule_outcomes(problem.model, problem.fabric, par, default_layout(par, problem.fabric))
 
 
 def build_config(problem: Problem, par: Parallelism, classes: tuple[int, ...], num_classes: int) -> Config:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from placer.evaluator import Evaluation, copy_bytes_per_token, evaluate
+from placer.costmodel.dispatch import copy_bytes_per_token
+from placer.evaluator import Evaluation, evaluate
 from placer.placement.nodemodel import NodeSolver
 from placer.placement.plan import DEFAULT_TARGET, PlacementReport, apply_to_plan, place_plan
 from placer.problem import Problem

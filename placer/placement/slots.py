@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from placer.evaluator import Evaluation, evaluate, usable_memory_bytes
+from placer.costmodel.memory import usable_memory_bytes
+from placer.evaluator import Evaluation, evaluate
 from placer.problem import Problem
 from placer.schema import ExpertLayerMap, Plan
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placer.costmodel.dispatch import copy_bytes_per_token
 from placer.costmodel.tables import LayerCosts, layer_costs, stage_pattern
-from placer.evaluator import copy_bytes_per_token, plan_expert_maps
+from placer.evaluator import plan_expert_maps
 from placer.problem import Problem
 from placer.schema import Plan
 from placer.topology import RankLayout, default_layout

@@ -268,7 +268,7 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
     print_evaluation(console, problem, result.evaluation, title)
     placement = result.placement
     if placement is not None:
-        from placer.evaluator import copy_bytes_per_token
+        from placer.costmodel.dispatch import copy_bytes_per_token
         from placer.report.placement import print_placement
 
         print_placement(console, placement, copy_bytes_per_token(problem))

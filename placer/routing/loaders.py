@@ -212,7 +212,11 @@ def _read_sglang(path: Path, model: ModelSpec) -> np.ndarray:
         raise _file_error(path, "not UTF-8 text: an SGLang logical_count file is JSON (is this an .npz?)") from None
     except OSError as exc:
         raise _file_error(path, f"cannot read: {exc.strerror or exc}") from None
-    data = parse_json(text, str(path))
+    try:
+        data = parse_json(text, str(path))
+    except InputError as exc:  # name the field that led here, then the file's own problem
+        problems = [("routing.path", f"{path.name}: {f'{f}: ' if f else ''}{reason}") for f, reason in exc.problems]
+        raise InputError(problems, str(path)) from None
     if isinstance(data, dict):
         if "logical_count" not in data:
             raise _file_error(path, "no 'logical_count' key (SGLang's expert-distribution recorder writes one)")

@@ -80,8 +80,8 @@ def _misplaced_bool(value: Any, tp: Any, path: str) -> str | None:
 
 class StrictModel(BaseModel):
     """Immutable pydantic model that rejects unknown fields (a typo is an error, not a no-op),
-    ``NaN`` and infinities, and booleans where a number or a string is meant: pydantic's lax
-    mode would read ``hidden_size: true`` as 1."""
+    ``NaN`` and infinities, booleans where a number or a string is meant (pydantic's lax mode
+    would read ``hidden_size: true`` as 1) and anything but ``true`` / ``false`` for a flag."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
@@ -93,7 +93,11 @@ class StrictModel(BaseModel):
                 key = name if name in data else info.alias
                 if key is None or key not in data:
                     continue
-                found = _misplaced_bool(data[key], info.annotation, str(key))
+                value = data[key]
+                if _bare(info.annotation) is bool and not isinstance(value, bool):
+                    # lax mode would read "yes", "off", 1 or 0 as a boolean
+                    raise ValueError(f"{key}: must be true or false, got {value!r}")
+                found = _misplaced_bool(value, info.annotation, str(key))
                 if found:
                     raise ValueError(f"{found}: must be a number or text, not a boolean")
         return data

@@ -88,6 +88,13 @@ MAX_RATIO = 10_000.0
 #: Price per GPU hour, USD. Real: 1-10.
 MAX_PRICE_USD = 1_000_000.0
 
+#: Declared parameter counts. Largest real: Kimi-K2 (1.04e12).
+MAX_PARAMS = 1e15
+
+#: Synthetic routing seed: numpy's generators take any non-negative integer, but a seed is
+#: also written into reports and plans, where JSON readers keep 64 bits at most.
+MAX_SEED = 2**63 - 1
+
 #: Synthetic routing: tokens drawn per MoE layer. Shipped instances draw 2,048-4,096.
 MAX_SYNTHETIC_TOKENS = 65_536
 
@@ -121,7 +128,8 @@ class AtMost:
     def _check(self, value: Any) -> Any:
         if value is not None and value > self.value:
             limit = f"{self.value:,}" if isinstance(self.value, int) else f"{self.value:g}"
-            raise ValueError(f"{value:g} is above the limit {self.name} = {limit} (placer/schema/limits.py)")
+            shown = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+            raise ValueError(f"{shown} is above the limit {self.name} = {limit} (placer/schema/limits.py)")
         return value
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:

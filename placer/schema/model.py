@@ -131,8 +131,8 @@ class PrecisionSpec(StrictModel):
 class DeclaredParams(StrictModel):
     """A parameter count someone published or claimed, kept to compare with the architecture."""
 
-    total_params: float | None = Field(None, gt=0)
-    active_params: float | None = Field(None, gt=0)
+    total_params: Annotated[float, AtMost("MAX_PARAMS")] | None = Field(None, gt=0)
+    active_params: Annotated[float, AtMost("MAX_PARAMS")] | None = Field(None, gt=0)
     source: str = ""
 
 

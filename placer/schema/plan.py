@@ -6,11 +6,12 @@ obey ``tp * dp_attn == ep * tp_moe == stage width`` and ``gpus == replicas * pp 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveInt, model_validator
 
 from placer.schema.base import StrictModel
+from placer.schema.limits import AtMost
 
 PLAN_SCHEMA_VERSION = "placer.plan/1"
 
@@ -18,12 +19,12 @@ PLAN_SCHEMA_VERSION = "placer.plan/1"
 class Parallelism(StrictModel):
     """Parallel degrees of one deployment."""
 
-    pp: PositiveInt = 1
-    tp: PositiveInt = 1
-    dp_attn: PositiveInt = 1
-    ep: PositiveInt = 1
-    tp_moe: PositiveInt = 1
-    replicas: PositiveInt = 1
+    pp: Annotated[PositiveInt, AtMost("MAX_LAYERS")] = 1
+    tp: Annotated[PositiveInt, AtMost("MAX_GPUS")] = 1
+    dp_attn: Annotated[PositiveInt, AtMost("MAX_GPUS")] = 1
+    ep: Annotated[PositiveInt, AtMost("MAX_GPUS")] = 1
+    tp_moe: Annotated[PositiveInt, AtMost("MAX_GPUS")] = 1
+    replicas: Annotated[PositiveInt, AtMost("MAX_GPUS")] = 1
 
     @model_validator(mode="after")
     def _check(self) -> Parallelism:
@@ -97,8 +98,8 @@ class Plan(StrictModel):
     description: str = ""
     instance: str | None = None
     hardware: str | None = None
-    gpus: PositiveInt
-    nodes: PositiveInt | None = None
+    gpus: Annotated[PositiveInt, AtMost("MAX_GPUS")]
+    nodes: Annotated[PositiveInt, AtMost("MAX_GPUS")] | None = None
     parallelism: Parallelism
     stages: list[Stage] = Field(min_length=1)
     expert_map: list[ExpertLayerMap] | None = None

@@ -17,7 +17,7 @@ class SyntheticRouting(StrictModel):
     """Seeded generator, so that an instance is reproducible without data files."""
 
     kind: Literal["synthetic"] = "synthetic"
-    seed: int = Field(0, ge=0, description="generator seed (numpy needs it non-negative)")
+    seed: Annotated[int, AtMost("MAX_SEED")] = Field(0, ge=0, description="generator seed (numpy needs it >= 0)")
     tokens: Annotated[PositiveInt, AtMost("MAX_SYNTHETIC_TOKENS")] = Field(
         4096, description="tokens sampled per MoE layer"
     )

@@ -1,0 +1,14 @@
+"""How much of a GPU's memory a plan may fill (M5 of ``docs/cost-model.md``).
+
+Here rather than in the evaluator so that the formulation, the placement and the evaluator read
+one figure without the formulation importing the evaluator.
+"""
+
+from __future__ import annotations
+
+from placer.problem import Problem
+
+
+def usable_memory_bytes(problem: Problem) -> float:
+    """HBM a plan may fill: capacity less the stated margin (M5)."""
+    return problem.hardware.hbm_bytes * (1 - problem.params.memory_margin_fraction)
