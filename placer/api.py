@@ -171,7 +171,12 @@ def result_document(result: Result, problem: Problem | None = None, *, timings: 
     from placer.report.objective import describe_terms
     from placer.report.plan_json import split_timings
 
-    search, found = split_timings(result.search)
+    raw = result.search.to_dict()
+    if result.placement is not None:
+        from placer.report.placement import placement_summary
+
+        raw["placement"] = placement_summary(result.placement)
+    search, found = split_timings(raw)
     clocks: dict[str, Any] = {"solve_wall_s": result.wall_s, **found}
     placement = result.placement
     if placement is not None and getattr(placement, "wall_s", None) is not None:

@@ -108,6 +108,7 @@ def schema(kind: Annotated[SchemaKind, typer.Argument(help="which document")]) -
 
 
 class Backend(str, Enum):
+    auto = "auto"
     cpsat = "cpsat"
     milp = "milp"
     exhaustive = "exhaustive"
@@ -117,9 +118,14 @@ class Backend(str, Enum):
 @handles_input_errors
 def solve(
     instance: Annotated[Path, typer.Argument(help="instance JSON")],
-    backend: Annotated[Backend, typer.Option("--backend", help="solver backend")] = Backend.cpsat,
+    backend: Annotated[
+        Backend, typer.Option("--backend", help="solver backend (auto: exhaustive branch and bound or CP-SAT by size)")
+    ] = Backend.auto,
     time_limit: Annotated[
-        float, typer.Option("--time-limit", help="seconds; the best plan so far and its gap come back")
+        float,
+        typer.Option(
+            "--time-limit", min=0.0, help="seconds for the whole command; the best plan so far and its gap come back"
+        ),
     ] = 60.0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="solver threads")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="solver random seed")] = 0,
@@ -134,10 +140,14 @@ def solve(
 
     Exit codes: 0 solved, 2 invalid input, 3 infeasible (with the explanation), 4 no plan in time.
     """
-    problem = api.load_problem(instance)
-    result = api.solve(
-        problem, backend=backend.value, time_limit_s=time_limit, workers=workers, seed=seed, max_gpus=max_gpus
-    )
+    from placer.stopping import StopToken, sigint_stops
+
+    # The limit counts from here: loading the instance and every step of the solve are inside it.
+    token = StopToken.after(time_limit)
+    with sigint_stops(token):
+        problem = api.load_problem(instance)
+        result = api.solve(problem, backend=backend.value, time_limit_s=None, workers=workers, seed=seed,
+                           max_gpus=max_gpus, stop=token)  # fmt: skip
     document = api.result_document(result, problem, timings=not no_timings)
     if out is not None and result.evaluation is not None:
         api.write_outputs(out, problem, result.evaluation, document)
@@ -161,7 +171,7 @@ def compare(
         Path | None, typer.Option("--out", help="write <out>/<instance>/ plans, reports and pictures")
     ] = None,
     sweep: Annotated[str | None, typer.Option("--sweep", help="an SLO and values, e.g. ttft_s=1,2,5,10")] = None,
-    backend: Annotated[Backend, typer.Option("--backend", help="solver backend")] = Backend.cpsat,
+    backend: Annotated[Backend, typer.Option("--backend", help="solver backend")] = Backend.auto,
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per solve")] = 60.0,
     workers: Annotated[int, typer.Option("--workers", min=1, help="solver threads per solve")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="solver random seed")] = 0,

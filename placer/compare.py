@@ -49,7 +49,7 @@ class SolveSettings:
     """Solver settings shared by every solve of a comparison (one worker and a fixed seed keep
     CP-SAT deterministic when it proves optimality within the limit)."""
 
-    backend: str = "cpsat"
+    backend: str = "auto"
     time_limit_s: float = 60.0
     workers: int = 1
     seed: int = 0

@@ -1,4 +1,11 @@
-"""Solve orchestration: formulation data -> backend -> plan -> independent re-check -> Result."""
+"""Solve orchestration: warm start -> formulation -> backend -> plan -> placement -> independent
+re-check -> Result, every step under one :class:`~placer.stopping.StopToken`.
+
+A ``time_limit_s`` bounds the whole call, Ctrl-C (with :func:`placer.stopping.sigint_stops`
+installed by the caller) may come at any moment, and in both cases the best plan known so far
+comes back with its status and gap: the warm start's plan before any search has finished, the
+backend's incumbent after. "No plan" only when none is known.
+"""
 
 from __future__ import annotations
 
@@ -6,104 +13,43 @@ import dataclasses
 import math
 import time
 
-from placer.backends import run_backend
-from placer.errors import PlanMismatchError
+from placer.backends import choose_backend, run_backend
 from placer.evaluator import Evaluation, evaluate
-from placer.formulation.data import Config, FormulationData, build_formulation, gpu_cap
+from placer.formulation.data import Config, FormulationData, build_formulation, formulation_data, gpu_cap
+from placer.formulation.partition import evaluate_config
 from placer.formulation.terms import objective_terms, primary_term
 from placer.placement.feedback import measured_factors, scale_config
 from placer.problem import Problem
-from placer.result import BackendSolution, Result, SolveStatus
-from placer.schema import Parallelism, Plan, Stage
-
-#: Agreement required between the solver's objective terms and the evaluator's (integer scaling
-#: rounds every coefficient up by < 1 ns or < 1 kB).
-RELATIVE_TOLERANCE = 1e-5
-
-
-def plan_from_solution(data: FormulationData, solution: BackendSolution) -> Plan:
-    """Turn the chosen configuration and stage starts into a plan document."""
-    assert solution.config_index is not None
-    config = data.configs[solution.config_index]
-    starts = list(solution.stage_starts) + [data.num_layers]
-    stages = [Stage(layers=(starts[s], starts[s + 1] - 1)) for s in range(config.par.pp)]
-    return Plan(
-        name=f"{data.problem.name}-{solution.backend}",
-        instance=data.problem.name,
-        hardware=data.problem.hardware.name,
-        gpus=config.gpus,
-        parallelism=config.par,
-        stages=stages,
-    )
-
-
-def terms_from_evaluation(data: FormulationData, evaluation: Evaluation) -> dict[str, float]:
-    """The objective terms recomputed from the evaluator's figures, never from solver variables."""
-    phase = data.problem.objective.throughput_phase
-    if phase == "prefill":
-        gpu_seconds = data.prefill_tokens / (evaluation.prefill_tokens_per_ms_per_gpu * 1e3)
-    else:
-        gpu_seconds = data.decode_tokens / (evaluation.decode_tokens_per_ms_per_gpu * 1e3)
-    return {
-        "min_gpus": float(evaluation.gpus),
-        "max_throughput_per_gpu": gpu_seconds,
-        "min_cross_node_traffic": evaluation.cross_node_bytes_per_token,
-        "min_ttft": evaluation.ttft_s,
-    }
-
-
-def _check_agreement(solution: BackendSolution, recomputed: dict[str, float], evaluation: Evaluation) -> None:
-    if not evaluation.feasible:
-        broken = [c.name for c in evaluation.slo + evaluation.rules if not c.ok]
-        raise PlanMismatchError(f"{solution.backend} returned a plan the evaluator rejects: {broken}")
-    for name, value in solution.terms.items():
-        other = recomputed[name]
-        if not math.isclose(value, other, rel_tol=RELATIVE_TOLERANCE, abs_tol=1e-6):
-            raise PlanMismatchError(
-                f"{solution.backend}: objective term {name} is {value} in the solver but {other} in the evaluator"
-            )
-
-
-def warm_start(problem: Problem, max_gpus: int | None) -> tuple[Parallelism, tuple[int, ...]] | None:
-    """Greedy incumbent: a small family of plans (one replica, EP over the whole stage, the widest
-    TP that divides the heads inside a node) in increasing GPU count, each with its exact best
-    partition; the first that fits. Its GPU count bounds the model's search space, which stays
-    exact for the fewest-GPUs objective (no plan with more GPUs can beat it), and it is the
-    backends' first hint, so an interrupted search has a plan to return."""
-    from placer.backends.exhaustive import evaluate_config
-    from placer.formulation.data import build_config, formulation_data, gpu_cap, layer_classes
-
-    cap, _ = gpu_cap(problem, max_gpus)
-    model = problem.model
-    classes, names = layer_classes(problem)
-    shell = formulation_data(problem, (), cap, "")
-    candidates = []
-    width = 1
-    while width <= cap:
-        tp = max(
-            d
-            for d in range(1, min(width, problem.fabric.gpus_per_node) + 1)
-            if width % d == 0 and model.attention.num_heads % d == 0
-        )
-        ep = width if model.moe is not None and width <= model.moe.num_experts else 1
-        for pp in range(1, min(model.num_layers, cap // width) + 1):
-            candidates.append(Parallelism(pp=pp, tp=tp, dp_attn=width // tp, ep=ep, tp_moe=width // ep))
-        width *= 2
-    for par in sorted(candidates, key=lambda p: (p.gpus, p.pp)):
-        config = build_config(problem, par, classes, len(names))
-        scored = evaluate_config(shell, config)
-        if scored is not None:
-            return par, scored[1]
-    return None
-
+from placer.result import BackendSolution, Result, SearchInfo, SolveStatus
+from placer.schema import Parallelism, Plan
+from placer.stopping import StopToken
+from placer.strategy import (
+    RELATIVE_TOLERANCE,
+    bound_without_search,
+    check_agreement,
+    plan_from_solution,
+    plan_from_starts,
+    terms_from_evaluation,
+    warm_start,
+)
 
 #: strategy solves at most, when placed plans keep breaking an SLO (the re-solve loop)
 DEFAULT_RESOLVE_ROUNDS = 4
+#: Share of the time left that the formulation build may use: the rest is for the search and
+#: placement (a build stopped early leaves the warm start's plan as the answer).
+BUILD_SHARE = 0.6
+#: Share of the time left (after the build) for the strategy search; placement and the re-check
+#: get the rest, with placement's work budget at most ``PLACEMENT_MAX_S``.
+SEARCH_SHARE = 0.75
+PLACEMENT_MAX_S = 10.0
+#: Wall-clock allowance of placement over its work budget before the deadline cuts it short (a
+#: loaded machine runs the same work slower; the deadline keeps the command's promise).
+PLACEMENT_OVERRUN = 1.1
 
 
 @dataclasses.dataclass
 class _Round:
-    """One strategy solve and what placement did to its plan (reported in ``search["resolve"]``)."""
+    """One strategy solve and what placement did to its plan (reported in ``search.resolve``)."""
 
     index: int
     degrees: str
@@ -128,70 +74,100 @@ def _degrees(par: Parallelism) -> str:
 
 def solve(
     problem: Problem,
-    backend: str = "cpsat",
-    time_limit_s: float = 60.0,
+    backend: str = "auto",
+    time_limit_s: float | None = 60.0,
     workers: int = 1,
     seed: int = 0,
     max_gpus: int | None = None,
     max_rounds: int = DEFAULT_RESOLVE_ROUNDS,
+    stop: StopToken | None = None,
+    work_limit: float | None = None,
 ) -> Result:
     """Find the best plan for ``problem`` under its objective, and prove it (or give the gap).
 
     Strategy, then placement, then the evaluator with the routing statistics; when the placed
     plan breaks an SLO, cut its configuration and solve again, at most ``max_rounds`` times
-    (``docs/formulation.md``, re-solve loop)."""
+    (``docs/formulation.md``, re-solve loop). ``time_limit_s`` (wall clock, ``None`` for none)
+    and ``stop`` (Ctrl-C, an outer deadline) bound the whole call; ``work_limit`` bounds each
+    search in deterministic units (CP-SAT deterministic time, exhaustive configurations scored),
+    so tests stop at the same point on any machine."""
+    token = stop if stop is not None else StopToken()
+    if time_limit_s is not None and math.isfinite(time_limit_s):
+        token = token.share(1.0, time_limit_s)
     started = time.perf_counter()
+    info: dict[str, object] = {}
     cap_reason = "--max-gpus"
     max_gpus_given = max_gpus
     user_cap, _ = gpu_cap(problem, max_gpus)
     cut_degrees: set[Parallelism] = set()
     warm = warm_start(problem, max_gpus)
+    info["warm_start_wall_s"] = time.perf_counter() - started
     incumbent, incumbent_starts = warm if warm is not None else (None, ())
-    if incumbent is not None and primary_term(problem.objective) == "min_gpus":
+    info["warm_start_gpus"] = None if incumbent is None else incumbent.gpus
+    primary = primary_term(problem.objective)
+    if incumbent is not None and primary == "min_gpus":
         if max_gpus is None or incumbent.gpus < max_gpus:
             max_gpus = incumbent.gpus
             cap_reason = "warm-start incumbent: a feasible plan with this many GPUs exists"
-    data = build_formulation(problem, max_gpus, cap_reason)
+    build_started = time.perf_counter()
+    data = build_formulation(problem, max_gpus, cap_reason, should_stop=token.share(BUILD_SHARE).should_stop)
+    info["build_s"] = time.perf_counter() - build_started
+    info.update(
+        configurations_enumerated=data.considered,
+        configurations_in_model=len(data.configs),
+        fixed_by_presolve=data.presolved_out,
+        gpu_cap=data.gpu_cap,
+        gpu_cap_reason=data.gpu_cap_reason,
+        formulation_complete=data.complete,
+    )
     hint = next((i for i, c in enumerate(data.configs) if c.par == incumbent), None)
     data = dataclasses.replace(data, hint_config=hint, hint_starts=incumbent_starts if hint is not None else ())
-    search: dict[str, object] = {
-        "configurations_enumerated": data.considered,
-        "configurations_in_model": len(data.configs),
-        "fixed_by_presolve": data.presolved_out,
-        "gpu_cap": data.gpu_cap,
-        "gpu_cap_reason": data.gpu_cap_reason,
-        "build_s": time.perf_counter() - started,
-        "warm_start_gpus": None if incumbent is None else incumbent.gpus,
-    }
-    primary = objective_terms(data)[0]
+    chosen, why = choose_backend(backend, data)
+    info["backend_choice"] = why
+    if not data.complete:
+        info["stopped"] = token.why() or "time limit reached"
+        return _incumbent_result(problem, data, incumbent, incumbent_starts, chosen, None, token, started, info)
     rounds: list[_Round] = []
     heuristic_cuts = 0
+    search_wall_s = placement_wall_s = 0.0
     for index in range(1, max(1, max_rounds) + 1):
-        remaining = max(0.1, time_limit_s - (time.perf_counter() - started))
-        solution = run_backend(backend, data, remaining, workers, seed)
-        search["interrupted"] = solution.interrupted
-        if solution.config_index is None and cut_degrees and data.gpu_cap < user_cap:
+        search_started = time.perf_counter()
+        solution = run_backend(chosen, data, token.share(SEARCH_SHARE), workers, seed, work_limit)
+        if solution.config_index is None and cut_degrees and data.gpu_cap < user_cap and not token.should_stop():
             # The warm-start cap was set on the balanced model; the cuts removed every plan under
             # it, so lift it to the caller's cap and keep the cuts.
-            data = build_formulation(problem, max_gpus_given, "cap lifted after re-solve cuts")
+            data = build_formulation(problem, max_gpus_given, "cap lifted after re-solve cuts", token.should_stop)
             kept = tuple(c for c in data.configs if c.par not in cut_degrees)
             data = dataclasses.replace(data, configs=kept)
             rounds[-1].cut = (rounds[-1].cut or "") + f"; GPU cap lifted to {data.gpu_cap}"
-            solution = run_backend(backend, data, remaining, workers, seed)
+            solution = run_backend(chosen, data, token.share(SEARCH_SHARE), workers, seed, work_limit)
+        search_wall_s += time.perf_counter() - search_started
+        info["passes"] = solution.pass_statuses
+        info["search_wall_s"] = search_wall_s
         if solution.config_index is None:
-            return _no_plan(problem, data, solution, backend, started, search, primary, rounds, heuristic_cuts)
+            if not rounds and solution.status == SolveStatus.NO_PLAN and incumbent is not None:
+                # Stopped before the search found a plan: the warm start's plan is the answer.
+                info["stopped"] = token.why() or "search limit reached"
+                return _incumbent_result(
+                    problem, data, incumbent, incumbent_starts, chosen, solution, token, started, info
+                )
+            info["interrupted"] = solution.interrupted
+            return _no_plan(problem, data, solution, chosen, started, info, primary, rounds, heuristic_cuts)
         plan = plan_from_solution(data, solution)
         # The backend's terms are checked against the balanced (strategy-model) figures ...
         model_eval = evaluate(problem, plan, balanced=True)
         recomputed = terms_from_evaluation(data, model_eval)
-        _check_agreement(solution, recomputed, model_eval)
+        check_agreement(solution, recomputed, model_eval)
         bound = solution.bound
         model_objective = recomputed[primary]
         step = _Round(index, _degrees(plan.parallelism), solution.status.value)
         rounds.append(step)
         # ... then the plan is placed and priced with the routing statistics (the truth).
-        placed, evaluation, placement = _place_experts(problem, plan, backend, time_limit_s, step)
-        if evaluation.feasible or solution.interrupted or index == max(1, max_rounds):
+        placement_started = time.perf_counter()
+        placed, evaluation, placement = _place_experts(problem, plan, chosen, token, step)
+        placement_wall_s += time.perf_counter() - placement_started
+        info["placement_wall_s"] = placement_wall_s
+        if evaluation.feasible or solution.interrupted or token.should_stop() or index == max(1, max_rounds):
             break
         config = data.configs[solution.config_index]
         factors = measured_factors(problem, placed)
@@ -204,23 +180,24 @@ def solve(
             if proven
             else "cut: configuration excluded (heuristic: another partition might meet the SLOs)"
         )
-    wall = time.perf_counter() - started
     recomputed = terms_from_evaluation(data, evaluation)
     objective = recomputed[primary]
     status, gap, reason = _honest_status(solution, evaluation, objective, model_objective, bound, heuristic_cuts)
     if reason is None and len(rounds) > 1:
         reason = "optimal for the strategy model with the placed figures of the cut configurations"
-    search["resolve"] = [r.line() for r in rounds] + ([reason] if reason else [])
+    resolve = [r.line() for r in rounds] + ([reason] if reason else [])
+    if token.should_stop() and not solution.interrupted and status != SolveStatus.OPTIMAL:
+        info["stopped"] = token.why()
     if placement is not None:
-        from placer.report.placement import placement_summary
-
-        placement.notes.extend(search["resolve"])  # type: ignore[arg-type]
-        search["placement"] = placement_summary(placement)
-    result = Result(
+        placement.notes.extend(resolve)
+    info["resolve"] = tuple(resolve)
+    interrupted = solution.interrupted or token.interrupted
+    info["interrupted"] = interrupted
+    return Result(
         status=status,
-        explanation=[reason] if status == SolveStatus.NO_PLAN and reason else [],
-        backend=backend,
-        wall_s=wall,
+        explanation=(reason,) if status == SolveStatus.NO_PLAN and reason else (),
+        backend=chosen,
+        wall_s=time.perf_counter() - started,
         plan=placed,
         evaluation=evaluation,
         objective=objective,
@@ -228,11 +205,72 @@ def solve(
         bound=bound,
         gap=gap,
         terms={name: recomputed[name] for name in objective_terms(data)},
-        search=search,
-        interrupted=solution.interrupted,
+        search=_search_info(info),
+        interrupted=interrupted,
         placement=placement,
     )
-    return result
+
+
+def _search_info(info: dict[str, object]) -> SearchInfo:
+    known = {f.name for f in dataclasses.fields(SearchInfo)}
+    return SearchInfo(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in info.items() if k in known})
+
+
+def _incumbent_result(
+    problem: Problem,
+    data: FormulationData,
+    par: Parallelism | None,
+    starts: tuple[int, ...],
+    backend: str,
+    solution: BackendSolution | None,
+    token: StopToken,
+    started: float,
+    info: dict[str, object],
+) -> Result:
+    """The warm start's plan as the answer of a command stopped before any search finished: not
+    placed (contiguous expert map), re-checked by the evaluator, with the best bound known."""
+    primary = primary_term(problem.objective)
+    interrupted = token.interrupted or (solution is not None and solution.interrupted)
+    info["interrupted"] = interrupted
+    if par is None:
+        info["resolve"] = ("stopped before the warm start found a plan",)
+        return Result(
+            SolveStatus.NO_PLAN,
+            backend,
+            time.perf_counter() - started,
+            explanation=("stopped before any plan was found: " + (token.why() or "no time left"),),
+            search=_search_info(info),
+            objective_term=primary,
+            interrupted=interrupted,
+        )
+    plan = plan_from_starts(problem, par, starts, "warm-start")
+    evaluation = evaluate(problem, plan)
+    shell = data if data.configs else formulation_data(problem, (), data.gpu_cap, data.gpu_cap_reason)
+    recomputed = terms_from_evaluation(shell, evaluation)
+    objective = recomputed[primary]
+    candidates = [bound_without_search(problem, primary)]
+    if solution is not None and solution.bound is not None:
+        candidates.append(solution.bound)
+    bound = min(max(candidates), objective)
+    gap = max(0.0, (objective - bound) / abs(objective)) if objective else None
+    note = f"stopped ({info.get('stopped')}): the warm start's plan, not placed (contiguous expert map)"
+    info["resolve"] = (note,)
+    status = SolveStatus.FEASIBLE if evaluation.feasible else SolveStatus.NO_PLAN
+    return Result(
+        status=status,
+        backend=backend,
+        wall_s=time.perf_counter() - started,
+        plan=plan,
+        evaluation=evaluation,
+        objective=objective,
+        objective_term=primary,
+        bound=bound,
+        gap=gap,
+        terms={name: recomputed[name] for name in objective_terms(shell)},
+        explanation=() if evaluation.feasible else (note + "; it breaks a constraint with the routing statistics",),
+        search=_search_info(info),
+        interrupted=interrupted,
+    )
 
 
 def _honest_status(
@@ -282,8 +320,6 @@ def _honest_status(
 
 def _cut(data: FormulationData, index: int, scaled: Config) -> tuple[FormulationData, bool]:
     """Drop configuration ``index``; the cut is proven when its scaled copy fits no partition."""
-    from placer.backends.exhaustive import evaluate_config
-
     # With one stage the partition is unique: the placed plan's figures are the configuration's.
     proven = scaled.par.pp == 1 or evaluate_config(data, scaled) is None
     configs = data.configs[:index] + data.configs[index + 1 :]
@@ -301,18 +337,17 @@ def _no_plan(
     solution: BackendSolution,
     backend: str,
     started: float,
-    search: dict[str, object],
+    info: dict[str, object],
     primary: str,
     rounds: list[_Round],
     heuristic_cuts: int,
 ) -> Result:
     """The strategy model has no plan (first round: infeasible or out of time; later: every
     configuration left was cut after placement)."""
-    wall = time.perf_counter() - started
     explanation: list[str] = []
     status = solution.status
     if rounds:
-        search["resolve"] = [r.line() for r in rounds]
+        info["resolve"] = tuple(r.line() for r in rounds)
         explanation = [r.line() for r in rounds] + ["no configuration left whose placed plan meets the SLOs"]
         if heuristic_cuts and status == SolveStatus.INFEASIBLE:
             status = SolveStatus.NO_PLAN
@@ -324,15 +359,15 @@ def _no_plan(
     return Result(
         status,
         backend,
-        wall,
-        explanation=explanation,
-        search=search,
+        time.perf_counter() - started,
+        explanation=tuple(explanation),
+        search=_search_info(info),
         objective_term=primary,
         interrupted=solution.interrupted,
     )
 
 
-def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: float, step: _Round):  # type: ignore[no-untyped-def]
+def _place_experts(problem: Problem, plan: Plan, backend: str, token: StopToken, step: _Round):  # type: ignore[no-untyped-def]
     """Placement step (docs/placement.md): place every MoE layer for the chosen degrees and price
     the placed plan with the routing statistics. Returns (plan, its evaluation, placement report).
     The placed plan is kept when it meets every constraint; else the contiguous plan when that
@@ -344,6 +379,10 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
     if problem.model.moe is None:
         step.outcome = "no MoE layers: nothing to place"
         return plan, flat_eval, None
+    budget_s = min(PLACEMENT_MAX_S, token.remaining_s() * 0.8)
+    if token.should_stop() or budget_s <= 0.05:
+        step.outcome = f"placement skipped ({token.why() or 'no time left'}): contiguous expert map"
+        return plan, flat_eval, None
     # With routing statistics placer decides the redundant slots per GPU within memory (the
     # evaluator prices each count) unless cost_parameters.redundant_experts_per_gpu fixes it.
     # Without statistics routing is uniform: a redundant copy cannot improve balance and only
@@ -353,7 +392,8 @@ def _place_experts(problem: Problem, plan: Plan, backend: str, time_limit_s: flo
         problem,
         plan,
         node_solver=node_solver("milp" if backend == "milp" else "cpsat"),
-        time_limit_s=min(10.0, time_limit_s / 4),
+        time_limit_s=budget_s,
+        stop=token.share(1.0, budget_s * PLACEMENT_OVERRUN).should_stop,
         redundant_slots_per_gpu=problem.params.redundant_experts_per_gpu if problem.routing is not None else 0,
     )
     if report is None or plan.parallelism.ep == 1:

@@ -1,129 +1,18 @@
 """Exhaustive reference: every configuration, each with its exact best partition by dynamic
-programming. No solver package; it is the referee the CP-SAT and MILP backends are tested against.
-
-For one configuration the partition problem is: split layers ``0..L-1`` into ``pp`` contiguous,
-non-empty stages, each within memory and within the SLO bounds on stage time (F4)-(F8), minimising
-the largest stage time of the objective's phase. The DP is
-``f[s][j] = min_{i<j} max(f[s-1][i], t(i, j, s))`` over feasible stages ``[i, j)``.
+programming (:mod:`placer.formulation.partition`), in branch-and-bound order. No solver package;
+it is the referee the CP-SAT and MILP backends are tested against, and ``auto``'s choice on
+instances whose scan is small.
 """
 
 from __future__ import annotations
 
-import math
 import time
 
-import numpy as np
-
 from placer.formulation.data import Config, FormulationData
-from placer.formulation.terms import StageBounds, objective_terms, stage_bounds, term_phase, term_value
+from placer.formulation.partition import evaluate_config
+from placer.formulation.terms import objective_terms, term_value
 from placer.result import BackendSolution, SolveStatus
-
-
-def _stage_matrices(data: FormulationData, config: Config) -> dict[str, np.ndarray]:
-    """``[i, j]`` sums over layers ``i..j-1`` of per-layer bytes and times (inf where j <= i)."""
-    classes = np.asarray(data.layer_class)
-    out = {}
-    for name, per_class in (
-        ("bytes", config.layer_bytes),
-        ("prefill", config.layer_prefill_s),
-        ("decode", config.layer_decode_s),
-    ):
-        per_layer = np.asarray(per_class)[classes]
-        prefix = np.concatenate([[0.0], np.cumsum(per_layer)])
-        matrix = prefix[None, :] - prefix[:, None]
-        matrix[np.tril_indices_from(matrix)] = np.inf  # empty or reversed stages
-        out[name] = matrix
-    return out
-
-
-def best_partition(
-    data: FormulationData, config: Config, bounds: StageBounds, phase: str
-) -> tuple[float, float, tuple[int, ...]] | None:
-    """Minimise the largest ``phase`` stage time; return (T_pre, T_dec, stage starts) or ``None``."""
-    pp = config.par.pp
-    length = data.num_layers
-    mats = _stage_matrices(data, config)
-
-    def stage_arrays(s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        first, last = s == 0, s == pp - 1
-        mem = (
-            mats["bytes"]
-            + config.fixed_bytes
-            + (config.embed_bytes if first else 0)
-            + (config.head_bytes if last else 0)
-        )
-        pre = mats["prefill"] + (config.embed_prefill_s if first else 0) + (config.head_prefill_s if last else 0)
-        dec = mats["decode"] + (config.embed_decode_s if first else 0) + (config.head_decode_s if last else 0)
-        ok = (mem <= data.usable_bytes) & (pre <= bounds.prefill_s) & (dec <= bounds.decode_s)
-        return pre, dec, ok
-
-    f = np.full(length + 1, np.inf)
-    f[0] = 0.0
-    back = []
-    for s in range(pp):
-        pre, dec, ok = stage_arrays(s)
-        cost = pre if phase == "prefill" else dec
-        cand = np.where(ok, np.maximum(f[:, None], cost), np.inf)
-        choice = np.argmin(cand, axis=0)
-        f = cand[choice, np.arange(length + 1)]
-        back.append(choice)
-    if not math.isfinite(f[length]):
-        return None
-    starts = [0] * pp
-    j = length
-    for s in range(pp - 1, -1, -1):
-        i = int(back[s][j])
-        starts[s] = i
-        j = i
-    ends = starts[1:] + [length]
-    t_pre = max(stage_arrays(s)[0][starts[s], ends[s]] for s in range(pp))
-    t_dec = max(stage_arrays(s)[1][starts[s], ends[s]] for s in range(pp))
-    return float(t_pre), float(t_dec), tuple(starts)
-
-
-def _largest_time_keeping(data: FormulationData, config: Config, term: str | None, optimum_s: float) -> float:
-    """Largest max-stage time of the term's phase that keeps the term at its optimum value.
-
-    Holding the stage time itself would be too strict where the term does not grow with it: a
-    decode step limited by the sum of stages ``S_dec`` (``TPOT = max(m T_dec, S_dec)``) leaves
-    ``T_dec`` free up to ``S_dec / m``, and with one micro-batch TTFT is ``S_pre`` whatever
-    ``T_pre`` is. The later passes may use that freedom, as the CP-SAT and MILP passes do.
-    """
-    if term == "max_throughput_per_gpu" and data.problem.objective.throughput_phase == "decode":
-        return max(optimum_s, config.total_decode_s(data.class_counts) / config.micro_decode)
-    if term == "min_ttft" and config.micro_prefill == 1:
-        return math.inf
-    return optimum_s
-
-
-def evaluate_config(data: FormulationData, config: Config) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
-    """Lexicographic objective terms of a configuration's best partition, or ``None`` if none fits."""
-    if not config.admissible:
-        return None
-    bounds = stage_bounds(data, config)
-    if bounds is None:
-        return None
-    terms = objective_terms(data)
-    phases = [p for p in (term_phase(data, t) for t in terms) if p is not None]
-    first_phase = phases[0] if phases else "prefill"
-    found = best_partition(data, config, bounds, first_phase)
-    if found is None:
-        return None
-    t_pre, t_dec, starts = found
-    first_term = next(t for t in terms if term_phase(data, t) == first_phase) if phases else None
-    for phase in dict.fromkeys(phases[1:]):  # each further phase, the earlier term held at its optimum
-        if phase == first_phase:
-            continue
-        limit = _largest_time_keeping(data, config, first_term, t_pre if first_phase == "prefill" else t_dec)
-        if first_phase == "prefill":
-            held = StageBounds(min(bounds.prefill_s, limit), bounds.decode_s)
-        else:
-            held = StageBounds(bounds.prefill_s, min(bounds.decode_s, limit))
-        again = best_partition(data, config, held, phase)
-        if again is not None:
-            t_pre, t_dec, starts = again
-    values = tuple(term_value(data, config, term, t_pre, t_dec) for term in terms)
-    return values, starts
+from placer.stopping import StopToken
 
 
 def _key(values: tuple[float, ...]) -> tuple[float, ...]:
@@ -131,37 +20,92 @@ def _key(values: tuple[float, ...]) -> tuple[float, ...]:
     return tuple(float(f"{v:.9g}") for v in values)
 
 
-def solve(data: FormulationData, time_limit_s: float = math.inf, workers: int = 1, seed: int = 0) -> BackendSolution:
-    """Score every configuration; the lexicographic minimum is the optimum under the cost model.
+def primary_lower_bound(data: FormulationData, config: Config, term: str) -> float:
+    """A value no partition of ``config`` can beat on ``term``, from its coefficients alone.
 
-    A time limit or Ctrl-C ends the scan early: the best configuration seen so far comes back as
-    ``FEASIBLE`` with no bound, since the unscanned configurations are unknown."""
+    The largest stage time is at least the mean stage time, and the stage times add up to the
+    configuration's total without the pipeline sends (which sit between stages): so
+    ``T >= (S - sends) / pp`` in each phase, and every term grows with ``T`` (J2)-(J4)."""
+    counts = data.class_counts
+    pp = config.par.pp
+    t_pre = (config.total_prefill_s(counts) - config.sends_prefill_s) / pp
+    t_dec = (config.total_decode_s(counts) - config.sends_decode_s) / pp
+    return term_value(data, config, term, max(0.0, t_pre), max(0.0, t_dec))
+
+
+def dp_cells(data: FormulationData) -> int:
+    """Work of a full scan in DP cells (stages x layer pairs, summed over configurations): the
+    deterministic measure the portfolio uses to choose a backend."""
+    side = (data.num_layers + 1) ** 2
+    return sum(c.par.pp for c in data.configs) * side
+
+
+def solve(
+    data: FormulationData,
+    time_limit_s: float | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    stop: StopToken | None = None,
+    work_limit: float | None = None,
+) -> BackendSolution:
+    """Branch and bound over configurations: score them in order of a lower bound on the primary
+    term (:func:`primary_lower_bound`), stop when the next bound exceeds the best value found. The
+    lexicographic minimum is then proven: every configuration left has a worse primary term.
+
+    Ties are broken as a scan in index order would (the lower configuration index wins), so the
+    plan does not depend on the scan order. A time limit, ``work_limit`` (configurations scored)
+    or Ctrl-C ends the scan early: the best configuration seen comes back as ``FEASIBLE`` with the
+    next configuration's lower bound as the bound (valid: the rest are sorted by it)."""
     del workers, seed  # deterministic, single-threaded
     started = time.perf_counter()
-    best: tuple[tuple[float, ...], int, tuple[int, ...]] | None = None
+    token = stop if stop is not None else StopToken()
+    if time_limit_s is not None:
+        token = _tighter(token, time_limit_s, started)
     terms = objective_terms(data)
+    primary = terms[0]
+    lower = [primary_lower_bound(data, c, primary) for c in data.configs]
+    order = sorted(range(len(data.configs)), key=lambda i: (lower[i], i))
+    best: tuple[tuple[float, ...], int, tuple[int, ...]] | None = None
     complete, interrupted = True, False
+    next_bound: float | None = None
+    scored_count = position = 0
     try:
-        for index, config in enumerate(data.configs):
-            if time.perf_counter() - started > time_limit_s:
-                complete = False
+        for position, index in enumerate(order):  # noqa: B007 (read after an interrupt)
+            if best is not None and _key((lower[index],))[0] > _key(best[0][:1])[0] * (1 + 1e-8) + 1e-12:
+                break  # every configuration left has a worse primary term than the best found
+            if token.should_stop() or (work_limit is not None and scored_count >= work_limit):
+                complete, interrupted = False, token.interrupted
+                next_bound = lower[index]
                 break
-            scored = evaluate_config(data, config)
+            scored = evaluate_config(data, data.configs[index])
+            scored_count += 1
             if scored is None:
                 continue
             values, starts = scored
-            if best is None or _key(values) < _key(best[0]):
+            if best is None or (_key(values), index) < (_key(best[0]), best[1]):
                 best = (values, index, starts)
     except KeyboardInterrupt:
         complete, interrupted = False, True
+        remaining = order[position:]
+        next_bound = min((lower[i] for i in remaining), default=None)
     if complete:
         status = SolveStatus.OPTIMAL if best else SolveStatus.INFEASIBLE
     else:
         status = SolveStatus.FEASIBLE if best else SolveStatus.NO_PLAN
     wall = time.perf_counter() - started
+    passes = (f"scored {scored_count} of {len(order)} configurations",)
     if best is None:
-        return BackendSolution("exhaustive", status, None, (), {}, None, wall, interrupted=interrupted)
+        return BackendSolution("exhaustive", status, None, (), {}, next_bound, wall, passes, interrupted)
     values, index, starts = best
     named = dict(zip(terms, values, strict=True))
-    bound = values[0] if status == SolveStatus.OPTIMAL else None
-    return BackendSolution("exhaustive", status, index, starts, named, bound, wall, interrupted=interrupted)
+    if status == SolveStatus.OPTIMAL:
+        bound = values[0]
+    else:
+        bound = values[0] if next_bound is None else min(values[0], next_bound)
+    return BackendSolution("exhaustive", status, index, starts, named, bound, wall, passes, interrupted)
+
+
+def _tighter(token: StopToken, seconds: float, started: float) -> StopToken:
+    """``token`` with its deadline moved up to ``started + seconds`` where that is sooner."""
+    limited = StopToken.after(seconds, started)
+    return token if limited.deadline >= token.deadline else token.share(1.0, limited.deadline - time.perf_counter())

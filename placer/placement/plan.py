@@ -5,6 +5,7 @@ the number of redundant slots per GPU (:mod:`placer.placement.slots`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,6 +88,7 @@ def place_plan(
     target: float = DEFAULT_TARGET,
     redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
     stats: RoutingStats | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> PlacementReport | None:
     """Place the plan's MoE layers (stage 0 of replica 0 gives the EP group's node pattern).
 
@@ -95,7 +97,9 @@ def place_plan(
     instance's objective terms is kept. ``time_limit_s`` covers the whole call: the candidates,
     layers and steps share it (``REPORT_RESERVE`` of it is kept for the baselines and pricing).
     ``node_solver``: the exact solver of the node models (``None``: the greedy search alone); the
-    caller picks it by name with :func:`placer.backends.placement.node_solver`."""
+    caller picks it by name with :func:`placer.backends.placement.node_solver`. ``stop`` (the
+    command's deadline or Ctrl-C, polled between steps) cuts the work short: no further slot-count
+    candidate, and each layer left gets the greedy search of its first step only."""
     model = problem.model
     if model.moe is None:
         return None
@@ -116,10 +120,10 @@ def place_plan(
     warm: list[np.ndarray | None] = [None] * len(stats.layers)
     share = work_s / max(1, len(counts))
     for i, r in enumerate(counts):
-        if i > 0 and share < MIN_SECONDS_PER_LAYER * len(stats.layers):
+        if i > 0 and (share < MIN_SECONDS_PER_LAYER * len(stats.layers) or (stop is not None and stop())):
             trade.append(SlotCandidate(r, base + r, placed=False, reason="skipped: time limit"))
             continue
-        layers = _place_layers(problem, stats, rank_node, base + r, target, node_solver, share, warm)
+        layers = _place_layers(problem, stats, rank_node, base + r, target, node_solver, share, warm, stop)
         warm = [p.node_assign for p in layers]
         runs[r] = layers
         candidate, evaluations[r] = price_candidate(
@@ -163,18 +167,18 @@ FALLBACK_SHARE = 0.25
 MIN_SECONDS_PER_LAYER = 0.02
 
 
-def _place_layers(problem, stats, rank_node, slots, target, node_solver, budget_s, warm):  # type: ignore[no-untyped-def]
+def _place_layers(problem, stats, rank_node, slots, target, node_solver, budget_s, warm, stop=None):  # type: ignore[no-untyped-def]
     """Every layer with ``slots`` per rank, each with an equal share of ``budget_s`` of work.
 
     Without statistics every layer has the same uniform routing, so one placement serves all."""
     n = len(stats.layers)
     if stats.uniform and n > 0:
         lp = LayerPlacementProblem(stats.layers[0], rank_node, slots, stats.expert_group, stats.groups_per_token)
-        return [place_layer(lp, target, node_solver, time_limit_s=budget_s, warm=warm[0])] * n
+        return [place_layer(lp, target, node_solver, time_limit_s=budget_s, warm=warm[0], stop=stop)] * n
     out = []
     for i, layer in enumerate(stats.layers):
         lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
-        out.append(place_layer(lp, target, node_solver, time_limit_s=budget_s / n, warm=warm[i]))
+        out.append(place_layer(lp, target, node_solver, time_limit_s=budget_s / n, warm=warm[i], stop=stop))
     return out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,7 @@ def place_layer(
     workers: int = 1,
     seed: int = 0,
     warm: np.ndarray | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> LayerPlacement:
     """Least-traffic placement of one layer whose busiest rank is within ``target`` of the mean,
     or the best-balanced one found when the target cannot be met. ``node_solver``: the exact
@@ -124,7 +126,9 @@ def place_layer(
     of the ladder. In a step the greedy search gets a work cap (``UNITS_PER_S`` units a second of
     its share) and CP-SAT its share as *deterministic* time; a step whose solver share is below
     ``MIN_SOLVER_S`` runs the greedy alone. No decision reads the clock, so the same input gives
-    the same placement on any machine, and the wall time follows the budget roughly. ``warm`` is a
+    the same placement on any machine, and the wall time follows the budget roughly; ``stop`` (the
+    command's wall-clock deadline or Ctrl-C) is the one exception: once it is set, the layer keeps
+    the best step so far, or runs its first step's greedy search alone. ``warm`` is a
     node assignment from another slot count, used as the hint where it fits the step's model. When
     the slots cannot reach the target (:func:`balance_lower_bound`), the steps aim at the bound."""
     started = time.perf_counter()
@@ -137,6 +141,11 @@ def place_layer(
     solver_s = step_s * SOLVER_SHARE if node_solver is not None and step_s * SOLVER_SHARE >= MIN_SOLVER_S else 0.0
     greedy_units = (step_s - solver_s) * UNITS_PER_S
     for spill, slack in steps:
+        stopping = stop is not None and stop()
+        if stopping and best is not None:
+            break
+        if stopping:
+            solver_s = 0.0
         model = build_node_model(problem, aim, node_slack=slack, spill=spill)
         hint = greedy_assign(model, max_units=greedy_units)
         if warm is not None and model.feasible(warm) and model.kept(warm) > model.kept(hint):
@@ -167,7 +176,7 @@ def place_layer(
         if metrics.max_over_mean <= aim + 1e-9:
             break
     assert best is not None
-    if best.metrics.max_over_mean > aim + 1e-9:
+    if best.metrics.max_over_mean > aim + 1e-9 and not (stop is not None and stop()):
         best = _balance_fallback(problem, best, floor.max_over_mean)
     return dataclasses.replace(best, wall_s=time.perf_counter() - started, timed_out=unproven)
 

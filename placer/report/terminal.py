@@ -237,8 +237,8 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
         f"[bold {colour}]{status.value.upper()}[/] ({result.backend}, {result.wall_s:.2f} s) | objective "
         f"{escape(label.label) if label else '—'} = {escape(with_unit(result.objective))}, bound "
         f"{escape(with_unit(result.bound))}, gap {gap} | "
-        f"{search.get('configurations_in_model')} configurations of degrees in the model, "
-        f"at most {search.get('gpu_cap')} GPUs ({search.get('gpu_cap_reason')})"
+        f"{search.configurations_in_model} configurations of degrees in the model, "
+        f"at most {search.gpu_cap} GPUs ({search.gpu_cap_reason})"
     )
     if result.interrupted:
         console.print(

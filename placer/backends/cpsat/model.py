@@ -16,6 +16,7 @@ from ortools.sat.python import cp_model
 from placer.formulation.data import FormulationData
 from placer.formulation.terms import objective_terms, stage_bounds
 from placer.result import BackendSolution, SolveStatus
+from placer.stopping import StopToken
 
 TIME_UNITS_PER_S = 1e9
 BYTES_PER_UNIT = 1e3
@@ -225,15 +226,19 @@ _STATUS = {
 }
 
 
-def solve_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel) -> tuple[int, bool]:
-    """Run one CP-SAT search so that Ctrl-C stops it and keeps its incumbent.
+def solve_interruptibly(
+    solver: cp_model.CpSolver, model: cp_model.CpModel, stop: StopToken | None = None
+) -> tuple[int, bool]:
+    """Run one CP-SAT search so that Ctrl-C or the command's deadline stops it with its incumbent.
 
     CP-SAT's own SIGINT catcher would end the search silently (the caller could not tell an
     interrupted pass from a timed-out one), and a Python handler cannot run while the main thread
-    waits inside the C++ search. So the search runs in a worker thread and the main thread waits on
-    an event; a ``KeyboardInterrupt`` there calls ``stop_search``. Returns (status code,
-    interrupted).
+    waits inside the C++ search. So the search runs in a worker thread and the main thread polls
+    ``stop`` (whose flag a SIGINT handler sets, see :func:`placer.stopping.sigint_stops`); a
+    ``KeyboardInterrupt`` raised there (no handler installed) counts the same. Either calls
+    ``stop_search``. Returns (status code, interrupted).
     """
+    token = stop if stop is not None else StopToken()
     solver.parameters.catch_sigint_signal = False
     outcome: dict[str, int] = {}
     failure: list[BaseException] = []
@@ -248,24 +253,40 @@ def solve_interruptibly(solver: cp_model.CpSolver, model: cp_model.CpModel) -> t
             done.set()
 
     threading.Thread(target=search, name="cpsat-search", daemon=True).start()
-    interrupted = False
+    interrupted = stopped = False
     while not done.is_set():
         try:
-            done.wait(0.05)
+            done.wait(0.02)
+            if not stopped and token.should_stop():
+                stopped, interrupted = True, token.interrupted
+                solver.stop_search()
         except KeyboardInterrupt:
-            interrupted = True
+            interrupted = stopped = True
             solver.stop_search()
     if failure:
         raise failure[0]
     return outcome["code"], interrupted
 
 
-def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, seed: int = 0) -> BackendSolution:
+def solve(
+    data: FormulationData,
+    time_limit_s: float | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    stop: StopToken | None = None,
+    work_limit: float | None = None,
+) -> BackendSolution:
     """Lexicographic solve: one CP-SAT pass per objective term, each fixing the previous optimum.
 
-    Ctrl-C during a pass stops the search; the incumbent found so far is returned, marked
-    ``interrupted``, and the remaining passes are skipped."""
+    Ctrl-C or the deadline of ``stop`` during a pass stops the search; the incumbent found so far
+    is returned (marked ``interrupted`` for Ctrl-C) and the remaining passes are skipped.
+    ``work_limit`` is CP-SAT's deterministic time for the whole solve, split over the passes as
+    they go: the same input stops at the same point on any machine (what tests use)."""
     started = time.perf_counter()
+    token = stop if stop is not None else StopToken()
+    if time_limit_s is not None:
+        token = token.share(1.0, time_limit_s)
+    work_used = 0.0
     if not data.configs:
         return BackendSolution("cpsat", SolveStatus.INFEASIBLE, None, (), {}, None, time.perf_counter() - started)
     built = StrategyModel(data)
@@ -283,11 +304,16 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
     starts: tuple[int, ...] = ()
     for index, name in enumerate(objective_terms(data)):
         var, scale = built.terms[name]
-        remaining = time_limit_s - (time.perf_counter() - started)
-        if remaining <= 0:
+        remaining = token.remaining_s()
+        work_left = math.inf if work_limit is None else work_limit - work_used
+        if remaining <= 0 or work_left <= 0:
             overall = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
+            interrupted = interrupted or token.interrupted
             break
-        solver.parameters.max_time_in_seconds = remaining
+        if math.isfinite(remaining):
+            solver.parameters.max_time_in_seconds = remaining
+        if math.isfinite(work_left):
+            solver.parameters.max_deterministic_time = work_left
         built.model.ClearHints()
         if hint_values is None and data.hint_config is not None:
             hint_values = [int(i == data.hint_config) for i in range(len(built.z))]
@@ -298,7 +324,8 @@ def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, s
             for z, v in zip(built.z, hint_values, strict=True):
                 built.model.AddHint(z, v)
         built.model.Minimize(var)
-        code, interrupted = solve_interruptibly(solver, built.model)
+        code, interrupted = solve_interruptibly(solver, built.model, token)
+        work_used += solver.deterministic_time
         status = _STATUS.get(code, SolveStatus.NO_PLAN)
         statuses.append(f"{name}:{status.value}" + (" (interrupted)" if interrupted else ""))
         if status in (SolveStatus.INFEASIBLE, SolveStatus.NO_PLAN):

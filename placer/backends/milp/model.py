@@ -13,9 +13,13 @@ configuration and partition, never read from solver variables.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
+import tempfile
 import time
+from pathlib import Path
 
 # Load OR-Tools before PuLP: PuLP imports highspy when it is installed, and OR-Tools' library
 # then fails to load in the same process (conflicting HiGHS symbols). Loading OR-Tools first is safe.
@@ -25,6 +29,7 @@ import pulp
 from placer.formulation.data import Config, FormulationData
 from placer.formulation.terms import StageBounds, objective_terms, stage_bounds, term_value
 from placer.result import BackendSolution, SolveStatus
+from placer.stopping import StopToken
 
 TIME_UNITS_PER_S = 1e3  # milliseconds
 BYTES_PER_UNIT = 1e9  # gigabytes
@@ -40,7 +45,7 @@ TERM_SCALE = {
 }
 
 
-def make_solver(time_limit_s: float, workers: int, seed: int) -> pulp.LpSolver:
+def make_solver(time_limit_s: float, workers: int, seed: int, log_path: str | None = None) -> pulp.LpSolver:
     """CBC by default; in-process HiGHS with ``PLACER_MILP_SOLVER=highs``. Gaps closed to optimality.
 
     HiGHS is opt-in because loading ``highspy`` and OR-Tools in one process breaks OR-Tools' import
@@ -55,8 +60,48 @@ def make_solver(time_limit_s: float, workers: int, seed: int) -> pulp.LpSolver:
     if "HiGHS_CMD" in available:
         return pulp.HiGHS_CMD(msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9)
     return pulp.PULP_CBC_CMD(
-        msg=False, timeLimit=time_limit_s, threads=workers, gapRel=1e-9, gapAbs=1e-9, options=[f"randomSeed {seed}"]
+        msg=False,
+        timeLimit=time_limit_s,
+        threads=workers,
+        gapRel=1e-9,
+        gapAbs=1e-9,
+        options=[f"randomSeed {seed}"],
+        logPath=log_path,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class CbcSummary:
+    """What CBC's closing lines say: how the search ended and its proven lower bound (model units)."""
+
+    result: str  # e.g. "Optimal solution found", "Stopped on time", "Problem proven infeasible"
+    lower_bound: float | None
+
+    @property
+    def proven_infeasible(self) -> bool:
+        return "infeasible" in self.result.lower()
+
+
+def read_cbc_log(path: str) -> CbcSummary | None:
+    """Parse CBC's summary (``Result - ...``, ``Lower bound: x``) from its log file, if written.
+
+    PuLP maps CBC's status to "not solved" for both a time-out and some proofs of infeasibility,
+    and exposes no bound; the log says which it was and what CBC proved."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return None
+    result = re.findall(r"^Result - (.+)$", text, flags=re.MULTILINE)
+    bound = re.findall(r"^Lower bound:\s+(\S+)", text, flags=re.MULTILINE)
+    value: float | None = None
+    if bound:
+        try:
+            value = float(bound[-1])
+        except ValueError:
+            value = None
+        if value is not None and not math.isfinite(value):
+            value = None
+    return CbcSummary(result[-1].strip() if result else "", value)
 
 
 class StrategyModel:
@@ -314,7 +359,7 @@ def exact_stage_times(
 
 
 def _solve_once(
-    data: FormulationData, time_limit_s: float, workers: int, seed: int, margin: float, started: float
+    data: FormulationData, token: StopToken, workers: int, seed: int, margin: float, started: float
 ) -> tuple[BackendSolution, bool]:
     """Lexicographic passes on one model; the flag says whether the exact re-check of the plan failed."""
     built = StrategyModel(data, margin)
@@ -324,15 +369,22 @@ def _solve_once(
     primary_bound: float | None = None
     chosen: int | None = None
     starts: tuple[int, ...] = ()
+    interrupted = False
+    summary: CbcSummary | None = None
     for index, name in enumerate(objective_terms(data)):
         var, scale = built.terms[name], TERM_SCALE[name]
-        remaining = time_limit_s - (time.perf_counter() - started)
+        remaining = token.remaining_s()
         if remaining <= 0:
             overall = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
+            statuses.append(f"{name}:not run ({token.why() or 'no time left'})")
             break
         built.lp.setObjective(pulp.lpSum([var]))
+        log = tempfile.NamedTemporaryFile(prefix="placer-cbc-", suffix=".log", delete=False)
+        log.close()
         try:
-            built.lp.solve(make_solver(remaining, workers, seed))
+            # CBC takes whole seconds; a limit under one second still gets one.
+            built.lp.solve(make_solver(min(remaining, 1e7), workers, seed, log.name))
+            summary = read_cbc_log(log.name)
         except KeyboardInterrupt:
             # The solver process was interrupted with us: keep the passes already finished.
             statuses.append(f"{name}:interrupted")
@@ -348,12 +400,27 @@ def _solve_once(
                 tuple(statuses),
                 True,
             ), False
+        finally:
+            Path(log.name).unlink(missing_ok=True)
         status = _status(built.lp)
-        statuses.append(f"{name}:{status.value}")
+        if status == SolveStatus.NO_PLAN and summary is not None and summary.proven_infeasible:
+            status = SolveStatus.INFEASIBLE  # CBC proved it; PuLP reports "not solved"
+        if token.interrupted:
+            interrupted = True
+        statuses.append(f"{name}:{status.value}" + (f" ({summary.result})" if summary and summary.result else ""))
         if status in (SolveStatus.INFEASIBLE, SolveStatus.NO_PLAN):
             if index == 0:
+                proven = summary.lower_bound if summary is not None and status == SolveStatus.NO_PLAN else None
                 return BackendSolution(
-                    "milp", status, None, (), {}, None, time.perf_counter() - started, tuple(statuses)
+                    "milp",
+                    status,
+                    None,
+                    (),
+                    {},
+                    None if proven is None else proven / scale,
+                    time.perf_counter() - started,
+                    tuple(statuses),
+                    interrupted,
                 ), False
             overall = SolveStatus.FEASIBLE
             break
@@ -372,22 +439,49 @@ def _solve_once(
         value = max(float(pulp.value(var)), terms[name] * scale)
         if index == 0:
             bound = _dual_bound(built.lp)
+            if bound is None and summary is not None:
+                bound = summary.lower_bound
             primary_bound = terms[name] if status == SolveStatus.OPTIMAL else (None if bound is None else bound / scale)
+        if interrupted:
+            break
         # keep this term at its optimum for the next passes; the tolerance absorbs LP round-off
         built.lp += var <= value * (1 + 1e-9) + 1e-12
     return BackendSolution(
-        "milp", overall, chosen, starts, terms, primary_bound, time.perf_counter() - started, tuple(statuses)
+        "milp",
+        overall,
+        chosen,
+        starts,
+        terms,
+        primary_bound,
+        time.perf_counter() - started,
+        tuple(statuses),
+        interrupted,
     ), False
 
 
-def solve(data: FormulationData, time_limit_s: float = 60.0, workers: int = 1, seed: int = 0) -> BackendSolution:
-    """Lexicographic solve: one MILP pass per objective term, each fixing the previous optimum."""
+def solve(
+    data: FormulationData,
+    time_limit_s: float | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    stop: StopToken | None = None,
+    work_limit: float | None = None,
+) -> BackendSolution:
+    """Lexicographic solve: one MILP pass per objective term, each fixing the previous optimum.
+
+    The passes share the deadline of ``stop`` (and ``time_limit_s``); a pass stopped by it keeps
+    its incumbent and CBC's proven lower bound (read from its log). ``work_limit`` is not
+    supported by CBC and is ignored: MILP tests bound their instances' size instead."""
+    del work_limit
     started = time.perf_counter()
+    token = stop if stop is not None else StopToken()
+    if time_limit_s is not None:
+        token = token.share(1.0, time_limit_s)
     if not data.configs:
         return BackendSolution("milp", SolveStatus.INFEASIBLE, None, (), {}, None, time.perf_counter() - started)
     margin = MARGIN
     for _ in range(3):
-        solution, recheck_failed = _solve_once(data, time_limit_s, workers, seed, margin, started)
+        solution, recheck_failed = _solve_once(data, token, workers, seed, margin, started)
         if not recheck_failed:
             return solution
         margin *= 1e3  # the solver's tolerances let through a plan the exact check rejects: tighten
