@@ -19,6 +19,7 @@ from placer.loading import load_model as _load_model
 from placer.loading import load_plan
 from placer.problem import Problem, load_problem
 from placer.report.plan_json import dumps, plan_with_figures
+from placer.report.result_json import result_document
 from placer.result import Result, SolveStatus
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
 from placer.solve import solve
@@ -159,56 +160,6 @@ def export_input(plan_path: str | Path, instance: str | Path | None = None, host
         problem = problem_on_hardware(problem, plan.hardware)
     check_plan_fits_model(problem, plan, str(plan_file))
     return ExportInput(problem, plan, tuple(hosts))
-
-
-def result_document(result: Result, problem: Problem | None = None, *, timings: bool = True) -> dict[str, Any]:
-    """The plan JSON of a solve (with status and solver figures), or the status and explanation.
-
-    Every wall-clock figure sits under the one top-level key ``timings``; ``timings=False`` leaves
-    it out, so two runs of a deterministic solve give the same bytes. ``problem`` (the solved one)
-    names the objective's throughput phase, so each objective term is labelled with its unit and
-    the GPU-seconds term with the throughput it stands for."""
-    from placer.report.objective import describe_terms
-    from placer.report.plan_json import split_timings
-
-    raw = result.search.to_dict()
-    if result.placement is not None:
-        from placer.report.placement import placement_summary
-
-        raw["placement"] = placement_summary(result.placement)
-    search, found = split_timings(raw)
-    clocks: dict[str, Any] = {"solve_wall_s": result.wall_s, **found}
-    placement = result.placement
-    if placement is not None and getattr(placement, "wall_s", None) is not None:
-        clocks["placement_wall_s"] = placement.wall_s
-    clocks = {k: round(v, 3) if isinstance(v, float) else v for k, v in clocks.items()}  # milliseconds
-    solver = SolverInfo(
-        backend=result.backend,
-        objective=result.objective,
-        bound=result.bound,
-        gap=result.gap,
-        status=result.status.value,
-    ).model_dump(mode="json", exclude={"wall_s"})
-    phase = problem.objective.throughput_phase if problem is not None else None
-    if result.evaluation is None:
-        document: dict[str, Any] = {
-            "status": result.status.value,
-            "solver": solver,
-            "explanation": result.explanation,
-            "search": search,
-        }
-    else:
-        document = plan_with_figures(result.evaluation, result.status.value)
-        document["solver"] = solver
-        document["objective"] = {
-            "primary": result.objective_term,
-            "terms": dict(result.terms),
-            "described": describe_terms(dict(result.terms), phase, result.evaluation),
-        }
-        document["search"] = search
-    if timings:
-        document["timings"] = clocks
-    return document
 
 
 def exit_code(result: Result) -> int:

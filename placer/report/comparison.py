@@ -33,9 +33,9 @@ def _stable_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bool) -> list[Path]:
     """``<hardware>.json``, ``<hardware>.md`` and, for a plan, its placement and topology pictures."""
-    from placer.api import result_document
     from placer.files import write_atomic
     from placer.report.markdown import evaluation_markdown
+    from placer.report.result_json import result_document
 
     hw = entry.problem.hardware.name
     document = stable_document(result_document(entry.result, entry.problem, timings=False))
