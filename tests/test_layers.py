@@ -19,8 +19,8 @@ What counts as an import: every ``import`` and ``from ... import`` anywhere in a
 level, inside functions, under ``if TYPE_CHECKING:``) and ``importlib.import_module`` /
 ``__import__`` with a literal name. A TYPE_CHECKING-only import counts like any other: a lower
 layer naming a higher layer's types still depends on them (a move or rename upstairs breaks it),
-so no typing-only exception is made. ``from placer import plots`` is an import of
-``placer.plots``. Tests and benchmarks are outside the house and may import anything.
+so no typing-only exception is made. ``from placer.report import plots`` is an import of
+``placer.report.plots``. Tests and benchmarks are outside the house and may import anything.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         "calibrate": ("placer.calibrate",),
         "export": ("placer.export",),
     },
-    {"report": ("placer.report", "placer.plots")},
+    {"report": ("placer.report",)},
     {"api": ("placer.api",)},
     {"cli": ("placer.cli", "placer.__main__")},
 )
@@ -137,7 +137,7 @@ def read_imports(root: Path, package: str) -> list[Import]:
             elif isinstance(node, ast.ImportFrom):
                 base = _absolute(module, is_package, node)
                 for alias in node.names:
-                    # ``from placer import plots`` imports the module placer.plots
+                    # ``from placer.report import plots`` imports the module placer.report.plots
                     sub = f"{base}.{alias.name}"
                     add(sub if sub in known else base, node)
             elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):

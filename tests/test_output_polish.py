@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from placer import api, plots
+from placer import api
 from placer.cli import app
 from placer.explain import OP_CAUSES
+from placer.report import plots
 from placer.report.objective import TERM_LABELS, describe_terms
 from placer.report.placement import placement_markdown
 

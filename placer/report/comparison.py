@@ -43,7 +43,7 @@ def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bo
     figures: list[tuple[str, str]] = []
     evaluation = entry.evaluation
     if evaluation is not None and pictures:
-        from placer import plots
+        from placer.report import plots
 
         if entry.problem.model.moe is not None:
             written += plots.placement_heatmap(entry.problem, evaluation, folder / f"{hw}-placement", formats)
@@ -75,7 +75,7 @@ def write_comparison(
     document["rows"] = _stable_rows(document["rows"])
     charts: list[tuple[str, str]] = []
     if pictures:
-        from placer import plots
+        from placer.report import plots
 
         title = f"{comparison.instance}: fewest GPUs meeting the SLOs, and throughput per GPU, per hardware"
         written += plots.hardware_chart(document["rows"], title, folder / "compare", formats)
