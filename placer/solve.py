@@ -75,7 +75,7 @@ def _degrees(par: Parallelism) -> str:
 def solve(
     problem: Problem,
     backend: str = "auto",
-    time_limit_s: float | None = 60.0,
+    time_limit_s: float | None = None,
     workers: int = 1,
     seed: int = 0,
     max_gpus: int | None = None,

@@ -20,7 +20,7 @@ def test_cli_json_matches_api(name: str) -> None:
     result = CliRunner().invoke(app, ["solve", str(path), "--json", "--time-limit", "30"])
     assert result.exit_code == 0, result.output
     cli = json.loads(result.stdout)
-    document = api.result_document(api.solve(api.load_problem(path), time_limit_s=30))
+    document = api.result_document(api.solve(api.load_problem(path)))
     for key in ("gpus", "nodes", "parallelism", "stages", "status", "metrics", "evaluation"):
         assert cli[key] == document[key], key
     assert cli["solver"]["objective"] == document["solver"]["objective"]
