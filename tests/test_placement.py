@@ -99,7 +99,9 @@ def test_loaders(tmp_path):
     model = ModelSpec.model_validate(json.loads(open("models/moe10b-e64.json").read()))
     layers = len(model.moe_layers)
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "t.npz", **{f"layer_{i}": rng.integers(0, 64, size=(50, 2)) for i in range(layers)})
+    # two different experts per token (a token routed twice to one expert is refused by the loader)
+    topk = {f"layer_{i}": np.stack([rng.choice(64, size=2, replace=False) for _ in range(50)]) for i in range(layers)}
+    np.savez(tmp_path / "t.npz", **topk)
     stats = routing_stats(model, FileRouting(path=str(tmp_path / "t.npz"), format="npz_topk"))
     assert stats.layers[0].loads.sum() == pytest.approx(2.0)
     (tmp_path / "c.json").write_text(json.dumps({"logical_count": rng.integers(0, 9, size=(layers, 64)).tolist()}))
