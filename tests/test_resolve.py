@@ -31,7 +31,7 @@ def test_placed_plan_breaking_ttft_is_cut_and_resolved():
     # tp2 dp4 ep4 tpm2 halves the expert imbalance's reach (two experts per rank, max/mean 1.28)
     # and meets TTFT at 8.3 s.
     result = solve(_skewed_mixtral(10.0), workers=1)
-    lines = result.search["resolve"]
+    lines = result.search.resolve
     assert lines[0].startswith("round 1") and "breaks ['ttft']" in lines[0] and "valid cut" in lines[0]
     assert lines[1].startswith("round 2") and "meets every constraint" in lines[1]
     par = result.plan.parallelism
@@ -54,4 +54,4 @@ def test_rounds_exhausted_is_no_plan_not_a_feasible_one():
 
 def test_without_statistics_one_round():
     result = solve(load_problem(ROOT / "instances" / "mixtral-8x7b-h100.json"), workers=1)
-    assert len(result.search["resolve"]) == 1 and result.status == SolveStatus.OPTIMAL
+    assert len(result.search.resolve) == 1 and result.status == SolveStatus.OPTIMAL

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, StrictInt, model_validator
 
 from placer.schema.base import StrictModel
 from placer.schema.limits import AtMost
@@ -73,8 +73,9 @@ class Stage(StrictModel):
 class ExpertLayerMap(StrictModel):
     """Physical slots of one MoE layer: ``gpus[r]`` lists the logical experts on EP rank ``r``."""
 
-    layer: int = Field(ge=0)
-    gpus: list[list[int]]
+    # strict: an expert id or a layer is a whole number, never 2.5, 2.0 or true
+    layer: StrictInt = Field(ge=0)
+    gpus: list[list[StrictInt]]
 
 
 class SolverInfo(StrictModel):
@@ -103,7 +104,7 @@ class Plan(StrictModel):
     parallelism: Parallelism
     stages: list[Stage] = Field(min_length=1)
     expert_map: list[ExpertLayerMap] | None = None
-    rank_to_node: list[int] | None = None
+    rank_to_node: list[StrictInt] | None = None  # node index of each rank (checked against the cluster on use)
     claimed: dict[str, float | str] = Field(
         default_factory=dict, description="figures the plan's author claimed, keyed like metrics"
     )
