@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import networkx as nx
 
@@ -84,19 +85,39 @@ class RankLayout:
     def num_nodes(self) -> int:
         return len(set(self.node_of))
 
+    def groups_in_one_domain(self, group: int) -> bool:
+        """Whether every run of ``group`` consecutive ranks starting at a multiple of ``group`` (a TP
+        or MoE-TP group) sits in one NVLink domain."""
+        gpus = self.parallelism.gpus
+        if self.regular_domain_gpus is not None:
+            return _regular_groups_in_one_domain(gpus, group, self.regular_domain_gpus)
+        domain_of = self.domain_of
+        return all(len(set(domain_of[i : i + group])) == 1 for i in range(0, gpus, group))
+
+
+@lru_cache(maxsize=65536)
+def _regular_groups_in_one_domain(gpus: int, group: int, domain: int) -> bool:
+    """Rank ``i`` in domain ``i // domain``: domains rise with the rank, so a run is in one domain
+    when its first and last rank are."""
+    return all(i // domain == (min(i + group, gpus) - 1) // domain for i in range(0, gpus, group))
+
+
+@lru_cache(maxsize=1024)
+def _filled_in_order(gpus: int, gpus_per_node: int, nodes_per_domain: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Node and domain of each rank when consecutive ranks fill nodes in order (shared, immutable)."""
+    nodes = tuple(rank // gpus_per_node for rank in range(gpus))
+    return nodes, tuple(node // nodes_per_domain for node in nodes)
+
 
 def default_layout(parallelism: Parallelism, fabric: Fabric, rank_to_node: list[int] | None = None) -> RankLayout:
     """Consecutive ranks fill nodes in order, unless the plan gives its own ``rank_to_node``."""
-    gpus = parallelism.gpus
-    if rank_to_node is not None:
-        nodes = tuple(rank_to_node)
-    else:
-        nodes = tuple(rank // fabric.gpus_per_node for rank in range(gpus))
     # Several nodes may share one NVLink domain (GB200 NVL72: the domain is the rack).
     nodes_per_domain = max(1, fabric.nvlink_domain_gpus // fabric.gpus_per_node)
-    domains = tuple(node // nodes_per_domain for node in nodes)
-    regular = fabric.gpus_per_node * nodes_per_domain if rank_to_node is None else None
-    return RankLayout(parallelism, nodes, domains, regular)
+    if rank_to_node is None:
+        nodes, domains = _filled_in_order(parallelism.gpus, fabric.gpus_per_node, nodes_per_domain)
+        return RankLayout(parallelism, nodes, domains, fabric.gpus_per_node * nodes_per_domain)
+    nodes = tuple(rank_to_node)
+    return RankLayout(parallelism, nodes, tuple(node // nodes_per_domain for node in nodes), None)
 
 
 def nodes_needed(gpus: int, fabric: Fabric) -> int:

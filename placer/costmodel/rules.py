@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from placer.costmodel.tables import stage_pattern
+from placer.costmodel.tables import stage_domain_patterns
 from placer.schema import ModelSpec, Parallelism
 from placer.topology import Fabric, RankLayout
 
@@ -67,15 +67,12 @@ def _tp_kv_heads(x: RuleInput) -> bool:
 
 
 def _tp_group_in_domain(x: RuleInput) -> bool:
-    tp, domain_of = x.par.tp, x.layout.domain_of
-    return all(len(set(domain_of[i : i + tp])) == 1 for i in range(0, x.par.gpus, tp))
+    return x.layout.groups_in_one_domain(x.par.tp)
 
 
 def _stages_aligned(x: RuleInput) -> bool:
     """(R5) every (replica, stage) sees the same domain pattern, so one stage's coefficients hold for all."""
-    par = x.par
-    patterns = {stage_pattern(x.layout, r, s).domains for r in range(par.replicas) for s in range(par.pp)}
-    return len(patterns) == 1
+    return len(stage_domain_patterns(x.layout)) == 1
 
 
 def _moe_experts(x: RuleInput) -> int:

@@ -8,6 +8,7 @@ coefficients of its layer-to-stage variables. Both therefore see the same number
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,7 +41,7 @@ from placer.costmodel.traffic import (
     with_imbalance,
 )
 from placer.problem import Problem
-from placer.routing.stats import RoutingStats
+from placer.routing.stats import LayerRouting, RoutingStats
 from placer.schema import DTYPE_BYTES, Parallelism
 from placer.schema.base import COMPUTE_PRECISION
 from placer.topology import RankLayout
@@ -85,6 +86,41 @@ def _regular_pattern(offset: int, width: int, domain: int, has_next: bool) -> St
     domains = tuple(relabel.setdefault(d, len(relabel)) for d in raw)
     crosses = has_next and any((offset + w) // domain != (offset + width + w) // domain for w in range(width))
     return StagePattern(domains, crosses)
+
+
+def stage_domain_patterns(layout: RankLayout) -> frozenset[tuple[int, ...]]:
+    """The distinct domain patterns over every ``(replica, stage)`` (R5 asks for exactly one)."""
+    par = layout.parallelism
+    if layout.regular_domain_gpus is not None:
+        return _regular_patterns(par.stage_width, par.pp * par.replicas, layout.regular_domain_gpus)
+    return frozenset(stage_pattern(layout, r, s).domains for r in range(par.replicas) for s in range(par.pp))
+
+
+@lru_cache(maxsize=65536)
+def _regular_patterns(width: int, stages: int, domain: int) -> frozenset[tuple[int, ...]]:
+    """Stage ``k`` (``k = replica * pp + stage``) starts at rank ``k * width``; its pattern depends
+    only on that start modulo the domain size."""
+    offsets = {(k * width) % domain for k in range(stages)}
+    return frozenset(_regular_pattern(offset, width, domain, False).domains for offset in offsets)
+
+
+def boundary_crossings(layout: RankLayout) -> tuple[bool, ...]:
+    """Per pipeline boundary (stage ``s`` to ``s + 1``), whether its send leaves the NVLink domain
+    in any replica: a boundary is as slow as its slowest replica (the evaluator takes the same max)."""
+    par = layout.parallelism
+    if layout.regular_domain_gpus is not None:
+        return _regular_crossings(par.stage_width, par.pp, par.replicas, layout.regular_domain_gpus)
+    return tuple(
+        any(stage_pattern(layout, r, s).next_stage_crosses for r in range(par.replicas)) for s in range(par.pp - 1)
+    )
+
+
+@lru_cache(maxsize=65536)
+def _regular_crossings(width: int, pp: int, replicas: int, domain: int) -> tuple[bool, ...]:
+    def crosses(stage: int) -> bool:
+        return _regular_pattern(stage * width % domain, width, domain, True).next_stage_crosses
+
+    return tuple(any(crosses(r * pp + s) for r in range(replicas)) for s in range(pp - 1))
 
 
 def tp_crosses(domains: tuple[int, ...], group: int) -> bool:
@@ -132,6 +168,20 @@ def default_expert_maps(problem: Problem, par: Parallelism) -> ExpertMaps:
     return {layer: base for layer in model.moe_layers}
 
 
+def _distinct(maps: Iterable[tuple[tuple[int, ...], ...]]) -> list[tuple[tuple[int, ...], ...]]:
+    """The distinct expert maps, compared by identity first: the default maps are one shared tuple,
+    and hashing a map walks every expert id (a set of 58 copies of a 256-expert map costs more
+    than the layer it describes)."""
+    maps = tuple(maps)
+    if maps and all(m is maps[0] for m in maps):
+        return [maps[0]]
+    out: list[tuple[tuple[int, ...], ...]] = []
+    for m in maps:
+        if not any(m is seen or m == seen for seen in out):
+            out.append(m)
+    return out
+
+
 def busiest_rank_pairs(expert_map: tuple[tuple[int, ...], ...], ep: int, loads: np.ndarray) -> float:
     """Largest expected (token, expert) pairs one EP rank serves per stage token, all ranks in one
     domain (the workspace sizing of (M4), where the domain split does not matter much)."""
@@ -145,23 +195,68 @@ def phase_shapes(problem: Problem, par: Parallelism) -> tuple[PhaseShape, PhaseS
     return prefill_shape(problem.workload, par, problem.params), decode_shape(problem.workload, par, problem.params)
 
 
-def layer_costs(
-    problem: Problem,
-    par: Parallelism,
-    pattern: StagePattern,
-    expert_maps: ExpertMaps,
-    routing: RoutingStats | None = None,
-) -> LayerCosts:
-    """Weights, KV and per-micro-batch times of every layer for a stage with ``pattern``.
+class PhaseCostMemo:
+    """Layer phase costs of *one* problem, memoised by value for a caller that costs many degree sets.
 
-    ``routing`` (statistics, one entry per MoE layer in order) sets each GPU's expert load and the
-    all-to-all reach from the measured or synthetic routing; ``None`` is uniform routing, which is
-    also what the strategy model uses (its balanced load is a lower bound on the busiest GPU's,
-    ``docs/formulation.md``)."""
+    A layer's cost depends on the degrees only through the stage's width split, the micro-batch
+    shape, whether its groups leave the NVLink domain and the layer's traffic, which many
+    configurations share. The memo holds its problem and refuses any other, so a key never
+    outlives the data it was computed from (the caller owns its lifetime: one formulation build).
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self._costs: dict[tuple[object, ...], LayerPhaseCost] = {}
+
+    def phase_cost(self, ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> LayerPhaseCost:
+        par, shape = ctx.par, ctx.shape
+        key = (
+            par.tp,
+            par.dp_attn,
+            par.ep,
+            par.tp_moe,
+            # the shape fields a layer reads (micro-batch count and sequences per replica are not)
+            shape.phase,
+            shape.seqs_per_rank,
+            shape.tokens_per_rank,
+            shape.tokens_per_stage,
+            shape.context_tokens,
+            shape.forwards_per_micro_batch,
+            ctx.tp_crosses_domain,
+            ctx.stage_crosses_domain,
+            ctx.model.is_moe_layer(layer),
+            traffic,
+        )
+        cost = self._costs.get(key)
+        if cost is None:
+            cost = self._costs[key] = layer_phase_cost(ctx, layer, traffic)
+        return cost
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer's figures for one stage pattern (a row of :class:`LayerCosts`)."""
+
+    traffic: LayerTraffic | None
+    weight_bytes: float
+    prefill: LayerPhaseCost
+    decode: LayerPhaseCost
+
+
+@dataclass(frozen=True)
+class StageContexts:
+    """What every layer of one stage shares: the two phase contexts and the KV bytes per layer."""
+
+    prefill: LayerContext
+    decode: LayerContext
+    kv_bytes: float
+
+
+def stage_contexts(problem: Problem, par: Parallelism, pattern: StagePattern) -> StageContexts:
+    """Phase contexts of a stage with ``pattern`` (shapes from the workload, crossings from the pattern)."""
     model = problem.model
     pre, dec = phase_shapes(problem, par)
     seqs = seqs_per_dp_rank(problem.workload, par)
-    context = problem.workload.max_context_tokens
     tp_x = tp_crosses(pattern.domains, par.tp) or tp_crosses(pattern.domains, par.tp_moe)
     ctx_args = dict(
         model=model,
@@ -172,84 +267,88 @@ def layer_costs(
         tp_crosses_domain=tp_x,
         stage_crosses_domain=pattern.crosses_domain,
     )
-    pre_ctx = LayerContext(shape=pre, **ctx_args)  # type: ignore[arg-type]
-    dec_ctx = LayerContext(shape=dec, **ctx_args)  # type: ignore[arg-type]
-    kv_layer = layer_kv_bytes(model, par, seqs, context)
+    return StageContexts(
+        LayerContext(shape=pre, **ctx_args),  # type: ignore[arg-type]
+        LayerContext(shape=dec, **ctx_args),  # type: ignore[arg-type]
+        layer_kv_bytes(model, par, seqs, problem.workload.max_context_tokens),
+    )
+
+
+def layer_row(
+    problem: Problem,
+    contexts: StageContexts,
+    pattern: StagePattern,
+    layer: int,
+    expert_map: tuple[tuple[int, ...], ...] | None,
+    stats: LayerRouting | None = None,
+    memo: PhaseCostMemo | None = None,
+) -> LayerRow:
+    """Weights, traffic and both phase costs of ``layer`` (``expert_map`` given for MoE layers).
+
+    Without routing statistics the MoE load is uniform, raised by ``expert_load_imbalance`` (T5)."""
+    model = problem.model
+    par = contexts.prefill.par
+    traffic = None
+    distinct = 0
+    if expert_map is not None:
+        assert model.moe is not None
+        traffic = layer_traffic(expert_map, pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
+        if stats is None:
+            traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
+        distinct = max(traffic.gpu_distinct_experts)
+    if memo is not None:
+        assert memo.problem is problem, "a phase-cost memo serves one problem"
+        pre = memo.phase_cost(contexts.prefill, layer, traffic)
+        dec = memo.phase_cost(contexts.decode, layer, traffic)
+    else:
+        pre = layer_phase_cost(contexts.prefill, layer, traffic)
+        dec = layer_phase_cost(contexts.decode, layer, traffic)
+    return LayerRow(traffic, layer_weight_bytes(model, layer, par, distinct), pre, dec)
+
+
+def layer_costs(
+    problem: Problem,
+    par: Parallelism,
+    pattern: StagePattern,
+    expert_maps: ExpertMaps,
+    routing: RoutingStats | None = None,
+    memo: PhaseCostMemo | None = None,
+) -> LayerCosts:
+    """Weights, KV and per-micro-batch times of every layer for a stage with ``pattern``.
+
+    ``routing`` (statistics, one entry per MoE layer in order) sets each GPU's expert load and the
+    all-to-all reach from the measured or synthetic routing; ``None`` is uniform routing, which is
+    also what the strategy model uses (its balanced load is a lower bound on the busiest GPU's,
+    ``docs/formulation.md``). ``memo`` shares layer costs across calls for the same problem."""
+    model = problem.model
+    contexts = stage_contexts(problem, par, pattern)
     moe_index = {layer: i for i, layer in enumerate(model.moe_layers)} if model.moe is not None else {}
     # A layer's cost depends on the layer only through its kind (dense or MoE), its expert map and
-    # its routing statistics: cost each kind once, then lay the kinds out over the layers.
-    kind_of_layer = []
-    first_layer: dict[tuple[bool, object, int], int] = {}
+    # its routing statistics (one entry per MoE layer): cost each kind once, then lay the kinds out.
+    kind_of_layer: list[tuple[bool, object, int | None]] = []
+    rows: dict[tuple[bool, object, int | None], LayerRow] = {}
     for layer in range(model.num_layers):
         is_moe = layer in moe_index
-        stats = routing.layers[moe_index[layer]] if routing is not None and is_moe else None
-        kind = (is_moe, expert_maps.get(layer) if is_moe else None, id(stats))
-        first_layer.setdefault(kind, layer)
-        kind_of_layer.append(kind)
-    per_kind: dict[tuple[bool, object, int], tuple[LayerTraffic | None, float, LayerPhaseCost, LayerPhaseCost]] = {}
-    for kind, layer in first_layer.items():
-        traffic = None
-        distinct = 0
-        if kind[0]:
-            assert model.moe is not None
-            stats = routing.layers[moe_index[layer]] if routing is not None else None
-            traffic = layer_traffic(expert_maps[layer], pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
-            if stats is None:
-                traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
-            distinct = max(traffic.gpu_distinct_experts)
-        per_kind[kind] = (
-            traffic,
-            layer_weight_bytes(model, layer, par, distinct),
-            _memo_phase_cost(problem, pre_ctx, layer, traffic),
-            _memo_phase_cost(problem, dec_ctx, layer, traffic),
+        kind = (
+            is_moe,
+            expert_maps.get(layer) if is_moe else None,
+            moe_index[layer] if routing is not None and is_moe else None,
         )
-    rows = [per_kind[kind] for kind in kind_of_layer]
-    weights = [r[1] for r in rows]
-    kvs = [kv_layer] * len(rows)
-    pre_d = [r[2] for r in rows]
-    dec_d = [r[3] for r in rows]
-    pre_t = [c.time_s for c in pre_d]
-    dec_t = [c.time_s for c in dec_d]
-    traffic_list = [r[0] for r in rows]
+        if kind not in rows:
+            stats = routing.layers[moe_index[layer]] if routing is not None and is_moe else None
+            expert_map = expert_maps[layer] if is_moe else None
+            rows[kind] = layer_row(problem, contexts, pattern, layer, expert_map, stats, memo)
+        kind_of_layer.append(kind)
+    laid = [rows[kind] for kind in kind_of_layer]
     return LayerCosts(
-        np.asarray(weights),
-        np.asarray(kvs),
-        np.asarray(pre_t),
-        np.asarray(dec_t),
-        tuple(traffic_list),
-        tuple(pre_d),
-        tuple(dec_d),
+        np.asarray([r.weight_bytes for r in laid]),
+        np.asarray([contexts.kv_bytes] * len(laid)),
+        np.asarray([r.prefill.time_s for r in laid]),
+        np.asarray([r.decode.time_s for r in laid]),
+        tuple(r.traffic for r in laid),
+        tuple(r.prefill for r in laid),
+        tuple(r.decode for r in laid),
     )
-
-
-_PHASE_COST_CACHE: dict[int, tuple[Problem, dict[tuple[object, ...], LayerPhaseCost]]] = {}
-
-
-def _memo_phase_cost(problem: Problem, ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> LayerPhaseCost:
-    """Layer cost memoised per problem: it depends on the degrees only through the stage's
-    width split, the micro-batch shape and the placement, which many configurations share."""
-    entry = _PHASE_COST_CACHE.get(id(problem))
-    if entry is None or entry[0] is not problem:
-        if len(_PHASE_COST_CACHE) > 8:
-            _PHASE_COST_CACHE.clear()
-        entry = (problem, {})
-        _PHASE_COST_CACHE[id(problem)] = entry
-    par = ctx.par
-    key = (
-        par.tp,
-        par.dp_attn,
-        par.ep,
-        par.tp_moe,
-        ctx.shape,
-        ctx.tp_crosses_domain,
-        ctx.stage_crosses_domain,
-        ctx.model.is_moe_layer(layer),
-        traffic,
-    )
-    cache = entry[1]
-    if key not in cache:
-        cache[key] = layer_phase_cost(ctx, layer, traffic)
-    return cache[key]
 
 
 def edge_costs(
@@ -304,7 +403,7 @@ def edge_costs(
                         params.expert_load_imbalance,
                     ).gpu_pairs_per_token
                 )
-                for m in set(expert_maps.values())
+                for m in _distinct(expert_maps.values())
             )
         else:
             pairs_max = max(

@@ -147,18 +147,26 @@ def _layer_traffic(
     gpu_rank = np.arange(width) // tp_moe
     totals = np.zeros(4)
     source_out = np.zeros((width, 2))
+    # The GPUs of one MoE-TP group in one domain see the same figures (its ranks are consecutive
+    # and carry equal values, so leaving out any one of them leaves the same sequence to sum):
+    # compute them once per (EP rank, domain).
+    by_group: dict[tuple[int, int], tuple[float, float, float, float]] = {}
     for source in range(width):
-        src_rank = gpu_rank[source]
-        per_gpu = per_rank_src[src_rank][gpu_rank]
-        same = domains == domains[source]
-        not_self = np.arange(width) != source
-        plain_up = per_gpu[same & not_self].sum()
-        plain_out = per_gpu[~same].sum()
-        reach_gpu = reach_rank[src_rank][gpu_rank]
-        dedup_out = reach_dom[src_rank][dom_ids != domains[source]].sum()
-        dedup_up = reach_gpu[same & not_self].sum() + max(0.0, reach_gpu[~same].sum() - dedup_out)
-        totals += (plain_up, plain_out, dedup_up, dedup_out)
-        source_out[source] = (plain_out, dedup_out)
+        src_rank = int(gpu_rank[source])
+        key = (src_rank, int(domains[source]))
+        figures = by_group.get(key)
+        if figures is None:
+            per_gpu = per_rank_src[src_rank][gpu_rank]
+            same = domains == domains[source]
+            not_self = np.arange(width) != source
+            plain_up = per_gpu[same & not_self].sum()
+            plain_out = per_gpu[~same].sum()
+            reach_gpu = reach_rank[src_rank][gpu_rank]
+            dedup_out = reach_dom[src_rank][dom_ids != domains[source]].sum()
+            dedup_up = reach_gpu[same & not_self].sum() + max(0.0, reach_gpu[~same].sum() - dedup_out)
+            figures = by_group[key] = (plain_up, plain_out, dedup_up, dedup_out)
+        totals += figures
+        source_out[source] = (figures[1], figures[3])
     totals /= width
     load = rank_pair_loads(weights, probs)[gpu_rank]
     distinct = tuple(int(copies[:, r].sum()) for r in gpu_rank)
@@ -189,7 +197,9 @@ def serving_weights(present: np.ndarray, rank_domain: np.ndarray) -> np.ndarray:
     has_local = local.any(axis=2, keepdims=True)
     weights = np.where(own_hit, own[:, None, :] & p, np.where(has_local, local, p)).astype(float)
     sums = weights.sum(axis=2, keepdims=True)
-    return np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
+    # where no rank holds the expert its weights are all zero, and 0 / 1 keeps them so
+    # (cheaper than a masked divide into a fresh zeroed array of the same size)
+    return weights / np.where(sums > 0, sums, 1.0)
 
 
 def rank_pair_loads(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:

@@ -10,7 +10,9 @@ a stage is then described by how many layers of each class it holds. Equation nu
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +20,17 @@ import numpy as np
 from placer.costmodel.dispatch import copy_bytes_per_token
 from placer.costmodel.memory import usable_memory_bytes
 from placer.costmodel.rules import rule_outcomes
-from placer.costmodel.tables import default_expert_maps, edge_costs, layer_costs, phase_shapes, stage_pattern
+from placer.costmodel.tables import (
+    ExpertMaps,
+    PhaseCostMemo,
+    boundary_crossings,
+    default_expert_maps,
+    edge_costs,
+    layer_row,
+    stage_contexts,
+    stage_pattern,
+)
+from placer.costmodel.traffic import LayerTraffic
 from placer.problem import Problem
 from placer.schema import Parallelism
 from placer.topology import default_layout
@@ -83,6 +95,7 @@ class FormulationData:
     presolved_out: int  # configurations fixed to 0 by a single constraint (presolve)
     hint_config: int | None = None  # index of a known-feasible configuration (warm start), if any
     hint_starts: tuple[int, ...] = ()  # its stage starts
+    complete: bool = True  # False when the build was stopped before every configuration was costed
 
     @property
     def num_layers(self) -> int:
@@ -166,55 +179,115 @@ def config_rules(problem: Problem, par: Parallelism) -> dict[str, bool]:
     return rule_outcomes(problem.model, problem.fabric, par, default_layout(par, problem.fabric))
 
 
-def build_config(problem: Problem, par: Parallelism, classes: tuple[int, ...], num_classes: int) -> Config:
-    """Coefficients of one configuration from the cost model's tables (F1)."""
-    rules = config_rules(problem, par)
-    maps = default_expert_maps(problem, par)
-    layout = default_layout(par, problem.fabric)
-    pattern = stage_pattern(layout, 0, 0)
-    costs = layer_costs(problem, par, pattern, maps)
-    edges = edge_costs(problem, par, maps)
-    pre, dec = phase_shapes(problem, par)
-    per_class = []
-    for k in range(num_classes):
-        layer = classes.index(k)
-        per_class.append(
-            (
-                float(costs.weight_bytes[layer] + costs.kv_bytes[layer]),
-                float(costs.prefill_s[layer]),
-                float(costs.decode_s[layer]),
+class ConfigCoster:
+    """Coefficients of many configurations of one problem, each distinct piece of work done once.
+
+    Building a formulation costs tens of thousands of degree tuples that share most of their work:
+    the expert maps depend only on ``ep``, the layer phase costs only on the stage's width split,
+    the micro-batch shape and the traffic (:class:`placer.costmodel.tables.PhaseCostMemo`), the
+    traffic only on the expert map and the stage's domain pattern (value-cached in
+    ``costmodel.traffic``). Every cache here is keyed by value and lives as long as the coster,
+    which holds its problem: one coster, one problem. The figures are those of calling the cost
+    model's tables afresh for each configuration, to the bit.
+    """
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self.classes, self.class_names = layer_classes(problem)
+        self.class_counts = tuple(self.classes.count(k) for k in range(len(self.class_names)))
+        #: the first layer of each class stands for the class (its coefficients are the class's)
+        self._representative = tuple(self.classes.index(k) for k in range(len(self.class_names)))
+        self._moe_layers = tuple(problem.model.moe_layers) if problem.model.moe is not None else ()
+        self.usable_bytes = usable_memory_bytes(problem)
+        self._memo = PhaseCostMemo(problem)
+        self._maps: dict[int, ExpertMaps] = {}
+        self._mean_scaleout: dict[float, float] = {}
+        self._copy_bytes = copy_bytes_per_token(problem)
+        self._reserve_bytes = problem.hardware.runtime_reserve_gb * 1e9
+
+    def expert_maps(self, par: Parallelism) -> ExpertMaps:
+        maps = self._maps.get(par.ep)
+        if maps is None:
+            maps = self._maps[par.ep] = default_expert_maps(self.problem, par)
+        return maps
+
+    def config(self, par: Parallelism, rules: dict[str, bool] | None = None) -> Config:
+        """Coefficients of one configuration (F1); ``rules`` when already checked."""
+        problem = self.problem
+        if rules is None:
+            rules = config_rules(problem, par)
+        maps = self.expert_maps(par)
+        layout = default_layout(par, problem.fabric)
+        pattern = stage_pattern(layout, 0, 0)
+        contexts = stage_contexts(problem, par, pattern)
+        per_class = []
+        moe_traffic = None
+        for layer in self._representative:
+            row = layer_row(problem, contexts, pattern, layer, maps.get(layer), None, self._memo)
+            if row.traffic is not None:
+                moe_traffic = row.traffic
+            per_class.append(
+                (float(row.weight_bytes + contexts.kv_bytes), float(row.prefill.time_s), float(row.decode.time_s))
             )
+        edges = edge_costs(problem, par, maps)
+        sends_pre = sends_dec = 0.0
+        for crosses in boundary_crossings(layout):
+            sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
+            sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
+        # every MoE layer carries the same default map, hence the same traffic as the first
+        cross = self._copy_bytes * self._mean_dedup_scaleout(moe_traffic) if moe_traffic is not None else 0.0
+        pre, dec = contexts.prefill.shape, contexts.decode.shape
+        return Config(
+            par=par,
+            gpus=par.gpus,
+            micro_prefill=pre.micro_batches,
+            micro_decode=dec.micro_batches,
+            layer_bytes=tuple(c[0] for c in per_class),
+            layer_prefill_s=tuple(c[1] for c in per_class),
+            layer_decode_s=tuple(c[2] for c in per_class),
+            embed_bytes=edges.embed_weight_bytes,
+            head_bytes=edges.head_weight_bytes + edges.logits_bytes,
+            fixed_bytes=edges.workspace_bytes + self._reserve_bytes,
+            embed_prefill_s=edges.embed_prefill_s,
+            embed_decode_s=edges.embed_decode_s,
+            head_prefill_s=edges.head_prefill_s,
+            head_decode_s=edges.head_decode_s,
+            sends_prefill_s=sends_pre,
+            sends_decode_s=sends_dec,
+            cross_node_bytes_per_token=cross,
+            rules=rules,
         )
-    sends_pre = sends_dec = 0.0
-    for s in range(par.pp - 1):
-        # A boundary is as slow as its slowest replica: with several replicas the same boundary can
-        # stay inside a node in one replica and leave it in another (the evaluator takes the same max).
-        crosses = any(stage_pattern(layout, r, s).next_stage_crosses for r in range(par.replicas))
-        sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
-        sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
-    traffic = [t for t in costs.traffic if t is not None]
-    cross = copy_bytes_per_token(problem) * float(np.mean([t.dedup_scaleout for t in traffic])) if traffic else 0.0
-    reserve = problem.hardware.runtime_reserve_gb * 1e9
-    return Config(
-        par=par,
-        gpus=par.gpus,
-        micro_prefill=pre.micro_batches,
-        micro_decode=dec.micro_batches,
-        layer_bytes=tuple(c[0] for c in per_class),
-        layer_prefill_s=tuple(c[1] for c in per_class),
-        layer_decode_s=tuple(c[2] for c in per_class),
-        embed_bytes=edges.embed_weight_bytes,
-        head_bytes=edges.head_weight_bytes + edges.logits_bytes,
-        fixed_bytes=edges.workspace_bytes + reserve,
-        embed_prefill_s=edges.embed_prefill_s,
-        embed_decode_s=edges.embed_decode_s,
-        head_prefill_s=edges.head_prefill_s,
-        head_decode_s=edges.head_decode_s,
-        sends_prefill_s=sends_pre,
-        sends_decode_s=sends_dec,
-        cross_node_bytes_per_token=cross,
-        rules=rules,
-    )
+
+    def _mean_dedup_scaleout(self, traffic: LayerTraffic) -> float:
+        """Mean node-deduplicated scale-out copies over the MoE layers (all equal: the mean of equal
+        terms, taken as numpy takes it, so the figure matches a per-layer table to the bit)."""
+        value = traffic.dedup_scaleout
+        mean = self._mean_scaleout.get(value)
+        if mean is None:
+            mean = self._mean_scaleout[value] = float(np.mean([value] * len(self._moe_layers)))
+        return mean
+
+    def admitted(self, par: Parallelism) -> Config | None:
+        """The configuration when it passes the engine rules and the memory bound (F9), else ``None``.
+
+        The rules are checked first, so a configuration they reject is never costed."""
+        rules = config_rules(self.problem, par)
+        if not all(rules.values()):
+            return None
+        config = self.config(par, rules)
+        return config if memory_lower_bound_ok(self.usable_bytes, self.class_counts, config) else None
+
+
+def build_config(
+    problem: Problem, par: Parallelism, classes: tuple[int, ...], num_classes: int, coster: ConfigCoster | None = None
+) -> Config:
+    """Coefficients of one configuration from the cost model's tables (F1).
+
+    ``coster`` shares work across calls (pass one when costing many configurations of ``problem``)."""
+    if coster is None:
+        coster = ConfigCoster(problem)
+    assert coster.problem is problem and coster.classes == classes and len(coster.class_names) == num_classes
+    return coster.config(par)
 
 
 def memory_lower_bound_ok(usable: float, counts: tuple[int, ...], config: Config) -> bool:
@@ -223,22 +296,33 @@ def memory_lower_bound_ok(usable: float, counts: tuple[int, ...], config: Config
     return total / config.par.pp + config.fixed_bytes <= usable
 
 
-def build_formulation(problem: Problem, max_gpus: int | None = None, cap_reason: str = "--max-gpus") -> FormulationData:
-    """Enumerate configurations, compute their coefficients, apply single-constraint presolve."""
+def build_formulation(
+    problem: Problem,
+    max_gpus: int | None = None,
+    cap_reason: str = "--max-gpus",
+    should_stop: Callable[[], bool] | None = None,
+) -> FormulationData:
+    """Enumerate configurations, compute their coefficients, apply single-constraint presolve.
+
+    ``should_stop`` is asked before each configuration; once it answers true the build ends and
+    the data holds the configurations admitted so far, with ``complete`` false (the enumeration
+    order is that of :func:`enumerate_parallelisms`)."""
     cap, reason = gpu_cap(problem, max_gpus, cap_reason)
-    classes, names = layer_classes(problem)
-    usable = usable_memory_bytes(problem)
-    counts = tuple(classes.count(k) for k in range(len(names)))
+    coster = ConfigCoster(problem)
     candidates = enumerate_parallelisms(problem, cap)
     configs = []
-    presolved = 0
+    considered = presolved = 0
     for par in candidates:
-        config = build_config(problem, par, classes, len(names))
-        if not config.admissible or not memory_lower_bound_ok(usable, counts, config):
+        if should_stop is not None and should_stop():
+            break
+        considered += 1
+        config = coster.admitted(par)
+        if config is None:
             presolved += 1
             continue
         configs.append(config)
-    return formulation_data(problem, tuple(configs), cap, reason, len(candidates), presolved)
+    data = formulation_data(problem, tuple(configs), cap, reason, considered, presolved)
+    return data if considered == len(candidates) else dataclasses.replace(data, complete=False)
 
 
 def formulation_data(
