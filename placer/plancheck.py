@@ -19,6 +19,7 @@ from __future__ import annotations
 from placer.errors import InputError
 from placer.problem import Problem
 from placer.schema import ModelSpec, Plan
+from placer.schema.limits import MAX_TRAFFIC_CELLS
 from placer.topology import Fabric, default_layout
 
 
@@ -29,9 +30,23 @@ def check_plan_fits_model(problem: Problem, plan: Plan, source: str | None = Non
     expert map against the model. ``source`` (the plan file, if any) is named in the messages.
     """
     _check_layers(problem.model, plan, source)
+    _check_size(problem.model, plan, source)
     _check_rank_to_node(problem.fabric, plan, source)
     _check_nodes(problem.fabric, plan, source)
     _check_expert_map(problem.model, plan, source)
+
+
+def _check_size(model: ModelSpec, plan: Plan, source: str | None) -> None:
+    """Refuse a plan whose per-layer traffic arrays would exhaust memory (see MAX_TRAFFIC_CELLS)."""
+    ep = plan.parallelism.ep
+    experts = model.moe.num_experts if model.moe is not None else 1
+    if ep * ep * experts > MAX_TRAFFIC_CELLS:
+        raise InputError.single(
+            "parallelism.ep",
+            f"ep = {ep} with {experts} experts needs {ep * ep * experts:,} traffic cells per layer, above the "
+            f"limit MAX_TRAFFIC_CELLS = {MAX_TRAFFIC_CELLS:,} (placer/schema/limits.py)",
+            source,
+        )
 
 
 def _check_layers(model: ModelSpec, plan: Plan, source: str | None) -> None:

@@ -360,7 +360,7 @@ def test_routing_without_information_or_too_large_is_refused(routing: dict, fiel
     data["routing"] = routing
     if routing.get("tokens") == 65_536:
         data["model"] = json.loads((ROOT / "models" / "moe10b.json").read_text())
-        data["model"]["moe"]["num_experts"] = 4096  # type: ignore[index]
+        data["model"]["moe"]["num_experts"] = 1024  # type: ignore[index]
         data["model"]["moe"]["top_k"] = 2  # type: ignore[index]
         words = "MAX_SYNTHETIC_SCORES"
     from placer.problem import build_problem
@@ -391,3 +391,22 @@ def test_kimi_k2_is_read_as_deepseek_v3_and_a_model_directory_loads(tmp_path: Pa
 def test_hf_and_loading_do_not_import_each_other() -> None:
     hf_source = (ROOT / "placer" / "hf.py").read_text()
     assert "placer.loading" not in hf_source
+
+
+def test_expert_pair_and_traffic_limits_refuse_before_allocating() -> None:
+    from placer.problem import build_problem
+    from placer.schema import Plan
+
+    data = _instance_data()
+    model = json.loads((ROOT / "models" / "moe10b.json").read_text())
+    model["moe"]["num_experts"] = 4096
+    data["model"] = model
+    data["routing"] = {"kind": "synthetic", "tokens": 16}
+    with pytest.raises(InputError, match="MAX_ROUTING_PAIRS"):
+        build_problem(validate(Instance, data), ROOT / "instances")
+    data["routing"] = None
+    problem = build_problem(validate(Instance, data), ROOT / "instances")
+    plan = {"gpus": 4096, "parallelism": {"dp_attn": 4096, "ep": 4096}, "stages": [{"layers": [0, 15]}]}
+    with pytest.raises(InputError) as info:
+        check_plan_fits_model(problem, validate(Plan, plan))
+    assert info.value.problems[0][0] == "parallelism.ep" and "MAX_TRAFFIC_CELLS" in info.value.problems[0][1]

@@ -26,7 +26,12 @@ from placer.errors import InputError
 from placer.routing.stats import RoutingStats, stats_from_loads, stats_from_traces
 from placer.routing.synthetic import synthetic_stats
 from placer.schema import ModelSpec
-from placer.schema.limits import MAX_ROUTING_FILE_BYTES, MAX_SYNTHETIC_SCORES, MAX_TRACE_SELECTIONS
+from placer.schema.limits import (
+    MAX_ROUTING_FILE_BYTES,
+    MAX_ROUTING_PAIRS,
+    MAX_SYNTHETIC_SCORES,
+    MAX_TRACE_SELECTIONS,
+)
 from placer.schema.routing import FileRouting, LoadsRouting, SyntheticRouting
 from placer.validation import parse_json
 
@@ -67,6 +72,14 @@ def routing_stats(model: ModelSpec, routing: RoutingSpec | None, base_dir: Path 
     layers = len(model.moe_layers)
     if moe is None or layers == 0:
         raise InputError.single("routing", "routing statistics given for a model without MoE layers")
+    pairs = layers * moe.num_experts**2
+    if pairs > MAX_ROUTING_PAIRS:
+        raise InputError.single(
+            "routing",
+            f"{layers} MoE layers x {moe.num_experts}^2 experts = {pairs:,} expert pairs, above the limit "
+            f"MAX_ROUTING_PAIRS = {MAX_ROUTING_PAIRS:,} (placer/schema/limits.py); leave routing out for uniform "
+            "routing",
+        )
     if isinstance(routing, SyntheticRouting):
         return _synthetic(model, routing)
     if isinstance(routing, LoadsRouting):

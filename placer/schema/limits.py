@@ -110,6 +110,17 @@ MAX_SYNTHETIC_SCORES = 2**28
 #: recording is summarised as counts; top-k traces beyond 2^28 ids (2 GiB of int64) are refused.
 MAX_TRACE_SELECTIONS = 2**28
 
+#: Routing statistics: MoE layers x experts^2. The cost model keeps per-layer expert-pair
+#: figures (co-activation, reach) whose work grows with the square of the expert count;
+#: Kimi-K2 (60 x 384^2 = 8.8e6) and DeepSeek-V3 (58 x 256^2 = 3.8e6) sit far below 2^26 = 6.7e7,
+#: which costs about 6 s of evaluation on one core (64 layers x 1,024 experts measured).
+MAX_ROUTING_PAIRS = 2**26
+
+#: Plans: ep x ep x experts, the cells of the cost model's per-layer serving-weight array
+#: (which EP rank serves each expert for each source rank). Kimi-K2 at ep = 384 needs 5.7e7;
+#: 2^26 = 6.7e7 cells are 0.5 GB as float64. ep = experts = 4,096 asked for 64 GiB.
+MAX_TRAFFIC_CELLS = 2**26
+
 #: Routing files: largest ``.npz`` or JSON file read, bytes.
 MAX_ROUTING_FILE_BYTES = 2 * 1024**3
 
