@@ -364,9 +364,14 @@ def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
     )
     precision = COMPUTE_PRECISION[model.precision.weights]
     phase = shape.phase
-    times = [
-        op_time_s(Op("x", f, b, "gemm", phase), ctx.hardware, precision) for f, b in zip(flops, moved, strict=True)
-    ]
+    # GPUs with the same work take the same time: time each distinct (FLOPs, bytes) pair once
+    by_work: dict[tuple[float, float], float] = {}
+    times = []
+    for f, b in zip(flops.tolist(), moved.tolist(), strict=True):
+        t = by_work.get((f, b))
+        if t is None:
+            t = by_work[(f, b)] = op_time_s(Op("x", f, b, "gemm", phase), ctx.hardware, precision)
+        times.append(t)
     busiest = int(np.argmax(times))
     return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm", phase)
 

@@ -38,7 +38,7 @@ from placer.costmodel.traffic import (
     layer_traffic,
     rank_pair_loads,
     serving_weights,
-    with_imbalance,
+    uniform_layer_traffic,
 )
 from placer.problem import Problem
 from placer.routing.stats import LayerRouting, RoutingStats
@@ -173,7 +173,7 @@ def _distinct(maps: Iterable[tuple[tuple[int, ...], ...]]) -> list[tuple[tuple[i
     and hashing a map walks every expert id (a set of 58 copies of a 256-expert map costs more
     than the layer it describes)."""
     maps = tuple(maps)
-    if maps and all(m is maps[0] for m in maps):
+    if maps and maps.count(maps[0]) == len(maps):  # count() tries identity before equality
         return [maps[0]]
     out: list[tuple[tuple[int, ...], ...]] = []
     for m in maps:
@@ -292,9 +292,11 @@ def layer_row(
     distinct = 0
     if expert_map is not None:
         assert model.moe is not None
-        traffic = layer_traffic(expert_map, pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
         if stats is None:
-            traffic = with_imbalance(traffic, problem.params.expert_load_imbalance)
+            imbalance = problem.params.expert_load_imbalance
+            traffic = uniform_layer_traffic(expert_map, pattern.domains, par.tp_moe, model.moe.top_k, imbalance)
+        else:
+            traffic = layer_traffic(expert_map, pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
         distinct = max(traffic.gpu_distinct_experts)
     if memo is not None:
         assert memo.problem is problem, "a phase-cost memo serves one problem"
@@ -398,9 +400,8 @@ def edge_costs(
         if routing is None:
             pairs_max = max(
                 max(
-                    with_imbalance(
-                        layer_traffic(m, tuple([0] * par.stage_width), par.tp_moe, moe.top_k),
-                        params.expert_load_imbalance,
+                    uniform_layer_traffic(
+                        m, tuple([0] * par.stage_width), par.tp_moe, moe.top_k, params.expert_load_imbalance
                     ).gpu_pairs_per_token
                 )
                 for m in _distinct(expert_maps.values())

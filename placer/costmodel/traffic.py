@@ -48,6 +48,15 @@ class LayerTraffic:
     max_source_scaleout_plain: float
     max_source_scaleout_dedup: float
 
+    def __hash__(self) -> int:
+        # Memo keys hold a layer's traffic; its per-GPU tuples run to a thousand entries, so the
+        # hash is computed once per object (the object is frozen, so it cannot go stale).
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
     @property
     def imbalance(self) -> float:
         """Busiest GPU's expert load over the mean (1.0 = perfectly balanced)."""
@@ -73,6 +82,15 @@ def with_imbalance(traffic: LayerTraffic, factor: float) -> LayerTraffic:
     raised = loads.copy()
     raised[busiest] = factor * others / (n - factor)  # solves x = factor x (others + x) / n
     return dataclasses.replace(traffic, gpu_pairs_per_token=tuple(float(x) for x in raised))
+
+
+@lru_cache(maxsize=4096)
+def uniform_layer_traffic(
+    expert_map: tuple[tuple[int, ...], ...], gpu_domains: tuple[int, ...], tp_moe: int, top_k: int, imbalance: float
+) -> LayerTraffic:
+    """:func:`layer_traffic` under uniform routing, raised to ``imbalance`` by :func:`with_imbalance`
+    (the strategy model's traffic; cached, as every configuration with this map and pattern asks)."""
+    return with_imbalance(_layer_traffic(expert_map, gpu_domains, tp_moe, top_k, None, None), imbalance)
 
 
 def contiguous_map(num_experts: int, ep: int) -> tuple[tuple[int, ...], ...]:
@@ -141,8 +159,15 @@ def _layer_traffic(
     per_rank_src = np.einsum("e,ser->sr", probs, weights)  # expected copies from each source rank to each rank
     dom_ids = np.unique(rank_domain)
     dom_masks = np.stack([rank_domain == d for d in dom_ids], axis=1).astype(float)  # [ep, domains]
-    reach_rank = reach_probability(weights, probs, top_k, traces, uniform_exact)  # [ep, ep]
-    reach_dom = reach_probability(weights @ dom_masks, probs, top_k, traces, uniform_exact)  # [ep, domains]
+    if uniform_exact:
+        # one copy per expert: weights are 0 or 1, so experts homed per rank (and per domain) are
+        # whole numbers in any order of summation; no [ep, E, domains] product is needed
+        homes = weights.sum(axis=1)  # [ep, ep]
+        reach_rank = uniform_reach(homes, weights.shape[1], top_k)
+        reach_dom = uniform_reach(homes @ dom_masks, weights.shape[1], top_k)  # [ep, domains]
+    else:
+        reach_rank = reach_probability(weights, probs, top_k, traces)  # [ep, ep]
+        reach_dom = reach_probability(weights @ dom_masks, probs, top_k, traces)  # [ep, domains]
 
     gpu_rank = np.arange(width) // tp_moe
     totals = np.zeros(4)
@@ -199,7 +224,8 @@ def serving_weights(present: np.ndarray, rank_domain: np.ndarray) -> np.ndarray:
     sums = weights.sum(axis=2, keepdims=True)
     # where no rank holds the expert its weights are all zero, and 0 / 1 keeps them so
     # (cheaper than a masked divide into a fresh zeroed array of the same size)
-    return weights / np.where(sums > 0, sums, 1.0)
+    weights /= np.where(sums > 0, sums, 1.0)
+    return weights
 
 
 def rank_pair_loads(weights: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -234,9 +260,13 @@ def reach_probability(
             miss += np.prod(1.0 - shares[:, chunk, :], axis=2).sum(axis=1)  # [S, T, k, J] -> [S, J]
         return 1.0 - miss / max(1, traces.shape[0])
     if uniform_exact:
-        num_experts = shares.shape[1]
-        homes = np.rint(shares.sum(axis=1)).astype(int)  # [S, J]
-        total = comb(num_experts, top_k)
-        table = np.array([1.0 - comb(num_experts - n, top_k) / total for n in range(num_experts + 1)])
-        return table[homes]
+        return uniform_reach(shares.sum(axis=1), shares.shape[1], top_k)
     return 1.0 - np.prod(1.0 - np.clip(probs[None, :, None] * shares, 0.0, 1.0), axis=1)
+
+
+def uniform_reach(homes: np.ndarray, num_experts: int, top_k: int) -> np.ndarray:
+    """(T4) uniform top-k routing, one home per expert: ``1 - C(E - n, k) / C(E, k)`` for ``n``
+    experts homed in the target set (``homes``, rounded to whole experts)."""
+    total = comb(num_experts, top_k)
+    table = np.array([1.0 - comb(num_experts - n, top_k) / total for n in range(num_experts + 1)])
+    return table[np.rint(homes).astype(int)]
