@@ -274,20 +274,18 @@ def stage_contexts(problem: Problem, par: Parallelism, pattern: StagePattern) ->
     )
 
 
-def layer_row(
+def layer_placement(
     problem: Problem,
-    contexts: StageContexts,
+    par: Parallelism,
     pattern: StagePattern,
     layer: int,
     expert_map: tuple[tuple[int, ...], ...] | None,
     stats: LayerRouting | None = None,
-    memo: PhaseCostMemo | None = None,
-) -> LayerRow:
-    """Weights, traffic and both phase costs of ``layer`` (``expert_map`` given for MoE layers).
-
-    Without routing statistics the MoE load is uniform, raised by ``expert_load_imbalance`` (T5)."""
+) -> tuple[LayerTraffic | None, float]:
+    """Traffic (MoE layers, ``expert_map`` given) and weight bytes of ``layer``: what its memory
+    needs, before any timing. Without routing statistics the MoE load is uniform, raised by
+    ``expert_load_imbalance`` (T5)."""
     model = problem.model
-    par = contexts.prefill.par
     traffic = None
     distinct = 0
     if expert_map is not None:
@@ -298,14 +296,36 @@ def layer_row(
         else:
             traffic = layer_traffic(expert_map, pattern.domains, par.tp_moe, model.moe.top_k, routing=stats)
         distinct = max(traffic.gpu_distinct_experts)
-    if memo is not None:
-        assert memo.problem is problem, "a phase-cost memo serves one problem"
-        pre = memo.phase_cost(contexts.prefill, layer, traffic)
-        dec = memo.phase_cost(contexts.decode, layer, traffic)
-    else:
-        pre = layer_phase_cost(contexts.prefill, layer, traffic)
-        dec = layer_phase_cost(contexts.decode, layer, traffic)
-    return LayerRow(traffic, layer_weight_bytes(model, layer, par, distinct), pre, dec)
+    return traffic, layer_weight_bytes(model, layer, par, distinct)
+
+
+def layer_times(
+    problem: Problem,
+    contexts: StageContexts,
+    layer: int,
+    traffic: LayerTraffic | None,
+    memo: PhaseCostMemo | None = None,
+) -> tuple[LayerPhaseCost, LayerPhaseCost]:
+    """Prefill and decode cost of ``layer`` per micro-batch, through ``memo`` when given."""
+    if memo is None:
+        return layer_phase_cost(contexts.prefill, layer, traffic), layer_phase_cost(contexts.decode, layer, traffic)
+    assert memo.problem is problem, "a phase-cost memo serves one problem"
+    return memo.phase_cost(contexts.prefill, layer, traffic), memo.phase_cost(contexts.decode, layer, traffic)
+
+
+def layer_row(
+    problem: Problem,
+    contexts: StageContexts,
+    pattern: StagePattern,
+    layer: int,
+    expert_map: tuple[tuple[int, ...], ...] | None,
+    stats: LayerRouting | None = None,
+    memo: PhaseCostMemo | None = None,
+) -> LayerRow:
+    """Weights, traffic and both phase costs of ``layer`` (``expert_map`` given for MoE layers)."""
+    traffic, weight_bytes = layer_placement(problem, contexts.prefill.par, pattern, layer, expert_map, stats)
+    pre, dec = layer_times(problem, contexts, layer, traffic, memo)
+    return LayerRow(traffic, weight_bytes, pre, dec)
 
 
 def layer_costs(

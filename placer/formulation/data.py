@@ -26,7 +26,8 @@ from placer.costmodel.tables import (
     boundary_crossings,
     default_expert_maps,
     edge_costs,
-    layer_row,
+    layer_placement,
+    layer_times,
     stage_contexts,
     stage_pattern,
 )
@@ -213,6 +214,13 @@ class ConfigCoster:
 
     def config(self, par: Parallelism, rules: dict[str, bool] | None = None) -> Config:
         """Coefficients of one configuration (F1); ``rules`` when already checked."""
+        config = self._costed(par, rules, memory_check=False)
+        assert config is not None  # only the memory check answers None
+        return config
+
+    def _costed(self, par: Parallelism, rules: dict[str, bool] | None, memory_check: bool) -> Config | None:
+        """The configuration's coefficients; with ``memory_check``, ``None`` as soon as its bytes
+        break the memory bound (F9), before any time is costed."""
         problem = self.problem
         if rules is None:
             rules = config_rules(problem, par)
@@ -220,21 +228,26 @@ class ConfigCoster:
         layout = default_layout(par, problem.fabric)
         pattern = stage_pattern(layout, 0, 0)
         contexts = stage_contexts(problem, par, pattern)
-        per_class = []
-        moe_traffic = None
-        for layer in self._representative:
-            row = layer_row(problem, contexts, pattern, layer, maps.get(layer), None, self._memo)
-            if row.traffic is not None:
-                moe_traffic = row.traffic
-            per_class.append(
-                (float(row.weight_bytes + contexts.kv_bytes), float(row.prefill.time_s), float(row.decode.time_s))
-            )
+        placed = [layer_placement(problem, par, pattern, layer, maps.get(layer)) for layer in self._representative]
+        layer_bytes = tuple(float(weight + contexts.kv_bytes) for _, weight in placed)
         edges = edge_costs(problem, par, maps)
+        embed_bytes = edges.embed_weight_bytes
+        head_bytes = edges.head_weight_bytes + edges.logits_bytes
+        fixed_bytes = edges.workspace_bytes + self._reserve_bytes
+        if memory_check and not _mean_stage_fits(
+            self.usable_bytes, self.class_counts, layer_bytes, embed_bytes, head_bytes, fixed_bytes, par.pp
+        ):
+            return None
+        times = [
+            layer_times(problem, contexts, layer, traffic, self._memo)
+            for layer, (traffic, _) in zip(self._representative, placed, strict=True)
+        ]
         sends_pre = sends_dec = 0.0
         for crosses in boundary_crossings(layout):
             sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
             sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
         # every MoE layer carries the same default map, hence the same traffic as the first
+        moe_traffic = next((traffic for traffic, _ in placed if traffic is not None), None)
         cross = self._copy_bytes * self._mean_dedup_scaleout(moe_traffic) if moe_traffic is not None else 0.0
         pre, dec = contexts.prefill.shape, contexts.decode.shape
         return Config(
@@ -242,12 +255,12 @@ class ConfigCoster:
             gpus=par.gpus,
             micro_prefill=pre.micro_batches,
             micro_decode=dec.micro_batches,
-            layer_bytes=tuple(c[0] for c in per_class),
-            layer_prefill_s=tuple(c[1] for c in per_class),
-            layer_decode_s=tuple(c[2] for c in per_class),
-            embed_bytes=edges.embed_weight_bytes,
-            head_bytes=edges.head_weight_bytes + edges.logits_bytes,
-            fixed_bytes=edges.workspace_bytes + self._reserve_bytes,
+            layer_bytes=layer_bytes,
+            layer_prefill_s=tuple(float(t[0].time_s) for t in times),
+            layer_decode_s=tuple(float(t[1].time_s) for t in times),
+            embed_bytes=embed_bytes,
+            head_bytes=head_bytes,
+            fixed_bytes=fixed_bytes,
             embed_prefill_s=edges.embed_prefill_s,
             embed_decode_s=edges.embed_decode_s,
             head_prefill_s=edges.head_prefill_s,
@@ -274,8 +287,7 @@ class ConfigCoster:
         rules = config_rules(self.problem, par)
         if not all(rules.values()):
             return None
-        config = self.config(par, rules)
-        return config if memory_lower_bound_ok(self.usable_bytes, self.class_counts, config) else None
+        return self._costed(par, rules, memory_check=True)
 
 
 def build_config(
@@ -292,8 +304,22 @@ def build_config(
 
 def memory_lower_bound_ok(usable: float, counts: tuple[int, ...], config: Config) -> bool:
     """(F9) aggregate memory: the fullest stage holds at least the mean of all stages."""
-    total = sum(n * b for n, b in zip(counts, config.layer_bytes, strict=True)) + config.embed_bytes + config.head_bytes
-    return total / config.par.pp + config.fixed_bytes <= usable
+    return _mean_stage_fits(
+        usable, counts, config.layer_bytes, config.embed_bytes, config.head_bytes, config.fixed_bytes, config.par.pp
+    )
+
+
+def _mean_stage_fits(
+    usable: float,
+    counts: tuple[int, ...],
+    layer_bytes: tuple[float, ...],
+    embed_bytes: float,
+    head_bytes: float,
+    fixed_bytes: float,
+    pp: int,
+) -> bool:
+    total = sum(n * b for n, b in zip(counts, layer_bytes, strict=True)) + embed_bytes + head_bytes
+    return total / pp + fixed_bytes <= usable
 
 
 def build_formulation(
