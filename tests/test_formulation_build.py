@@ -28,6 +28,7 @@ from placer.formulation.data import (
     build_formulation,
     enumerate_parallelisms,
     layer_classes,
+    memory_lower_bound_ok,
 )
 from placer.problem import load_problem
 from placer.topology import default_layout
@@ -70,10 +71,16 @@ def test_shared_work_gives_the_direct_figures(instance: str) -> None:
     coster = ConfigCoster(problem)
     pars = enumerate_parallelisms(problem, 64)
     # every 7th degree tuple: all widths, pp and replica counts, with the memo warm from the others
+    outcomes = set()
     for par in pars[::7]:
         config = coster.config(par)
         direct = direct_config_figures(problem, par)
         assert {name: getattr(config, name) for name in direct} == direct, par
+        # the build checks rules, then bytes, before timing: it admits exactly what the full figures admit
+        admits = config.admissible and memory_lower_bound_ok(coster.usable_bytes, coster.class_counts, config)
+        assert (coster.admitted(par) == config) if admits else (coster.admitted(par) is None), par
+        outcomes.add((config.admissible, admits))
+    assert outcomes == {(True, True), (True, False), (False, False)}  # rules and the memory bound both bite
 
 
 def test_regular_layout_shortcuts_match_the_walk() -> None:
