@@ -327,14 +327,18 @@ def build_formulation(
     max_gpus: int | None = None,
     cap_reason: str = "--max-gpus",
     should_stop: Callable[[], bool] | None = None,
+    coster: ConfigCoster | None = None,
 ) -> FormulationData:
     """Enumerate configurations, compute their coefficients, apply single-constraint presolve.
 
     ``should_stop`` is asked before each configuration; once it answers true the build ends and
     the data holds the configurations admitted so far, with ``complete`` false (the enumeration
-    order is that of :func:`enumerate_parallelisms`)."""
+    order is that of :func:`enumerate_parallelisms`). ``coster`` carries shared work over from
+    earlier builds or warm-start costing of the same problem."""
     cap, reason = gpu_cap(problem, max_gpus, cap_reason)
-    coster = ConfigCoster(problem)
+    if coster is None:
+        coster = ConfigCoster(problem)
+    assert coster.problem is problem, "a coster serves one problem"
     candidates = enumerate_parallelisms(problem, cap)
     configs = []
     considered = presolved = 0
