@@ -18,7 +18,9 @@ from placer.costmodel.tables import (
     boundary_crossings,
     default_expert_maps,
     edge_costs,
+    edge_costs_key,
     layer_costs,
+    phase_shapes,
     stage_domain_patterns,
     stage_pattern,
 )
@@ -132,3 +134,18 @@ def test_a_stopped_build_keeps_what_it_costed() -> None:
     assert part.considered == 100 and part.considered < full.considered
     assert part.configs == full.configs[: len(part.configs)]
     assert len(part.configs) + part.presolved_out == 100
+
+
+@pytest.mark.parametrize("instance", ["mixtral-8x7b-h100", "deepseek-v3-h800"])
+def test_edge_costs_key_holds_everything_edge_costs_reads(instance: str) -> None:
+    """Degree tuples with equal keys (different pp, replicas, micro-batch counts) get equal edge costs."""
+    problem = load_problem(ROOT / "instances" / f"{instance}.json")
+    groups: dict[tuple[int | bool, ...], list] = {}
+    for par in enumerate_parallelisms(problem, 64):
+        groups.setdefault(edge_costs_key(par, *phase_shapes(problem, par)), []).append(par)
+    shared = [pars for pars in groups.values() if len(pars) > 1]
+    assert len(shared) >= 10  # the key does share work
+    for pars in shared[::3]:
+        first = edge_costs(problem, pars[0], default_expert_maps(problem, pars[0]))
+        for par in pars[1:4]:
+            assert edge_costs(problem, par, default_expert_maps(problem, par)) == first, (pars[0], par)

@@ -373,6 +373,25 @@ def layer_costs(
     )
 
 
+def edge_costs_key(par: Parallelism, pre: PhaseShape, dec: PhaseShape) -> tuple[int | bool, ...]:
+    """Everything :func:`edge_costs` reads of the degrees and the two phase shapes (keep the two in
+    step): for one problem and one set of expert maps, equal keys give equal edge costs. The
+    micro-batch count and the replica count enter only through these shape fields."""
+    return (
+        par.tp,
+        par.dp_attn,
+        par.ep,
+        par.tp_moe,
+        par.pp == 1,  # tied embeddings share the table only without a pipeline
+        pre.seqs_per_rank,
+        pre.tokens_per_rank,  # also sets the activation workspace (S7)
+        pre.forwards_per_micro_batch,
+        dec.seqs_per_rank,
+        dec.tokens_per_rank,
+        dec.forwards_per_micro_batch,
+    )
+
+
 def edge_costs(
     problem: Problem, par: Parallelism, expert_maps: ExpertMaps, routing: RoutingStats | None = None
 ) -> EdgeCosts:

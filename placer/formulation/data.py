@@ -21,11 +21,14 @@ from placer.costmodel.dispatch import copy_bytes_per_token
 from placer.costmodel.memory import usable_memory_bytes
 from placer.costmodel.rules import rule_outcomes
 from placer.costmodel.tables import (
+    EdgeCosts,
     ExpertMaps,
     PhaseCostMemo,
+    StageContexts,
     boundary_crossings,
     default_expert_maps,
     edge_costs,
+    edge_costs_key,
     layer_placement,
     layer_times,
     stage_contexts,
@@ -202,6 +205,7 @@ class ConfigCoster:
         self.usable_bytes = usable_memory_bytes(problem)
         self._memo = PhaseCostMemo(problem)
         self._maps: dict[int, ExpertMaps] = {}
+        self._edges: dict[tuple[int | bool, ...], EdgeCosts] = {}
         self._mean_scaleout: dict[float, float] = {}
         self._copy_bytes = copy_bytes_per_token(problem)
         self._reserve_bytes = problem.hardware.runtime_reserve_gb * 1e9
@@ -230,7 +234,7 @@ class ConfigCoster:
         contexts = stage_contexts(problem, par, pattern)
         placed = [layer_placement(problem, par, pattern, layer, maps.get(layer)) for layer in self._representative]
         layer_bytes = tuple(float(weight + contexts.kv_bytes) for _, weight in placed)
-        edges = edge_costs(problem, par, maps)
+        edges = self._edge_costs(par, maps, contexts)
         embed_bytes = edges.embed_weight_bytes
         head_bytes = edges.head_weight_bytes + edges.logits_bytes
         fixed_bytes = edges.workspace_bytes + self._reserve_bytes
@@ -270,6 +274,14 @@ class ConfigCoster:
             cross_node_bytes_per_token=cross,
             rules=rules,
         )
+
+    def _edge_costs(self, par: Parallelism, maps: ExpertMaps, contexts: StageContexts) -> EdgeCosts:
+        """Edge costs shared by configurations with equal :func:`edge_costs_key` (the maps follow ``ep``)."""
+        key = edge_costs_key(par, contexts.prefill.shape, contexts.decode.shape)
+        edges = self._edges.get(key)
+        if edges is None:
+            edges = self._edges[key] = edge_costs(self.problem, par, maps)
+        return edges
 
     def _mean_dedup_scaleout(self, traffic: LayerTraffic) -> float:
         """Mean node-deduplicated scale-out copies over the MoE layers (all equal: the mean of equal
