@@ -69,6 +69,10 @@ def solve_node_model(
     solver.parameters.num_workers = workers
     solver.parameters.random_seed = seed
     solver.parameters.linearization_level = 2
+    # CP-SAT's own SIGINT catcher resets SIGINT to the default action when the solve returns, so
+    # a later Ctrl-C would kill the process with no output instead of reaching placer's handler
+    # (placer.stopping.sigint_stops). The search is short; Ctrl-C is handled when it returns.
+    solver.parameters.catch_sigint_signal = False
     status = solver.solve(cp)
     wall = time.perf_counter() - started
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
