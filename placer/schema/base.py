@@ -50,12 +50,19 @@ def _allows_bool(tp: Any) -> bool:
     return False
 
 
+#: Values that hold no boolean inside them (checked by exact type: ``bool`` is a subclass of ``int``).
+_SCALARS = frozenset({int, float, str, type(None)})
+
+
 def _misplaced_bool(value: Any, tp: Any, path: str) -> str | None:
     """The path of the first boolean in ``value`` where ``tp`` wants something else, if any.
 
     Lists and dicts are followed through their element types; nested models check themselves."""
-    if isinstance(value, bool):
+    kind = type(value)
+    if kind is bool:
         return None if _allows_bool(tp) else path
+    if kind in _SCALARS:  # the common case (long lists of numbers): nothing inside to look at
+        return None
     tp = _bare(tp)
     origin, args = get_origin(tp), get_args(tp)
     if origin in (Union, types.UnionType):
@@ -65,6 +72,8 @@ def _misplaced_bool(value: Any, tp: Any, path: str) -> str | None:
         tp = _bare(members[0])
         origin, args = get_origin(tp), get_args(tp)
     if isinstance(value, (list, tuple)) and origin in (list, tuple, set, frozenset) and args:
+        if set(map(type, value)) <= _SCALARS:  # a plain list of numbers or text (no bool among them)
+            return None
         for index, item in enumerate(value):
             element = args[index] if origin is tuple and len(args) == len(value) and args[-1] is not ... else args[0]
             found = _misplaced_bool(item, element, f"{path}[{index}]")
