@@ -23,6 +23,7 @@ from placer.report.result_json import result_document
 from placer.result import Result, SolveStatus
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
 from placer.solve import solve
+from placer.stopping import StopToken
 
 if TYPE_CHECKING:
     from placer.export import ExportInput
@@ -90,14 +91,33 @@ def model_summary(model: ModelSpec) -> dict[str, Any]:
     }
 
 
-def place_files(instance: str | Path, plan: str | Path, time_limit_s: float = 10.0) -> PlaceOutcome:
-    """Place experts for a plan file's degrees (``placer place``): the plan must fit the model."""
+#: Share of ``placer place``'s time limit given to placement as its deterministic work budget; the
+#: rest covers loading, the baselines, pricing and the unbudgeted steps, and the wall-clock deadline
+#: (the whole limit) cuts the work short on a slow machine.
+PLACE_WORK_SHARE = 0.5
+
+
+def place_files(
+    instance: str | Path, plan: str | Path, time_limit_s: float = 10.0, stop: StopToken | None = None
+) -> PlaceOutcome:
+    """Place experts for a plan file's degrees (``placer place``): the plan must fit the model.
+
+    ``time_limit_s`` is a wall-clock promise for the call (with ``stop``, Ctrl-C too): half of it
+    is placement's work budget, and the deadline stops the work early on a loaded machine."""
     from placer.backends.placement import node_solver
     from placer.placement.command import place_for_plan
 
     problem, plan_spec = load_problem(instance), load_plan(plan)
     check_plan_fits_model(problem, plan_spec, str(plan))
-    outcome = place_for_plan(problem, plan_spec, node_solver("cpsat"), time_limit_s=time_limit_s)
+    token = stop if stop is not None else StopToken.after(time_limit_s)
+    deadline = token.share(0.8)  # leave a fifth of the time left for the pricing and baselines after it
+    outcome = place_for_plan(
+        problem,
+        plan_spec,
+        node_solver("cpsat"),
+        time_limit_s=time_limit_s * PLACE_WORK_SHARE,
+        stop=deadline.should_stop,
+    )
     if outcome is None:
         raise InputError.single("model", f"{problem.model.name} has no MoE layers: nothing to place", str(instance))
     return outcome

@@ -264,13 +264,18 @@ def place(
     out: Annotated[
         Path | None, typer.Option("--out", help="write the placed plan and SGLang's expert map here")
     ] = None,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="seconds for all MoE layers")] = 10.0,
+    time_limit: Annotated[
+        float, typer.Option("--time-limit", min=0.0, help="seconds for the whole command (Ctrl-C keeps what is placed)")
+    ] = 10.0,
 ) -> None:
     """Place experts for a plan's degrees: expert map, host order, balance and traffic vs baselines, gap."""
     from placer.report.place_outputs import place_document, write_outputs
     from placer.report.placement import print_place
+    from placer.stopping import StopToken, sigint_stops
 
-    outcome = api.place_files(instance, plan, time_limit_s=time_limit)
+    token = StopToken.after(time_limit)
+    with sigint_stops(token):
+        outcome = api.place_files(instance, plan, time_limit_s=time_limit, stop=token)
     written = write_outputs(outcome, out) if out is not None else []
     if as_json:
         emit_json({**place_document(outcome), "written": [str(p) for p in written]})

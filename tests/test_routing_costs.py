@@ -71,3 +71,19 @@ def test_evaluator_uses_statistics_and_balanced_is_lower():
     assert not real.uniform_routing and flat.uniform_routing
     assert real.load_imbalance_max > 2.0 and flat.load_imbalance_max == pytest.approx(1.0)
     assert real.ttft_s > flat.ttft_s and real.tpot_s > flat.tpot_s
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 3, 6])
+def test_trace_reach_sum_equals_the_token_by_token_product(top_k):
+    """The arranged sum (matrix products for top-1/top-2, distinct expert sets above) is the
+    plain per-token product of (T4), up to float summation order."""
+    import numpy as np
+
+    from placer.costmodel.traffic import _trace_miss
+
+    rng = np.random.default_rng(top_k)
+    keep = rng.random((8, 32, 5))
+    traces = np.stack([rng.choice(32, top_k, replace=False) for _ in range(500)])
+    traces[:100] = traces[100:200]  # repeated expert sets, as skewed routing gives
+    plain = np.prod(keep[:, traces, :], axis=2).sum(axis=1)
+    assert np.allclose(_trace_miss(keep, traces), plain, rtol=1e-12, atol=0)

@@ -253,15 +253,34 @@ def reach_probability(
     * otherwise independent selection: ``1 - prod_e (1 - clip(p_e shares[s, e, j], 0, 1))``.
     """
     if traces is not None:
-        miss = np.zeros((shares.shape[0], shares.shape[2]))
-        step = max(1, _TRACE_CHUNK_ELEMENTS // max(1, shares.shape[0] * traces.shape[1] * shares.shape[2]))
-        for lo in range(0, traces.shape[0], step):
-            chunk = traces[lo : lo + step]
-            miss += np.prod(1.0 - shares[:, chunk, :], axis=2).sum(axis=1)  # [S, T, k, J] -> [S, J]
-        return 1.0 - miss / max(1, traces.shape[0])
+        return 1.0 - _trace_miss(1.0 - shares, traces) / max(1, traces.shape[0])
     if uniform_exact:
         return uniform_reach(shares.sum(axis=1), shares.shape[1], top_k)
     return 1.0 - np.prod(1.0 - np.clip(probs[None, :, None] * shares, 0.0, 1.0), axis=1)
+
+
+def _trace_miss(keep: np.ndarray, traces: np.ndarray) -> np.ndarray:
+    """``[S, J]`` sum over recorded tokens of ``prod_i keep[s, x_ti, j]`` (``keep = 1 - shares``).
+
+    The same sum, arranged for speed (a test holds it to the token-by-token product):
+    top-1 and top-2 as matrix products with the counts of each expert (pair), since
+    ``sum_t keep[e_t] keep[f_t] = sum_{e,f} C[e, f] keep[e] keep[f]``; larger k token by token over
+    the distinct expert sets (the order of a token's experts does not change its product)."""
+    num_experts = keep.shape[1]
+    if traces.shape[1] == 1:
+        counts = np.bincount(traces[:, 0], minlength=num_experts).astype(float)
+        return np.einsum("e,sej->sj", counts, keep)
+    if traces.shape[1] == 2:
+        pairs = np.zeros((num_experts, num_experts))
+        np.add.at(pairs, (traces[:, 0], traces[:, 1]), 1.0)
+        return (np.matmul(pairs, keep) * keep).sum(axis=1)  # [S, E, J] * [S, E, J] summed over e
+    rows, counts = np.unique(np.sort(traces, axis=1), axis=0, return_counts=True)
+    miss = np.zeros((keep.shape[0], keep.shape[2]))
+    step = max(1, _TRACE_CHUNK_ELEMENTS // max(1, keep.shape[0] * rows.shape[1] * keep.shape[2]))
+    for lo in range(0, rows.shape[0], step):
+        chunk = rows[lo : lo + step]
+        miss += np.einsum("t,stj->sj", counts[lo : lo + step].astype(float), np.prod(keep[:, chunk, :], axis=2))
+    return miss
 
 
 def uniform_reach(homes: np.ndarray, num_experts: int, top_k: int) -> np.ndarray:

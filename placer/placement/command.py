@@ -12,6 +12,7 @@ backends and does not import them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from placer.costmodel.dispatch import copy_bytes_per_token
@@ -44,11 +45,13 @@ def place_for_plan(
     time_limit_s: float = 30.0,
     target: float = DEFAULT_TARGET,
     redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> PlaceOutcome | None:
     """Place every MoE layer for ``plan``'s degrees; ``None`` for a model without experts.
     ``redundant_slots_per_gpu``: a count, counts to try, or ``None``: the instance's
     ``cost_parameters.redundant_experts_per_gpu`` if set, else placer decides. ``node_solver``:
-    the exact node solver (``None``: the greedy search alone)."""
+    the exact node solver (``None``: the greedy search alone). ``stop``: the command's deadline or
+    Ctrl-C (see :func:`placer.placement.plan.place_plan`)."""
     if redundant_slots_per_gpu is None:
         redundant_slots_per_gpu = problem.params.redundant_experts_per_gpu
     report = place_plan(
@@ -58,6 +61,7 @@ def place_for_plan(
         time_limit_s=time_limit_s,
         target=target,
         redundant_slots_per_gpu=redundant_slots_per_gpu,
+        stop=stop,
     )
     if report is None:
         return None
