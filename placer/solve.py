@@ -127,9 +127,13 @@ def solve(
     data = dataclasses.replace(data, hint_config=hint, hint_starts=incumbent_starts if hint is not None else ())
     chosen, why = choose_backend(backend, data)
     info["backend_choice"] = why
-    if not data.complete:
+    partial = not data.complete
+    if partial:
         info["stopped"] = token.why() or "time limit reached"
-        return _incumbent_result(problem, data, incumbent, incumbent_starts, chosen, None, token, started, info)
+        if not data.configs or token.interrupted:
+            return _incumbent_result(problem, data, incumbent, incumbent_starts, chosen, None, token, started, info)
+        # Search the configurations costed so far for a better plan than the warm start's; no
+        # bound it finds holds for the ones never costed, so the answer is feasible, not proven.
     rounds: list[_Round] = []
     heuristic_cuts = 0
     search_wall_s = placement_wall_s = 0.0
@@ -148,7 +152,7 @@ def solve(
         info["passes"] = solution.pass_statuses
         info["search_wall_s"] = search_wall_s
         if solution.config_index is None:
-            if not rounds and solution.status == SolveStatus.NO_PLAN and incumbent is not None:
+            if not rounds and (partial or solution.status == SolveStatus.NO_PLAN) and incumbent is not None:
                 # Stopped before the search found a plan: the warm start's plan is the answer.
                 info["stopped"] = token.why() or "search limit reached"
                 return _incumbent_result(
@@ -170,7 +174,8 @@ def solve(
         placed, evaluation, placement = _place_experts(problem, plan, chosen, token, step)
         placement_wall_s += time.perf_counter() - placement_started
         info["placement_wall_s"] = placement_wall_s
-        if evaluation.feasible or solution.interrupted or token.should_stop() or index == max(1, max_rounds):
+        stop_now = solution.interrupted or token.should_stop() or partial
+        if evaluation.feasible or stop_now or index == max(1, max_rounds):
             break
         config = data.configs[solution.config_index]
         factors = measured_factors(problem, placed)
@@ -185,7 +190,14 @@ def solve(
         )
     recomputed = terms_from_evaluation(data, evaluation)
     objective = recomputed[primary]
+    if partial:
+        # only part of the search space was costed: the bound is the one that needs no search
+        bound = min(bound_without_search(problem, primary), objective)
     status, gap, reason = _honest_status(solution, evaluation, objective, model_objective, bound, heuristic_cuts)
+    if partial and status == SolveStatus.OPTIMAL:
+        status = SolveStatus.FEASIBLE
+        gap = max(0.0, (objective - bound) / abs(objective)) if objective else None
+        reason = "not proven: the build was stopped before every configuration was costed"
     if reason is None and len(rounds) > 1:
         reason = "optimal for the strategy model with the placed figures of the cut configurations"
     resolve = [r.line() for r in rounds] + ([reason] if reason else [])

@@ -141,3 +141,34 @@ def test_milp_calls_an_infeasible_instance_infeasible_not_a_timeout():
 
     data = build_formulation(load_problem(ROOT / "instances" / "moe10b-decode.json"), 8)
     assert milp_solve(data, time_limit_s=60.0).status == SolveStatus.INFEASIBLE
+
+
+def test_a_stopped_build_still_searches_what_it_costed():
+    """The build stops after 2,000 configurations (counted, not timed); the search then runs on
+    those and may beat the warm start, but nothing is proven about the rest: feasible, bound 0."""
+    problem = load_problem(DEEPSEEK)
+    problem = problem.replace(objective=problem.objective.model_copy(update={"primary": "max_throughput_per_gpu"}))
+
+    class BuildStopsAfter(StopToken):
+        shares = 0
+
+        def share(self, fraction, at_most_s=float("inf")):
+            type(self).shares += 1
+            if type(self).shares == 1:  # the build's token
+                asked = {"n": 0}
+                child = StopToken()
+
+                def should_stop() -> bool:
+                    asked["n"] += 1
+                    return asked["n"] > 2000
+
+                child.should_stop = should_stop  # type: ignore[method-assign]
+                return child
+            return StopToken()
+
+    warm_only = solve(problem, stop=_expired())
+    result = solve(problem, stop=BuildStopsAfter())
+    assert not result.search.formulation_complete
+    assert result.status == SolveStatus.FEASIBLE and result.evaluation.feasible
+    assert result.bound == 0.0 and result.gap == 1.0
+    assert result.objective <= warm_only.objective

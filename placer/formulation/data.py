@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,13 +158,15 @@ def layer_classes(problem: Problem) -> tuple[tuple[int, ...], tuple[str, ...]]:
     return tuple(names.index(k) for k in kinds), names
 
 
-def enumerate_parallelisms(problem: Problem, cap: int) -> list[Parallelism]:
-    """Every degree tuple with ``tp * dp_attn == ep * tp_moe`` and at most ``cap`` GPUs (D1-D3)."""
+def iter_parallelisms(problem: Problem, cap: int) -> Iterator[Parallelism]:
+    """Every degree tuple with ``tp * dp_attn == ep * tp_moe`` and at most ``cap`` GPUs (D1-D3),
+    one at a time: with a cap in the tens of thousands there are millions, and the build polls its
+    deadline between them. Built without re-validation: each tuple meets the width identity by
+    construction (``Parallelism`` would check exactly that, at ~10 us a tuple)."""
     model = problem.model
     heads = model.attention.num_heads
     experts = model.moe.num_experts if model.moe else 1
     widths = _powers_and_divisors(cap, heads, experts)
-    out = []
     for width in widths:
         for tp in (v for v in widths if width % v == 0):
             for ep in (v for v in widths if width % v == 0):
@@ -172,10 +174,14 @@ def enumerate_parallelisms(problem: Problem, cap: int) -> list[Parallelism]:
                     continue
                 for pp in range(1, min(model.num_layers, cap // width) + 1):
                     for replicas in range(1, cap // (width * pp) + 1):
-                        out.append(
-                            Parallelism(pp=pp, tp=tp, dp_attn=width // tp, ep=ep, tp_moe=width // ep, replicas=replicas)
+                        yield Parallelism.model_construct(
+                            pp=pp, tp=tp, dp_attn=width // tp, ep=ep, tp_moe=width // ep, replicas=replicas
                         )
-    return out
+
+
+def enumerate_parallelisms(problem: Problem, cap: int) -> list[Parallelism]:
+    """:func:`iter_parallelisms` as a list."""
+    return list(iter_parallelisms(problem, cap))
 
 
 def config_rules(problem: Problem, par: Parallelism) -> dict[str, bool]:
@@ -345,17 +351,18 @@ def build_formulation(
 
     ``should_stop`` is asked before each configuration; once it answers true the build ends and
     the data holds the configurations admitted so far, with ``complete`` false (the enumeration
-    order is that of :func:`enumerate_parallelisms`). ``coster`` carries shared work over from
+    order is that of :func:`iter_parallelisms`). ``coster`` carries shared work over from
     earlier builds or warm-start costing of the same problem."""
     cap, reason = gpu_cap(problem, max_gpus, cap_reason)
     if coster is None:
         coster = ConfigCoster(problem)
     assert coster.problem is problem, "a coster serves one problem"
-    candidates = enumerate_parallelisms(problem, cap)
     configs = []
     considered = presolved = 0
-    for par in candidates:
+    complete = True
+    for par in iter_parallelisms(problem, cap):
         if should_stop is not None and should_stop():
+            complete = False
             break
         considered += 1
         config = coster.admitted(par)
@@ -364,7 +371,7 @@ def build_formulation(
             continue
         configs.append(config)
     data = formulation_data(problem, tuple(configs), cap, reason, considered, presolved)
-    return data if considered == len(candidates) else dataclasses.replace(data, complete=False)
+    return data if complete else dataclasses.replace(data, complete=False)
 
 
 def formulation_data(
