@@ -178,6 +178,9 @@ def compare(
     jobs: Annotated[int | None, typer.Option("--jobs", min=1, help="solves in parallel (default: CPU count)")] = None,
     no_pictures: Annotated[bool, typer.Option("--no-pictures", help="with --out: skip the PNG/SVG pictures")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the comparison rows as JSON")] = False,
+    no_timings: Annotated[
+        bool, typer.Option("--no-timings", help="leave out the wall-clock 'timings' (output comparable across runs)")
+    ] = False,
 ) -> None:
     """Solve each instance on each hardware profile (in parallel processes) and compare the plans.
 
@@ -204,7 +207,7 @@ def compare(
             comparison = cmp.compare(
                 path, names, settings, sweep_spec, jobs, on_done=lambda task, result, bar=bar: progress.advance(bar)
             )
-        document = cmp.comparison_document(comparison)
+        document = cmp.comparison_document(comparison, timings=not no_timings)
         documents.append(document)
         if out is not None:
             from placer.report.comparison import write_comparison

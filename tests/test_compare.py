@@ -24,7 +24,7 @@ from placer.problem import load_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 MOE10B = ROOT / "instances" / "moe10b.json"
-FAST = SolveSettings(time_limit_s=20, max_gpus=4)  # a small search: infeasibility is proven fast
+FAST = SolveSettings(time_limit_s=None, max_gpus=4)  # a small search: infeasibility is proven, no clock
 
 
 def test_reshape_keeps_gpu_budget_and_takes_node_shape() -> None:
@@ -89,3 +89,17 @@ def test_cli_compare_json_and_bad_hardware() -> None:
     assert [r["hardware"] for r in doc["rows"]] == ["h100-sxm", "h200"]
     bad = runner.invoke(app, ["compare", str(MOE10B), "--hardware", "nope"])
     assert bad.exit_code == 2 and "--hardware" in bad.output
+
+
+def test_compare_json_without_timings_is_the_same_bytes_twice():
+    from typer.testing import CliRunner
+
+    from placer.cli import app
+
+    args = ["compare", "instances/moe10b.json", "--hardware", "instance,h200", "--jobs", "1", "--json"]
+    first = CliRunner().invoke(app, [*args, "--no-timings"])
+    second = CliRunner().invoke(app, [*args, "--no-timings"])
+    assert first.exit_code == 0, first.output
+    assert first.stdout == second.stdout and '"timings"' not in first.stdout
+    timed = CliRunner().invoke(app, args)
+    assert '"solve_wall_s"' in timed.stdout

@@ -28,7 +28,7 @@ def stable_document(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stable_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k != "solver_wall_s"} for row in rows]
+    return [dict(row) for row in rows]
 
 
 def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bool) -> list[Path]:
@@ -71,7 +71,7 @@ def write_comparison(
     written: list[Path] = []
     for entry in comparison.entries:
         written += write_entry(entry, folder, formats, pictures)
-    document = comparison_document(comparison)
+    document = comparison_document(comparison, timings=False)
     document["rows"] = _stable_rows(document["rows"])
     charts: list[tuple[str, str]] = []
     if pictures:
