@@ -231,7 +231,23 @@ def evaluate(problem: Problem, plan: Plan, balanced: bool = False) -> Evaluation
         rules=rules,
         rule_messages=messages,
         uniform_routing=routing is None,
+        notes=_provenance_notes(problem, plan),
     )
+
+
+def _provenance_notes(problem: Problem, plan: Plan) -> tuple[str, ...]:
+    """A plan names the instance and hardware it was written for; evaluating it on others is
+    allowed (comparing hardware does just that) but worth saying, since the figures are the
+    instance's, not the plan's."""
+    notes = []
+    if plan.hardware and plan.hardware != problem.hardware.name:
+        notes.append(
+            f"the plan was written for hardware {plan.hardware!r}; these figures are for "
+            f"{problem.hardware.name!r}, the instance's"
+        )
+    if plan.instance and plan.instance != problem.name:
+        notes.append(f"the plan names instance {plan.instance!r}; evaluated on {problem.name!r}")
+    return tuple(notes)
 
 
 def _slo_checks(

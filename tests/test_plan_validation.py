@@ -244,3 +244,22 @@ def test_written_plans_pass_the_checks_with_their_figures(path: Path) -> None:
     assert evaluation.nodes == stored["nodes"]
     for key, value in stored.get("metrics", {}).items():
         assert evaluation.metrics()[key] == pytest.approx(value, rel=1e-9), key
+
+
+def test_a_plan_for_other_hardware_is_evaluated_with_a_note(tmp_path):
+    """Evaluating a plan on another instance's hardware is allowed (hardware comparisons do it)
+    but said, since the figures are the instance's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from placer.cli import app
+
+    plan = json.loads((ROOT / "plans" / "seed000-tp2-ep4-pp4.json").read_text())
+    plan["hardware"] = "b200"
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(plan))
+    outcome = CliRunner().invoke(app, ["evaluate", str(ROOT / "instances" / "moe10b.json"), str(path), "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    notes = json.loads(outcome.stdout)["evaluation"]["notes"]
+    assert any("'b200'" in note for note in notes)

@@ -65,6 +65,7 @@ def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
         "binding_constraint": binding.name if binding else None,
         "feasible": evaluation.feasible,
         "routing": "uniform (no routing statistics given)" if evaluation.uniform_routing else "from routing statistics",
+        "notes": list(evaluation.notes),
     }
 
 

@@ -51,7 +51,7 @@ def print_evaluation(console: Console, problem: Problem, evaluation: Evaluation,
     """Degrees, stages with memory, metrics (claimed beside computed) and every constraint."""
     plan = evaluation.plan
     par = plan.parallelism
-    warnings_panel(console, declared_param_warnings(problem.model))
+    warnings_panel(console, [*declared_param_warnings(problem.model), *evaluation.notes])
     console.print(
         f"[bold]{title}[/]: {evaluation.gpus} GPUs on {evaluation.nodes} node(s) of {problem.fabric.gpus_per_node} "
         f"{problem.hardware.name} | pp {par.pp} · tp {par.tp} · dp_attn {par.dp_attn} · ep {par.ep} · "
