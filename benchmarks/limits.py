@@ -28,12 +28,11 @@ def run(args: list[str], sigint_after_s: float | None = None) -> tuple[float, in
     process = subprocess.Popen(
         [sys.executable, "-m", "placer", *args, "--json"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    if sigint_after_s is not None:
-        try:
-            process.wait(timeout=sigint_after_s)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-    out, _ = process.communicate()
+    try:  # read while waiting: a plan's JSON outgrows the pipe buffer
+        out, _ = process.communicate(timeout=sigint_after_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate()
     wall = time.perf_counter() - started
     try:
         document = json.loads(out)

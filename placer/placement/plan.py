@@ -134,10 +134,15 @@ def place_plan(
     slots = base + chosen.redundant_per_gpu
     placer = runs[chosen.redundant_per_gpu]
     baselines: dict[str, list[PlacementMetrics]] = {name: [] for name in BASELINES}
-    for layer in stats.layers:
+    # Uniform routing gives every layer the same statistics, so each baseline is placed once and
+    # its metrics serve every layer (as the placer's own placement does in _place_layers).
+    distinct = stats.layers[:1] if stats.uniform else stats.layers
+    for layer in distinct:
         lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
         for name, method in BASELINES.items():
             baselines[name].append(placement_metrics(method(lp), lp))
+    if stats.uniform:
+        baselines = {name: rows * len(stats.layers) for name, rows in baselines.items()}
     report = PlacementReport(
         stats.source,
         stats.uniform,
