@@ -83,8 +83,10 @@ class StopToken:
 def sigint_stops(token: StopToken) -> Iterator[StopToken]:
     """While inside, the first Ctrl-C sets ``token``'s interrupt flag instead of raising; a second
     one raises ``KeyboardInterrupt`` as usual (the user insists). Only the main thread can install
-    signal handlers; elsewhere this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    signal handlers, and a SIGINT the process was told to ignore stays ignored; otherwise this does
+    nothing."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # (a process started in the background by a shell ignores SIGINT: keep it that way)
         yield token
         return
 

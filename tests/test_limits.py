@@ -172,3 +172,23 @@ def test_a_stopped_build_still_searches_what_it_costed():
     assert result.status == SolveStatus.FEASIBLE and result.evaluation.feasible
     assert result.bound == 0.0 and result.gap == 1.0
     assert result.objective <= warm_only.objective
+
+
+def test_sigint_handler_installed_for_the_command_and_restored_after():
+    import signal
+
+    from placer.stopping import sigint_stops
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        token = StopToken()
+        with sigint_stops(token):
+            assert signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, signal.SIG_IGN)
+            signal.raise_signal(signal.SIGINT)  # the first Ctrl-C only sets the flag
+            assert token.interrupted
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job: SIGINT stays ignored
+        with sigint_stops(StopToken()):
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
