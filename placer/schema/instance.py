@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Discriminator, Field, Tag
+from pydantic import BaseModel, Discriminator, Field, Tag, model_validator
 
 from placer.schema.base import StrictModel
 from placer.schema.cluster import ClusterSpec
@@ -18,7 +18,9 @@ from placer.schema.model import ModelSpec
 from placer.schema.routing import FileRouting, LoadsRouting, SyntheticRouting
 from placer.schema.workload import Objective, SLOs, Workload
 
-INSTANCE_SCHEMA_VERSION = "placer.instance/1"
+#: ``placer.instance/2`` added workload kinds; a ``placer.instance/1`` file loads unchanged and means
+#: ``workload.kind = "burst"`` (the only kind it could say).
+INSTANCE_SCHEMA_VERSION = "placer.instance/2"
 
 
 def _embedded_or_named(class_name: str) -> Any:
@@ -50,7 +52,7 @@ HardwareRef = Annotated[
 class Instance(StrictModel):
     """One planning problem."""
 
-    schema_version: Literal["placer.instance/1"] = INSTANCE_SCHEMA_VERSION
+    schema_version: Literal["placer.instance/1", "placer.instance/2"] = INSTANCE_SCHEMA_VERSION
     name: str = Field(min_length=1)
     description: str = ""
     model: ModelRef
@@ -62,3 +64,15 @@ class Instance(StrictModel):
     routing: SyntheticRouting | LoadsRouting | FileRouting | None = Field(None, discriminator="kind")
     cost_parameters: CostParameters = CostParameters()
     reference_plan: str | None = Field(None, description="path to a hand-written plan to compare against")
+    engine: Literal["any", "vllm", "sglang", "trtllm"] = Field(
+        "any", description="serving engine the plan must run on; the search admits only what it can run"
+    )
+
+    @model_validator(mode="after")
+    def _version_knows_kind(self) -> Instance:
+        if self.schema_version == "placer.instance/1" and self.workload.kind != "burst":
+            raise ValueError(
+                f"workload.kind: {self.workload.kind!r} needs schema_version placer.instance/2 "
+                "(placer.instance/1 files are burst workloads)"
+            )
+        return self

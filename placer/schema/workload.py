@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
@@ -11,25 +11,65 @@ from placer.schema.limits import AtMost
 
 
 class PromptTokens(StrictModel):
-    """Prompt length range, in tokens. TTFT and prefill throughput are taken at ``max``."""
+    """Prompt length range, in tokens. Burst TTFT and prefill throughput are taken at ``max``; the
+    serving model (kinds other than ``burst``) at ``mean`` when given, else at ``max``."""
 
     min: Annotated[PositiveInt, AtMost("MAX_TOKENS")]
     max: Annotated[PositiveInt, AtMost("MAX_TOKENS")]
+    mean: Annotated[PositiveFloat, AtMost("MAX_TOKENS")] | None = Field(
+        None, description="mean prompt length (serving kinds); default max"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PromptTokens:
         if self.min > self.max:
             raise ValueError(f"min: {self.min} is larger than max {self.max}")
+        if self.mean is not None and not self.min <= self.mean <= self.max:
+            raise ValueError(f"mean: {self.mean:g} is outside [min, max] = [{self.min}, {self.max}]")
         return self
 
 
-class Workload(StrictModel):
-    """Concurrent sequences and their lengths.
+#: How requests reach the deployment (``docs/cost-model.md``, "Serving workloads").
+WorkloadKind = Literal["burst", "offline", "concurrency", "rate"]
 
-    ``batch_size`` sequences arrive at once and stay resident through decode.
+#: Which statistic of a per-request latency an SLO bounds.
+Percentile = Literal["mean", "p50", "p90", "p99"]
+
+
+class Workload(StrictModel):
+    """How requests arrive, and their lengths.
+
+    ``kind``:
+
+    - ``burst`` (the default, and the meaning of every ``placer.instance/1`` file): ``batch_size``
+      sequences arrive at once and stay resident through decode; TTFT is the prefill of the wave.
+    - ``offline``: as many requests in flight per replica as KV memory (and ``max_batch_size``)
+      allow; the figure of merit is throughput (trtllm-bench, MLPerf Offline).
+    - ``concurrency``: a closed loop of ``concurrency`` requests in flight on the whole deployment,
+      each replaced when it finishes (``benchmark_serving --max-concurrency``).
+    - ``rate``: open-loop Poisson arrivals at ``rate_rps`` requests/s (MLPerf Server).
+
+    For the serving kinds ``batch_size`` is optional: it sizes only the burst-mode figures that
+    the solver still uses (memory per GPU at that many resident sequences); when absent it is
+    ``concurrency`` for ``concurrency`` and 1 otherwise (the serving model checks KV memory itself).
     """
 
-    batch_size: Annotated[PositiveInt, AtMost("MAX_BATCH_SIZE")] = Field(description="concurrent sequences")
+    kind: WorkloadKind = Field("burst", description="burst | offline | concurrency | rate")
+    batch_size: Annotated[PositiveInt, AtMost("MAX_BATCH_SIZE")] = Field(
+        description="concurrent sequences (required for kind burst)"
+    )
+    concurrency: Annotated[PositiveInt, AtMost("MAX_BATCH_SIZE")] | None = Field(
+        None, description="requests in flight on the whole deployment (kind concurrency)"
+    )
+    rate_rps: Annotated[PositiveFloat, AtMost("MAX_TOKENS_PER_MS_PER_GPU")] | None = Field(
+        None, description="Poisson arrival rate on the whole deployment, requests/s (kind rate)"
+    )
+    max_batch_size: Annotated[PositiveInt, AtMost("MAX_BATCH_SIZE")] | None = Field(
+        None, description="engine's maximum of running requests per replica (serving kinds)"
+    )
+    output_tokens_mean: Annotated[PositiveFloat, AtMost("MAX_TOKENS")] | None = Field(
+        None, description="mean output length (serving kinds); default output_tokens"
+    )
     prompt_tokens: PromptTokens
     output_tokens: Annotated[PositiveInt, AtMost("MAX_TOKENS")]
     decode_context_tokens: Annotated[PositiveInt, AtMost("MAX_TOKENS")] | None = Field(
@@ -52,6 +92,49 @@ class Workload(StrictModel):
         description="probability that a draft token is accepted; a step emits 1 + (tokens_per_step - 1) x "
         "acceptance tokens per sequence (DeepSeek-V3 reports 0.85-0.9 for its one MTP token)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_batch(cls, data: Any) -> Any:
+        """Serving kinds may omit ``batch_size`` (see the class docstring for its default)."""
+        if isinstance(data, dict) and data.get("kind", "burst") != "burst" and data.get("batch_size") is None:
+            concurrency = data.get("concurrency")
+            kind = data.get("kind")
+            fill = concurrency if kind == "concurrency" and isinstance(concurrency, int) else 1
+            data = {**data, "batch_size": fill}
+        return data
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Workload:
+        if self.kind == "concurrency" and self.concurrency is None:
+            raise ValueError("concurrency: required for kind 'concurrency' (requests in flight on the deployment)")
+        if self.kind == "rate" and self.rate_rps is None:
+            raise ValueError("rate_rps: required for kind 'rate' (Poisson arrivals, requests/s)")
+        if self.kind != "concurrency" and self.concurrency is not None:
+            raise ValueError(f"concurrency: only meaningful for kind 'concurrency', not {self.kind!r}")
+        if self.kind != "rate" and self.rate_rps is not None:
+            raise ValueError(f"rate_rps: only meaningful for kind 'rate', not {self.kind!r}")
+        if self.kind == "burst":
+            for name in ("max_batch_size", "output_tokens_mean"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}: only meaningful for the serving kinds, not 'burst'")
+            if self.prompt_tokens.mean is not None:
+                raise ValueError("prompt_tokens.mean: only meaningful for the serving kinds, not 'burst'")
+        if self.output_tokens_mean is not None and self.output_tokens_mean > self.output_tokens:
+            raise ValueError(
+                f"output_tokens_mean: {self.output_tokens_mean:g} is larger than output_tokens {self.output_tokens}"
+            )
+        return self
+
+    @property
+    def serving_prompt_tokens(self) -> float:
+        """ISL of the serving model: the mean prompt when given, else the longest."""
+        return self.prompt_tokens.mean or float(self.prompt_tokens.max)
+
+    @property
+    def serving_output_tokens(self) -> float:
+        """OSL of the serving model: the mean output when given, else ``output_tokens``."""
+        return self.output_tokens_mean or float(self.output_tokens)
 
     @property
     def max_context_tokens(self) -> int:
@@ -80,6 +163,12 @@ class SLOs(StrictModel):
     min_prefill_tokens_per_ms_per_gpu: Annotated[PositiveFloat, AtMost("MAX_TOKENS_PER_MS_PER_GPU")] | None = None
     min_decode_tokens_per_ms_per_gpu: Annotated[PositiveFloat, AtMost("MAX_TOKENS_PER_MS_PER_GPU")] | None = None
     max_gpus: Annotated[PositiveInt, AtMost("MAX_GPUS")] | None = Field(None, description="GPU budget")
+    ttft_percentile: Percentile = Field(
+        "mean", description="statistic of per-request TTFT that ttft_s bounds (serving kinds)"
+    )
+    tpot_percentile: Percentile = Field(
+        "mean", description="statistic of per-request TPOT that tpot_ms bounds (serving kinds)"
+    )
 
 
 PrimaryObjective = Literal["min_gpus", "max_throughput_per_gpu", "min_cost_per_token"]
