@@ -13,6 +13,7 @@ Equations (Q1)-(Q9) of ``docs/cost-model.md`` ("Serving workloads").
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 from placer.costmodel.memory import usable_memory_bytes
 from placer.evaluator import evaluate
@@ -121,3 +122,314 @@ class StepTimer:
         if prefill_tokens < 0:
             raise ValueError(f"prefill_tokens: {prefill_tokens} is negative")
         return self.decode_s(decode_seqs) + self.prefill_s(prefill_tokens)
+
+
+#: Upper quantile of each named percentile (``mean`` is handled apart).
+PERCENTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99}
+
+
+def wait_quantile_s(mean_wait_s: float, utilisation: float, quantile: float) -> float:
+    """(Q8) Exponential-tail approximation of a queue's waiting time: a request waits with
+    probability ``rho`` and, when it does, an exponential time of mean ``W / rho``; so
+    ``P(wait > x) = rho exp(-rho x / W)`` and the ``q`` quantile is ``(W / rho) ln(rho / (1 - q))``
+    when ``1 - q < rho``, else 0."""
+    if mean_wait_s <= 0 or utilisation <= 0:
+        return 0.0
+    if not math.isfinite(mean_wait_s):
+        return math.inf
+    tail = 1.0 - quantile
+    if tail >= utilisation:
+        return 0.0
+    return mean_wait_s / utilisation * math.log(utilisation / tail)
+
+
+def md1_wait_s(utilisation: float, service_s: float) -> float:
+    """(Q7) Mean wait of an M/D/1 queue (Pollaczek-Khinchine with no service variance):
+    ``rho S / (2 (1 - rho))``; infinite at ``rho >= 1``."""
+    if utilisation <= 0:
+        return 0.0
+    if utilisation >= 1:
+        return math.inf
+    return utilisation * service_s / (2 * (1 - utilisation))
+
+
+@dataclass(frozen=True)
+class ReplicaState:
+    """One replica in steady state at a mean decode batch ``b`` (Q4-Q6); times in seconds."""
+
+    decode_batch: float  # b, sequences in decode
+    prefill_tokens_per_step: float  # c = b e ISL / OSL
+    step_s: float  # t = t_dec(b) + c t_tok
+    requests_per_s: float  # X = b e / (OSL t)
+    prefill_utilisation: float  # rho_p = c / C
+    prefill_latency_s: float  # ceil(ISL / C_rank) (t_dec + dp C_rank t_tok)
+    prefill_wait_s: float  # M/D/1 on the chunk budget, service ISL / C steps
+    kv_tokens: float  # b (ISL + OSL / 2) + X * prefill latency * ISL / 2
+
+    output_tokens_per_s: float  # b e / t
+
+    @property
+    def in_flight(self) -> float:
+        """Little's law (Q6): requests in decode plus requests waiting or in prefill."""
+        return self.decode_batch + self.requests_per_s * (self.prefill_wait_s + self.prefill_latency_s)
+
+
+@dataclass(frozen=True)
+class ServingPoint:
+    """The analytic steady state of a plan under a serving workload (per replica unless named).
+
+    ``stable`` is false when the load cannot be served at all (``rate`` at utilisation >= 1, or
+    no request fits in KV memory); then ``reason`` says why and latencies are infinite."""
+
+    kind: str
+    stable: bool
+    reason: str | None
+    replicas: int
+    gpus: int
+    concurrency_per_replica: float  # n, requests in flight (waiting, prefilling, decoding)
+    decode_batch: float  # b
+    prefill_tokens_per_step: float  # c
+    step_s: float
+    ttft_s: float  # mean
+    ttft_percentiles_s: dict[str, float]
+    tpot_s: float
+    output_tokens_per_s_per_replica: float
+    requests_per_s: float  # whole deployment
+    wait_s: float  # mean queueing before prefill
+    kv_tokens_used: float
+    kv_capacity_tokens: int
+    utilisation: float  # offered load over the replica's capacity (rate), or b over its maximum
+    prefill_utilisation: float
+    admission_limit: str | None  # what caps the decode batch: "max_batch_size", "kv_cache", "prefill"
+
+    @property
+    def output_tokens_per_s_per_gpu(self) -> float:
+        return self.output_tokens_per_s_per_replica * self.replicas / self.gpus
+
+    @property
+    def kv_ok(self) -> bool:
+        return self.kv_tokens_used <= self.kv_capacity_tokens
+
+    def ttft_at(self, percentile: str) -> float:
+        return self.ttft_s if percentile == "mean" else self.ttft_percentiles_s[percentile]
+
+    def tpot_at(self, percentile: str) -> float:
+        """The batch is steady, so every request sees the same TPOT: each percentile is the mean
+        (the simulator shows the spread this leaves out)."""
+        return self.tpot_s
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "stable": self.stable,
+            "reason": self.reason,
+            "replicas": self.replicas,
+            "concurrency_per_replica": self.concurrency_per_replica,
+            "decode_batch_per_replica": self.decode_batch,
+            "prefill_tokens_per_step": self.prefill_tokens_per_step,
+            "step_ms": self.step_s * 1e3,
+            "ttft_s": self.ttft_s,
+            **{f"ttft_{name}_s": value for name, value in self.ttft_percentiles_s.items()},
+            "tpot_ms": self.tpot_s * 1e3,
+            "output_tokens_per_s_per_replica": self.output_tokens_per_s_per_replica,
+            "output_tokens_per_s_per_gpu": self.output_tokens_per_s_per_gpu,
+            "requests_per_s": self.requests_per_s,
+            "wait_s": self.wait_s,
+            "kv_tokens_used": self.kv_tokens_used,
+            "kv_capacity_tokens": self.kv_capacity_tokens,
+            "utilisation": self.utilisation,
+            "prefill_utilisation": self.prefill_utilisation,
+            "admission_limit": self.admission_limit,
+        }
+
+
+class ServingModel:
+    """The analytic steady state of one replica, on a :class:`StepTimer` (Q4-Q9)."""
+
+    def __init__(self, timer: StepTimer) -> None:
+        self.timer = timer
+        w = timer.problem.workload
+        self.isl = w.serving_prompt_tokens
+        self.osl = w.serving_output_tokens
+        self.e = timer.tokens_per_decode_step
+        # b at which prefill demand equals the chunk budget (rho_p = 1): the prefill ceiling
+        self.b_prefill_max = timer.chunk_tokens * self.osl / (self.e * self.isl)
+
+    def state(self, b: float) -> ReplicaState:
+        t = self.timer
+        c = b * self.e * self.isl / self.osl  # (Q4) token balance: prompt tokens in = tokens out x ISL/OSL
+        step = t.decode_s_real(b) + t.prefill_s(c)  # (Q1)
+        x = b * self.e / (self.osl * step) if step > 0 else 0.0  # (Q5)
+        rho_p = c / t.chunk_tokens
+        service_steps = self.isl / t.chunk_tokens
+        # (Q6) a prompt lives on one attention-DP rank and goes through in chunks of that rank's
+        # budget, one per step; DP attention meets at every MoE layer, so the rank with the chunk
+        # sets the step's pace: each of those steps costs as if every rank ran such a chunk.
+        rank_chunk = min(self.isl, t.chunk_tokens / t.dp_attn)
+        latency = math.ceil(self.isl / rank_chunk - 1e-9) * (t.decode_s_real(b) + t.prefill_s(rank_chunk * t.dp_attn))
+        wait = md1_wait_s(rho_p, service_steps * step)  # (Q7)
+        kv = b * (self.isl + self.osl / 2) + x * latency * self.isl / 2
+        return ReplicaState(b, c, step, x, rho_p, latency, wait, kv, x * self.osl)
+
+    def _bisect(self, predicate: object, hi: float, iterations: int = 60) -> float:
+        """Largest b in [0, hi] with ``predicate(b)`` true, for a predicate monotone in b."""
+        lo = 0.0
+        if predicate(hi):  # type: ignore[operator]
+            return hi
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            if predicate(mid):  # type: ignore[operator]
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def batch_ceiling(self) -> tuple[float, str]:
+        """(Q9) The largest steady decode batch and what caps it: the engine's max_batch_size,
+        KV memory, or the prefill budget (just below rho_p = 1, where the prefill queue diverges)."""
+        w = self.timer.problem.workload
+        limits: list[tuple[float, str]] = [(self.b_prefill_max * (1 - 1e-6), "prefill")]
+        if w.max_batch_size is not None:
+            limits.append((float(w.max_batch_size), "max_batch_size"))
+        hi, name = min(limits)
+        b_kv = self._bisect(lambda b: self.state(b).kv_tokens <= self.timer.kv_capacity_tokens, hi)
+        if b_kv < hi:
+            return b_kv, "kv_cache"
+        return hi, name
+
+    def _point(
+        self,
+        state: ReplicaState,
+        n: float,
+        extra_wait_s: float,
+        utilisation: float,
+        wait_rho: float,
+        limit: str | None,
+        align_s: float = 0.0,
+    ) -> ServingPoint:
+        t = self.timer
+        wait = state.prefill_wait_s + extra_wait_s
+        base = state.prefill_latency_s + align_s
+        percentiles = {
+            name: base + extra_wait_s + wait_quantile_s(state.prefill_wait_s, wait_rho, q)
+            for name, q in PERCENTILES.items()
+        }
+        return ServingPoint(
+            kind=t.problem.workload.kind,
+            stable=True,
+            reason=None,
+            replicas=t.replicas,
+            gpus=t.plan.gpus,
+            concurrency_per_replica=n,
+            decode_batch=state.decode_batch,
+            prefill_tokens_per_step=state.prefill_tokens_per_step,
+            step_s=state.step_s,
+            ttft_s=base + wait,
+            ttft_percentiles_s=percentiles,
+            tpot_s=state.step_s / self.e,
+            output_tokens_per_s_per_replica=state.output_tokens_per_s,
+            requests_per_s=state.requests_per_s * t.replicas,
+            wait_s=wait,
+            kv_tokens_used=state.kv_tokens,
+            kv_capacity_tokens=t.kv_capacity_tokens,
+            utilisation=utilisation,
+            prefill_utilisation=state.prefill_utilisation,
+            admission_limit=limit,
+        )
+
+    def _unstable(self, reason: str, n: float, utilisation: float) -> ServingPoint:
+        t = self.timer
+        inf = math.inf
+        return ServingPoint(
+            t.problem.workload.kind,
+            False,
+            reason,
+            t.replicas,
+            t.plan.gpus,
+            n,
+            0.0,
+            0.0,
+            inf,
+            inf,
+            {name: inf for name in PERCENTILES},
+            inf,
+            0.0,
+            0.0,
+            inf,
+            0.0,
+            t.kv_capacity_tokens,
+            utilisation,
+            0.0,
+            None,
+        )
+
+    def closed_loop(self, n: float) -> ServingPoint:
+        """(Q6) ``n`` requests in flight on the replica, each replaced when it finishes: the decode
+        batch ``b`` solves Little's law ``n = b + X(b) (W(b) + P(b))``; when the batch ceiling binds
+        first, the requests beyond it wait outside the engine, ``(n - n(b_max)) / X(b_max)`` (Little)."""
+        b_max, limit = self.batch_ceiling()
+        if b_max <= 0:
+            return self._unstable("not one request fits in the KV memory left after the weights", n, math.inf)
+        hi = min(n, b_max)
+        b = self._bisect(lambda b: self.state(b).in_flight <= n, hi)
+        state = self.state(b)
+        extra = 0.0
+        capped = b >= hi * (1 - 1e-9) and hi == b_max and state.in_flight < n
+        if capped:
+            extra = (n - state.in_flight) / state.requests_per_s
+        return self._point(state, n, extra, b / b_max, state.prefill_utilisation, limit if capped else None)
+
+    def offline(self) -> ServingPoint:
+        """(Q9) The batch is free: the largest steady decode batch (the ceiling), and the requests
+        in flight that keep it fed."""
+        b_max, limit = self.batch_ceiling()
+        if b_max <= 0:
+            return self._unstable("not one request fits in the KV memory left after the weights", 0.0, math.inf)
+        state = self.state(b_max)
+        return self._point(state, state.in_flight, 0.0, 1.0, state.prefill_utilisation, limit)
+
+    def open_loop(self, rate_rps_per_replica: float) -> ServingPoint:
+        """(Q7-Q8) Poisson arrivals at ``lambda`` per replica. Capacity ``mu`` is the offline
+        point's request rate and ``rho = lambda / mu``; at ``rho >= 1`` the queue grows without
+        bound. Otherwise ``b`` solves ``X(b) = lambda``; the wait is the larger of two M/D/1
+        queues (service deterministic, lengths being fixed): the chunk budget (``rho_p``, service
+        ``ISL / C`` steps) and the replica as a whole (``rho``, service ``1 / mu``), whichever
+        binds; arrivals fall mid-step and wait half a step on average."""
+        capacity = self.offline()
+        if not capacity.stable:
+            return self._unstable(capacity.reason or "", 0.0, math.inf)
+        mu = capacity.requests_per_s / self.timer.replicas
+        rho = rate_rps_per_replica / mu
+        if rho >= 1:
+            return self._unstable(
+                f"arrivals {rate_rps_per_replica:.3g} requests/s per replica are at or above its capacity "
+                f"{mu:.3g} requests/s (utilisation {rho:.2f} >= 1): the queue grows without bound",
+                math.inf,
+                rho,
+            )
+        b = self._bisect(lambda b: self.state(b).requests_per_s <= rate_rps_per_replica, capacity.decode_batch)
+        state = self.state(b)
+        whole = md1_wait_s(rho, 1 / mu)
+        if whole > state.prefill_wait_s:
+            state = replace(state, prefill_wait_s=whole)
+            wait_rho = rho
+        else:
+            wait_rho = state.prefill_utilisation
+        n = rate_rps_per_replica * (state.prefill_wait_s + state.prefill_latency_s + state.step_s / 2) + b
+        return self._point(state, n, 0.0, rho, wait_rho, None, align_s=state.step_s / 2)
+
+
+def serving_point(problem: Problem, plan: Plan, timer: StepTimer | None = None) -> ServingPoint:
+    """The analytic steady state of ``plan`` under ``problem``'s serving workload (not ``burst``)."""
+    w = problem.workload
+    model = ServingModel(timer or StepTimer(problem, plan))
+    replicas = plan.parallelism.replicas
+    if w.kind == "concurrency":
+        assert w.concurrency is not None
+        return model.closed_loop(w.concurrency / replicas)
+    if w.kind == "offline":
+        return model.offline()
+    if w.kind == "rate":
+        assert w.rate_rps is not None
+        return model.open_loop(w.rate_rps / replicas)
+    raise ValueError(f"workload.kind {w.kind!r} has no serving point (burst is the evaluator's own)")
