@@ -214,7 +214,7 @@ def evaluate(problem: Problem, plan: Plan, balanced: bool = False) -> Evaluation
     copy_bytes = copy_bytes_per_token(problem)
     nodes = layout.num_nodes
     slo = _slo_checks(problem, plan, ttft, tpot, prefill_tp, decode_tp, stages)
-    rules, messages = _rule_checks(problem, par, layout)
+    rules, messages = _rule_checks(problem, par, layout, tuple(stage.num_layers for stage in plan.stages))
     return Evaluation(
         plan=plan,
         gpus=gpus,
@@ -286,10 +286,20 @@ def _slo_checks(
     return tuple(checks)
 
 
-def _rule_checks(problem: Problem, par: Parallelism, layout: RankLayout) -> tuple[tuple[Check, ...], tuple[str, ...]]:
-    """Engine rules (R1)-(R6) on the plan's own layout, from their one definition in
-    :mod:`placer.costmodel.rules`; a plan that breaks one cannot launch."""
-    x = RuleInput(problem.model, problem.fabric, par, layout)
+def _rule_checks(
+    problem: Problem, par: Parallelism, layout: RankLayout, stage_layers: tuple[int, ...]
+) -> tuple[tuple[Check, ...], tuple[str, ...]]:
+    """Engine rules (R1)-(R7) on the plan's own layout and stages, from their one definition in
+    :mod:`placer.costmodel.rules`; a plan that breaks one cannot launch (on the instance's engine, for R7)."""
+    x = RuleInput(
+        problem.model,
+        problem.fabric,
+        par,
+        layout,
+        problem.engine,
+        stage_layers,
+        problem.workload.decode_tokens_per_step,
+    )
     checks: list[Check] = []
     messages: list[str] = []
     for rule in applicable_rules(x):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from placer.catalogue.engines import CAPABILITY_BY_NAME, Usage, row, unsupported
+from placer.costmodel.rules import rule_outcomes
 from placer.costmodel.tables import default_expert_maps, layer_costs, stage_pattern
-from placer.formulation.data import Config, FormulationData
+from placer.formulation.data import Config, FormulationData, iter_parallelisms
 from placer.topology import default_layout
 
 #: Operation -> (what it is, verb agreeing with it): "GEMMs and weight reads take", "the router takes".
@@ -83,12 +85,48 @@ def _dominant_op(data: FormulationData, config: Config, phase: str) -> str:
     return text
 
 
+#: Degree tuples the engine explanation looks at, at most (it checks rules only, no costing).
+ENGINE_EXPLAIN_LIMIT = 20_000
+
+
+def engine_lines(data: FormulationData) -> list[str]:
+    """(R7) Which capabilities the instance's engine lacks that configurations passing (R1)-(R6)
+    would need, with how many each excludes and the capability table's source."""
+    problem = data.problem
+    if problem.engine == "any":
+        return []
+    excluded: dict[str, int] = {}
+    others = 0
+    is_moe = problem.model.moe is not None
+    tokens = problem.workload.decode_tokens_per_step
+    for index, par in enumerate(iter_parallelisms(problem, data.gpu_cap)):
+        if index >= ENGINE_EXPLAIN_LIMIT:
+            break
+        layout = default_layout(par, problem.fabric)
+        if not all(rule_outcomes(problem.model, problem.fabric, par, layout).values()):
+            continue
+        lacking = unsupported(problem.engine, Usage(par, is_moe, None, tokens))
+        if not lacking:
+            others += 1
+        for finding in lacking:
+            excluded[finding.row.capability] = excluded.get(finding.row.capability, 0) + 1
+    lines = []
+    for name, count in sorted(excluded.items(), key=lambda item: -item[1]):
+        r = row(problem.engine, name)
+        lines.append(
+            f"engine {problem.engine} cannot run {CAPABILITY_BY_NAME[name].description}: it excludes {count} "
+            f"configuration(s) that pass rules R1-R6, {others} remain (source: {r.source}); "
+            'set engine to "any" or another engine to search them'
+        )
+    return lines
+
+
 def explain_infeasible(data: FormulationData) -> list[str]:
     """Lines naming each constraint that cannot be met, its best reachable value and the relaxation."""
     problem = data.problem
     slo, workload = problem.slo, problem.workload
     counts = data.class_counts
-    lines: list[str] = []
+    lines: list[str] = engine_lines(data)
     fits = [c for c in data.configs if _memory_ok(data, c)]
     if not data.configs or not fits:
         lines.append(

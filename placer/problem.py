@@ -48,6 +48,8 @@ class Problem:
     #: ``routing`` resolved for ``model``, one entry per MoE layer; ``None``: no statistics given
     #: (uniform routing assumed). A file's path in ``routing`` is absolute once resolved.
     routing_stats: RoutingStats | None = None
+    #: serving engine the plan must run on (``placer.catalogue.engines``); ``any`` restricts nothing
+    engine: str = "any"
 
     def replace(self, **changes: object) -> Problem:
         """A copy with some fields changed (for tests and hardware comparisons); the fabric and
@@ -101,6 +103,7 @@ def build_problem(instance: Instance, base_dir: Path | None = None, source: str 
         reference_plan=reference,
         description=instance.description,
         routing_stats=stats,
+        engine=instance.engine,
     )
 
 

@@ -144,7 +144,11 @@ def test_megatron_flags_and_uneven_stages(ep64: ExportInput, deepseek: ExportInp
 
 def test_uneven_partition_per_engine(deepseek: ExportInput) -> None:
     assert build_export("vllm", deepseek).env["VLLM_PP_LAYER_PARTITION"] == "31,30"
-    assert any("uneven pipeline partition" in w for w in build_export("trtllm", deepseek).warnings)
+    # 31 + 30 is TensorRT-LLM's own split (the first 61 % 2 stages take one more layer); 30 + 31 is not
+    assert not any("uneven pipeline partition" in w for w in build_export("trtllm", deepseek).warnings)
+    plan = deepseek.plan.model_copy(update={"stages": [Stage(layers=(0, 29)), Stage(layers=(30, 60))]})
+    flipped = ExportInput(deepseek.problem, plan)
+    assert any("uneven pipeline partition 30,31" in w for w in build_export("trtllm", flipped).warnings)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -1,4 +1,4 @@
-"""Engine rules (R1)-(R6) of ``docs/formulation.md``, defined once.
+"""Engine rules (R1)-(R7) of ``docs/formulation.md``, defined once.
 
 A deployment that breaks one of these cannot be launched by a serving engine as placer models it,
 whatever its figures. The formulation drops such configurations before building a model (it reads
@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from placer.catalogue.engines import Usage, unsupported
 from placer.costmodel.tables import stage_domain_patterns
 from placer.schema import ModelSpec, Parallelism
 from placer.topology import Fabric, RankLayout
@@ -29,6 +30,13 @@ class RuleInput:
     fabric: Fabric
     par: Parallelism
     layout: RankLayout
+    engine: str = "any"  # the instance's serving engine (R7)
+    stage_layers: tuple[int, ...] | None = None  # layers per stage of a plan; None while the search is open
+    decode_tokens_per_step: int = 1
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.par, self.model.moe is not None, self.stage_layers, self.decode_tokens_per_step)
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class Count:
 class EngineRule:
     """One engine rule. ``count`` is given for rules that compare a count with a limit."""
 
-    number: str  # "R1" .. "R6", as numbered in docs/formulation.md
+    number: str  # "R1" .. "R7", as numbered in docs/formulation.md
     name: str  # the evaluator's check name
     applies: Callable[[RuleInput], bool]
     holds: Callable[[RuleInput], bool]
@@ -83,6 +91,11 @@ def _moe_experts(x: RuleInput) -> int:
 def _moe_ffn(x: RuleInput) -> int:
     assert x.model.moe is not None
     return x.model.moe.expert_ffn_size
+
+
+def _engine_message(x: RuleInput) -> str:
+    """(R7) each capability the engine lacks, with the table's source."""
+    return "; ".join(f.message() for f in unsupported(x.engine, x.usage))
 
 
 def _cluster_gpus(x: RuleInput) -> Count:
@@ -151,6 +164,13 @@ ENGINE_RULES: tuple[EngineRule, ...] = (
         lambda x: f"{x.par.gpus} GPUs exceed the cluster's {x.fabric.max_gpus}",
         count=_cluster_gpus,
     ),
+    EngineRule(
+        "R7",
+        "engine_supports",
+        lambda x: x.engine != "any",
+        lambda x: not unsupported(x.engine, x.usage),
+        _engine_message,
+    ),
 )
 
 
@@ -159,7 +179,16 @@ def applicable_rules(x: RuleInput) -> tuple[EngineRule, ...]:
     return tuple(rule for rule in ENGINE_RULES if rule.applies(x))
 
 
-def rule_outcomes(model: ModelSpec, fabric: Fabric, par: Parallelism, layout: RankLayout) -> dict[str, bool]:
-    """Whether each applicable rule holds, keyed ``"R<n>_<name>"``."""
-    x = RuleInput(model, fabric, par, layout)
+def rule_outcomes(
+    model: ModelSpec,
+    fabric: Fabric,
+    par: Parallelism,
+    layout: RankLayout,
+    engine: str = "any",
+    decode_tokens_per_step: int = 1,
+) -> dict[str, bool]:
+    """Whether each applicable rule holds, keyed ``"R<n>_<name>"``. The partition is still open
+    here, so (R7) checks the degrees and the workload only; a plan's stages are checked by the
+    evaluator (``stage_layers``)."""
+    x = RuleInput(model, fabric, par, layout, engine, None, decode_tokens_per_step)
     return {rule.key: rule.holds(x) for rule in applicable_rules(x)}

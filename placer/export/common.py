@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from placer.catalogue.engines import Usage, unsupported, unverified
 from placer.costmodel.traffic import contiguous_map
 from placer.evaluator import plan_expert_maps
 from placer.problem import Problem
@@ -43,6 +44,16 @@ class ExportInput:
     def is_moe(self) -> bool:
         return self.problem.model.moe is not None
 
+    @property
+    def usage(self) -> Usage:
+        """What the plan asks of an engine, as the capability table reads it."""
+        return Usage(
+            self.plan.parallelism,
+            self.is_moe,
+            tuple(self.layers_per_stage),
+            self.problem.workload.decode_tokens_per_step,
+        )
+
     def nodes_per_replica(self) -> int:
         """Nodes of replica 0 (every replica spans as many under the default layout)."""
         width = self.plan.parallelism.pp * self.plan.parallelism.stage_width
@@ -69,6 +80,15 @@ class EngineExport:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
         words = [f'"{a}"' if a.startswith("${") and a.endswith("}") else shlex.quote(a) for a in self.argv]
         return (env + " " if env else "") + " ".join(words)
+
+
+def capability_findings(engine: str, data: ExportInput) -> tuple[list[str], list[str]]:
+    """Warnings for what the plan needs and the engine lacks, and notes for what it needs that the
+    capability table (``placer.catalogue.engines``, the one the search reads) could not verify."""
+    usage = data.usage
+    warnings = [f.message() for f in unsupported(engine, usage)]
+    notes = [f.message() for f in unverified(engine, usage)]
+    return warnings, notes
 
 
 def expert_slots(data: ExportInput) -> dict[int, list[list[int]]]:

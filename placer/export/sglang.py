@@ -15,6 +15,7 @@ from placer.export.common import (
     MODEL_PLACEHOLDER,
     EngineExport,
     ExportInput,
+    capability_findings,
     common_notes,
     equal_slots_per_rank,
     expert_slots,
@@ -71,7 +72,8 @@ def export(data: ExportInput) -> EngineExport:
         "--tp-size",
         str(par.stage_width),
     ]
-    result = EngineExport("sglang", argv, notes=common_notes(data))
+    warnings, unchecked = capability_findings("sglang", data)
+    result = EngineExport("sglang", argv, warnings=warnings, notes=common_notes(data) + unchecked)
     if par.dp_attn > 1:
         argv += ["--dp-size", str(par.dp_attn), "--enable-dp-attention"]
     if par.pp > 1:

@@ -15,6 +15,7 @@ from placer.export.common import (
     MODEL_PLACEHOLDER,
     EngineExport,
     ExportInput,
+    capability_findings,
     common_notes,
     equal_slots_per_rank,
     expert_slots,
@@ -45,12 +46,6 @@ def options(data: ExportInput, warnings: list[str]) -> dict[str, object]:
         "pipeline_parallel_size": par.pp,
         "enable_attention_dp": par.dp_attn > 1,
     }
-    if par.dp_attn > 1 and par.tp > 1:
-        warnings.append(
-            f"attention tp {par.tp} x dp {par.dp_attn}: TensorRT-LLM runs attention either fully "
-            f"tensor-parallel or fully data-parallel over the {par.stage_width} GPUs; "
-            "enable_attention_dp = true gives attention TP 1"
-        )
     if data.is_moe:
         config["moe_expert_parallel_size"] = par.ep
         config["moe_tensor_parallel_size"] = par.tp_moe
@@ -73,17 +68,11 @@ def options(data: ExportInput, warnings: list[str]) -> dict[str, object]:
 
 
 def export(data: ExportInput) -> EngineExport:
-    par = data.plan.parallelism
-    warnings: list[str] = []
+    # attention tp x dp and a partition other than TensorRT-LLM's own split: the capability table
+    warnings, unchecked = capability_findings("trtllm", data)
     config = options(data, warnings)
     argv = ["trtllm-serve", MODEL_PLACEHOLDER, "--extra_llm_api_options", CONFIG_FILE]
-    result = EngineExport("trtllm", argv, warnings=warnings, notes=common_notes(data))
-    if par.pp > 1 and len(set(data.layers_per_stage)) > 1:
-        result.warnings.append(
-            "uneven pipeline partition "
-            + ",".join(str(n) for n in data.layers_per_stage)
-            + ": no TensorRT-LLM option found to set layers per stage; it splits layers evenly"
-        )
+    result = EngineExport("trtllm", argv, warnings=warnings, notes=common_notes(data) + unchecked)
     result.files[CONFIG_FILE] = yaml.safe_dump(config, sort_keys=False)
     used = set(config) | {"--extra_llm_api_options"}
     if "moe_config" in config:

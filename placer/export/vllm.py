@@ -10,6 +10,7 @@ from placer.export.common import (
     MODEL_PLACEHOLDER,
     EngineExport,
     ExportInput,
+    capability_findings,
     common_notes,
     has_custom_expert_map,
     redundant_slots,
@@ -40,16 +41,13 @@ def export(data: ExportInput) -> EngineExport:
         "--pipeline-parallel-size",
         str(par.pp),
     ]
-    result = EngineExport("vllm", argv, notes=common_notes(data))
+    # MoE TP with EP (vLLM's EP spans the whole tp x dp group with MoE TP 1): the capability table
+    warnings, unchecked = capability_findings("vllm", data)
+    result = EngineExport("vllm", argv, warnings=warnings, notes=common_notes(data) + unchecked)
     if par.dp_attn > 1:
         argv += ["--data-parallel-size", str(par.dp_attn)]
     if data.is_moe and par.ep > 1:
         argv.append("--enable-expert-parallel")
-        if par.tp_moe != 1:
-            result.warnings.append(
-                f"MoE TP = {par.tp_moe} with EP = {par.ep}: vLLM's expert parallelism spans the whole tp x dp group "
-                f"({par.stage_width} GPUs) with MoE TP 1; it cannot shard each expert {par.tp_moe} ways as well"
-            )
     if data.nodes_per_replica() > 1:
         result.notes.append(
             "The replica spans several nodes: start vLLM's multi-node setup (Ray cluster, or the data-parallel "

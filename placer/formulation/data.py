@@ -69,7 +69,7 @@ class Config:
 
     @property
     def admissible(self) -> bool:
-        """All engine rules (R1)-(R6) hold."""
+        """All engine rules (R1)-(R7) hold."""
         return all(self.rules.values())
 
     def total_prefill_s(self, class_counts: tuple[int, ...]) -> float:
@@ -185,8 +185,12 @@ def enumerate_parallelisms(problem: Problem, cap: int) -> list[Parallelism]:
 
 
 def config_rules(problem: Problem, par: Parallelism) -> dict[str, bool]:
-    """Engine rules (R1)-(R6) for one configuration on the default layout (``placer.costmodel.rules``)."""
-    return rule_outcomes(problem.model, problem.fabric, par, default_layout(par, problem.fabric))
+    """Engine rules (R1)-(R7) for one configuration on the default layout (``placer.costmodel.rules``);
+    (R7) drops what the instance's engine cannot run."""
+    layout = default_layout(par, problem.fabric)
+    return rule_outcomes(
+        problem.model, problem.fabric, par, layout, problem.engine, problem.workload.decode_tokens_per_step
+    )
 
 
 class ConfigCoster:
