@@ -66,6 +66,39 @@ def evaluate(
     print_evaluation(console, problem, evaluation, f"plan {evaluation.plan.name or plan.name} on {problem.name}")
 
 
+@app.command()
+@handles_input_errors
+def simulate(
+    instance: Annotated[Path, typer.Argument(help="instance JSON")],
+    plan: Annotated[Path, typer.Argument(help="plan JSON")],
+    requests: Annotated[int, typer.Option("--requests", help="measured requests (after the warm-up)")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="seed of the arrival and length draws")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="write simulation.json and simulation.png here")] = None,
+) -> None:
+    """Simulate continuous batching of the plan under the instance's workload: TTFT/TPOT percentiles,
+    throughput, and queue and batch over time."""
+    from placer.simulate import simulate as run_simulation
+
+    problem = api.load_problem(instance)
+    plan_spec = api.load_plan(plan)
+    api.evaluate_files(instance, plan)  # the plan's own errors, naming the plan file
+    sim = run_simulation(problem, plan_spec, requests=requests, seed=seed)
+    title = f"plan {plan_spec.name or plan.name} on {problem.name}, {sim.kind} workload"
+    document = {"instance": problem.name, "plan": plan_spec.name or plan.name, **sim.to_dict()}
+    if out is not None:
+        from placer.report.simulation import simulation_picture
+
+        simulation_picture(sim, title, out / "simulation")
+        write_atomic(out / "simulation.json", json.dumps(document, indent=2) + "\n")
+    if as_json:
+        emit_json(document)
+        return
+    from placer.report.simulation import print_simulation
+
+    print_simulation(console, sim, title)
+
+
 @model_app.command("show")
 @handles_input_errors
 def model_show(

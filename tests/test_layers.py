@@ -50,7 +50,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     },
     {"problem": ("placer.problem", "placer.plancheck")},
     {"cost model": ("placer.costmodel",)},
-    {"formulation": ("placer.formulation",), "evaluator": ("placer.evaluator",)},
+    {"formulation": ("placer.formulation",), "evaluator": ("placer.evaluator", "placer.serving")},
     {"placement": ("placer.placement",), "explain": ("placer.explain",)},
     {"result": ("placer.result",)},
     {"backends": ("placer.backends",), "strategy": ("placer.strategy",)},
@@ -58,6 +58,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {
         "compare": ("placer.compare",),
         "fidelity": ("placer.fidelity",),
+        "simulate": ("placer.simulate",),
         "calibrate": ("placer.calibrate",),
         "export": ("placer.export",),
     },
