@@ -8,9 +8,12 @@ moment it finishes; Poisson arrivals at ``rate_rps``; or all at ``t = 0`` for ``
 completion, so no request is ever pre-empted). Every engine step runs the admitted requests that
 have finished their prefill as one decode batch (one token each) together with up to
 ``chunk_tokens`` prompt tokens of the requests still in prefill, shared FCFS (the oldest admitted
-request takes what it still needs, the next one the rest). The step lasts
-``timer.step_s(decode_seqs, prefill_tokens)``, the same cost model the analytic model uses. The step
-that consumes a request's last prompt token also yields its first output token (TTFT = that step's
+request takes what it still needs, the next one the rest). With attention data parallelism a
+request lives on one of the replica's ``dp_attn`` ranks (admitted to the one with the most free KV;
+KV capacity and prefill budget are split evenly), each rank prefills its own requests, and since
+the ranks meet at every MoE layer the busiest rank sets the step's prefill time. The step lasts
+``timer.step_s(decode_seqs, dp_attn x busiest rank's prefill tokens)``, the cost model the analytic
+model uses. The step that consumes a request's last prompt token also yields its first output token (TTFT = that step's
 end - arrival); each later step yields one token; TPOT = (finish - first token) / (output - 1).
 
 Why a plain event loop and not SimPy. An engine step is synchronous: everything in the batch starts
@@ -67,8 +70,9 @@ TIMELINE_POINTS = 4000
 class ReplicaTimer(Protocol):
     """What the simulator needs from the cost model (``placer.serving.StepTimer`` provides it)."""
 
-    kv_capacity_tokens: int
-    chunk_tokens: int
+    kv_capacity_tokens: int  # the replica's, shared evenly by its attention-DP ranks
+    chunk_tokens: int  # the replica's prefill budget per step, shared evenly by its attention-DP ranks
+    dp_attn: int
 
     def step_s(self, decode_seqs: int, prefill_tokens: int) -> float: ...
 
@@ -141,7 +145,7 @@ class ReplicaRun:
 
 
 class _Request:
-    __slots__ = ("arrival_s", "prompt", "output", "prefill_left", "first_token_s", "measured")
+    __slots__ = ("arrival_s", "prompt", "output", "prefill_left", "first_token_s", "measured", "rank")
 
     def __init__(self, arrival_s: float, prompt: int, output: int, measured: bool) -> None:
         self.arrival_s = arrival_s
@@ -150,6 +154,7 @@ class _Request:
         self.prefill_left = prompt
         self.first_token_s = math.nan
         self.measured = measured
+        self.rank = 0
 
 
 class _Source:
@@ -189,8 +194,9 @@ def simulate_replica(
     """
     if requests < 1:
         raise InputError.single("requests", f"must be >= 1, got {requests}")
-    capacity = int(timer.kv_capacity_tokens)
-    chunk = int(timer.chunk_tokens)
+    ranks = max(1, int(getattr(timer, "dp_attn", 1)))
+    capacity = int(timer.kv_capacity_tokens) // ranks  # per attention-DP rank
+    chunk = int(timer.chunk_tokens) // ranks  # per attention-DP rank
     if chunk < 1:
         raise InputError.single("workload.prefill_chunk_tokens", f"the prefill budget must be >= 1, got {chunk}")
     running_cap = max_running or math.inf
@@ -216,10 +222,11 @@ def simulate_replica(
     target = requests if steady else total_batch
 
     queue: deque[_Request] = deque()
-    prefilling: deque[_Request] = deque()
-    prefill_total = 0
+    prefilling: list[deque[_Request]] = [deque() for _ in range(ranks)]  # per rank, admission order
+    prefill_total = [0] * ranks
+    kv_used = [0] * ranks
+    in_prefill = 0
     decoding: list[tuple[int, int, _Request]] = []  # (finish step, tie-break, request)
-    kv_used = 0
     step = 0
     serial = 0
 
@@ -240,8 +247,8 @@ def simulate_replica(
         if prompt + output > capacity:
             raise InputError.single(
                 "workload",
-                f"a request of {prompt} prompt + {output} output tokens needs more KV than one replica holds "
-                f"({capacity:,} tokens)",
+                f"a request of {prompt} prompt + {output} output tokens needs more KV than one attention-DP "
+                f"rank of a replica holds ({capacity:,} tokens)",
             )
         measured = at >= t_warm and measured_started < target
         if measured:
@@ -260,8 +267,8 @@ def simulate_replica(
         next_arrival = float(rng.exponential(1.0 / arrivals.rate_rps))
 
     def finish(req: _Request) -> None:
-        nonlocal kv_used, done_total, t_warm, measured_left, window_done
-        kv_used -= req.prompt + req.output
+        nonlocal done_total, t_warm, measured_left, window_done
+        kv_used[req.rank] -= req.prompt + req.output
         done_total += 1
         if t >= t_warm:
             window_done += 1
@@ -290,31 +297,44 @@ def simulate_replica(
                 area_queue += t - next_arrival  # it waited from its arrival to this step boundary
             arrive(next_arrival)
             next_arrival += float(rng.exponential(1.0 / arrivals.rate_rps))
-        while (
-            queue
-            and kv_used + queue[0].prompt + queue[0].output <= capacity
-            and len(prefilling) + len(decoding) < running_cap
-        ):
-            req = queue.popleft()
-            kv_used += req.prompt + req.output
-            prefilling.append(req)
-            prefill_total += req.prompt
+        while queue and in_prefill + len(decoding) < running_cap:
+            rank = min(range(ranks), key=kv_used.__getitem__)  # most free KV, lowest index on ties
+            req = queue[0]
+            if kv_used[rank] + req.prompt + req.output > capacity:
+                break
+            queue.popleft()
+            req.rank = rank
+            kv_used[rank] += req.prompt + req.output
+            prefilling[rank].append(req)
+            prefill_total[rank] += req.prompt
+            in_prefill += 1
+            _record(times, queue_at, running_at, t, len(queue), in_prefill + len(decoding))
         if measured_started >= target and measured_left == 0:
             break
         decode_seqs = len(decoding)
-        if not prefilling and not decode_seqs:
+        if not in_prefill and not decode_seqs:
             if next_arrival == math.inf:
                 break  # nothing left to run: a batch has drained
             t = next_arrival
             _record(times, queue_at, running_at, t, len(queue), 0)
             continue
-        head_only = bool(prefilling) and prefilling[0].prefill_left > chunk
-        if head_only:
-            prefill_tokens = chunk
-            k = (prefilling[0].prefill_left - 1) // chunk  # steps in which only the oldest prefill advances
-        else:
-            prefill_tokens = min(chunk, prefill_total)
-            k = 1
+        # Each rank prefills its own requests FCFS within its budget; the ranks meet at every MoE
+        # layer, so the busiest rank sets the step: it is charged as if every rank ran its tokens.
+        k = math.inf
+        busiest = 0
+        head_only = [False] * ranks
+        for r in range(ranks):
+            if not prefilling[r]:
+                continue
+            left = prefilling[r][0].prefill_left
+            if left > chunk:  # only the oldest request advances, by a whole chunk, for these steps
+                head_only[r] = True
+                busiest = chunk
+                k = min(k, (left - 1) // chunk)
+            else:
+                busiest = max(busiest, min(chunk, prefill_total[r]))
+                k = 1
+        prefill_tokens = busiest * ranks
         if decoding:
             k = min(k, decoding[0][0] - step)
         dt = float(timer.step_s(decode_seqs, prefill_tokens))
@@ -322,28 +342,31 @@ def simulate_replica(
             raise ValueError(f"step time must be > 0, got {dt} for ({decode_seqs}, {prefill_tokens})")
         if next_arrival < math.inf:
             k = min(k, max(1, math.ceil((next_arrival - t) / dt)))
+        k = int(k)
         t0 = t
         t += k * dt
         step += k
         if t0 >= t_warm:
             window_tokens += decode_seqs * k * per_step
-            area_running += (decode_seqs + len(prefilling)) * k * dt
+            area_running += (decode_seqs + in_prefill) * k * dt
             area_decode += decode_seqs * k * dt
             area_queue += len(queue) * k * dt
-        if head_only:
-            prefilling[0].prefill_left -= k * prefill_tokens
-            prefill_total -= k * prefill_tokens
-        else:
-            budget = prefill_tokens
-            prefill_total -= budget
-            while budget and prefilling:
-                head = prefilling[0]
+        for r in range(ranks):
+            if head_only[r]:
+                prefilling[r][0].prefill_left -= k * chunk
+                prefill_total[r] -= k * chunk
+                continue
+            budget = min(chunk, prefill_total[r])
+            prefill_total[r] -= budget
+            while budget and prefilling[r]:
+                head = prefilling[r][0]
                 take = min(budget, head.prefill_left)
                 head.prefill_left -= take
                 budget -= take
                 if head.prefill_left:
                     break
-                prefilling.popleft()
+                prefilling[r].popleft()
+                in_prefill -= 1
                 head.first_token_s = t
                 if t0 >= t_warm:
                     window_tokens += 1
@@ -354,7 +377,7 @@ def simulate_replica(
                     heapq.heappush(decoding, (step + math.ceil((head.output - 1) / per_step), serial, head))
         while decoding and decoding[0][0] == step:
             finish(heapq.heappop(decoding)[2])
-        _record(times, queue_at, running_at, t, len(queue), len(prefilling) + len(decoding))
+        _record(times, queue_at, running_at, t, len(queue), in_prefill + len(decoding))
 
     window = t - t_warm if t_warm < math.inf else 0.0
     return ReplicaRun(

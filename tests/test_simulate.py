@@ -187,3 +187,13 @@ def test_a_request_larger_than_the_kv_cache_is_an_input_error():
     timer = FakeTimer(kv_capacity_tokens=1_000, chunk_tokens=256)
     with pytest.raises(InputError, match="workload: a request of 900 prompt \\+ 200 output tokens"):
         simulate_replica(timer, Arrivals("closed", concurrency=2), fixed(900, 200), requests=10)
+
+
+def test_a_prompt_is_prefilled_on_one_attention_dp_rank():
+    """Two DP ranks of 256 tokens each (512 per step in all): a 300-token prompt still needs two steps,
+    and two prompts go through side by side on their own ranks; a third waits for a rank."""
+    tau = 0.01
+    timer = FakeTimer(kv_capacity_tokens=20_000, chunk_tokens=512, base_s=tau)
+    timer.dp_attn = 2  # type: ignore[attr-defined]
+    run = simulate_replica(timer, Arrivals("batch", count=3), fixed(300, 2), requests=1, seed=0)
+    assert sorted(run.ttft_s) == pytest.approx([2 * tau, 2 * tau, 3 * tau])
