@@ -22,6 +22,7 @@ from placer.report.plan_json import dumps, plan_with_figures
 from placer.report.result_json import result_document
 from placer.result import Result, SolveStatus
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
+from placer.serving import evaluate_serving
 from placer.solve import solve
 from placer.stopping import StopToken
 
@@ -59,7 +60,8 @@ def evaluate_files(instance: str | Path, plan: str | Path) -> tuple[Problem, Eva
     problem = load_problem(instance)
     plan_spec = load_plan(plan)
     check_plan_fits_model(problem, plan_spec, str(plan))  # here, so that its errors name the plan file
-    return problem, evaluate(problem, plan_spec)
+    # serving workloads take TTFT / TPOT / throughput from the steady-state model; burst: evaluate()
+    return problem, evaluate_serving(problem, plan_spec)
 
 
 def plan_document(

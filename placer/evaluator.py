@@ -108,6 +108,10 @@ class Evaluation:
     rule_messages: tuple[str, ...]
     uniform_routing: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: For a serving workload (kind other than ``burst``): the analytic steady state
+    #: (``placer.serving.ServingPoint``) that ``ttft_s``, ``tpot_s``, the decode throughput and their
+    #: SLO checks were taken from by ``placer.serving.evaluate_serving``; ``None`` for ``burst``.
+    serving: object | None = None
 
     @property
     def memory_bytes_per_gpu_max(self) -> float:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, replace
 
 from placer.costmodel.memory import usable_memory_bytes
-from placer.evaluator import evaluate
+from placer.evaluator import Check, Evaluation, evaluate
 from placer.problem import Problem
 from placer.schema import Plan, PromptTokens
 
@@ -433,3 +433,41 @@ def serving_point(problem: Problem, plan: Plan, timer: StepTimer | None = None) 
         assert w.rate_rps is not None
         return model.open_loop(w.rate_rps / replicas)
     raise ValueError(f"workload.kind {w.kind!r} has no serving point (burst is the evaluator's own)")
+
+
+def evaluate_serving(problem: Problem, plan: Plan) -> Evaluation:
+    """The evaluator's figures, with TTFT, TPOT, decode throughput and their SLO checks taken from
+    the serving model when the workload is not ``burst`` (at the percentile each SLO names), a
+    ``kv_cache`` check (tokens the requests in flight hold against the replica's capacity) and a
+    ``stable`` check (a rate the replicas cannot serve). ``burst``: :func:`evaluate` unchanged."""
+    evaluation = evaluate(problem, plan)
+    if problem.workload.kind == "burst":
+        return evaluation
+    point = serving_point(problem, plan)
+    slo = problem.slo
+    ttft = point.ttft_at(slo.ttft_percentile)
+    tpot = point.tpot_at(slo.tpot_percentile)
+    decode_tp = point.output_tokens_per_s_per_gpu / 1e3
+    checks: list[Check] = []
+    for check in evaluation.slo:
+        if check.name == "ttft":
+            check = replace(check, value=ttft)
+        elif check.name == "tpot":
+            check = replace(check, value=tpot * 1e3)
+        elif check.name == "decode_throughput":
+            check = replace(check, value=decode_tp)
+        checks.append(check)
+    checks.append(Check("kv_cache", point.kv_tokens_used, float(point.kv_capacity_tokens), "<=", "tokens/replica"))
+    checks.append(Check("stable", 0.0 if point.stable else 1.0, 0.0, "<=", "unserved loads"))
+    notes = evaluation.notes
+    if not point.stable:
+        notes = (*notes, f"serving: {point.reason}")
+    return replace(
+        evaluation,
+        ttft_s=ttft,
+        tpot_s=tpot,
+        decode_tokens_per_ms_per_gpu=decode_tp,
+        slo=tuple(checks),
+        notes=notes,
+        serving=point,
+    )

@@ -14,6 +14,7 @@ import math
 import time
 
 from placer.backends import choose_backend, run_backend
+from placer.errors import InputError
 from placer.evaluator import Evaluation, evaluate
 from placer.formulation.data import Config, FormulationData, build_formulation, formulation_data, gpu_cap
 from placer.formulation.partition import evaluate_config
@@ -94,6 +95,14 @@ def solve(
     and ``stop`` (Ctrl-C, an outer deadline) bound the whole call; ``work_limit`` bounds each
     search in deterministic units (CP-SAT deterministic time, exhaustive configurations scored),
     so tests stop at the same point on any machine."""
+    if problem.workload.kind != "burst":
+        # the formulation prices a burst only; solving a serving workload as one would answer
+        # another question (placer evaluate judges a plan under the serving model)
+        raise InputError.single(
+            "workload.kind",
+            f"{problem.workload.kind!r}: placer solve handles only 'burst' workloads so far; "
+            "use placer evaluate INSTANCE PLAN for the serving figures of a plan",
+        )
     token = stop if stop is not None else StopToken()
     if time_limit_s is not None and math.isfinite(time_limit_s):
         token = token.share(1.0, time_limit_s)

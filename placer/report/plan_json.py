@@ -66,6 +66,8 @@ def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
         "feasible": evaluation.feasible,
         "routing": "uniform (no routing statistics given)" if evaluation.uniform_routing else "from routing statistics",
         "notes": list(evaluation.notes),
+        # the analytic steady state of a serving workload (null for burst); docs/cost-model.md (Q1)-(Q9)
+        "serving": evaluation.serving.to_dict() if evaluation.serving is not None else None,  # type: ignore[attr-defined]
     }
 
 

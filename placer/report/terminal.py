@@ -104,11 +104,51 @@ def print_evaluation(console: Console, problem: Problem, evaluation: Evaluation,
                 row += ["", ""]
         metrics.add_row(*row)
     console.print(metrics)
+    if evaluation.serving is not None:
+        print_serving(console, evaluation.serving.to_dict())  # type: ignore[attr-defined]
     if isinstance(plan.claimed.get("note"), str):
         console.print(f"[dim]claims: {plan.claimed['note']}[/]")
     print_checks(console, evaluation)
     if evaluation.uniform_routing and problem.model.moe is not None:
         console.print("[dim]routing: no statistics given; uniform, independent top-k routing assumed.[/]")
+
+
+#: Serving-point key -> (label, unit); the figures of ``placer.serving.ServingPoint.to_dict``.
+SERVING_LABELS: dict[str, tuple[str, str]] = {
+    "concurrency_per_replica": ("requests in flight per replica", ""),
+    "decode_batch_per_replica": ("decode batch per replica", "sequences"),
+    "prefill_tokens_per_step": ("prefill tokens per step", "tokens"),
+    "step_ms": ("engine step", "ms"),
+    "ttft_s": ("TTFT, mean", "s"),
+    "ttft_p50_s": ("TTFT, p50", "s"),
+    "ttft_p90_s": ("TTFT, p90", "s"),
+    "ttft_p99_s": ("TTFT, p99", "s"),
+    "tpot_ms": ("TPOT", "ms"),
+    "output_tokens_per_s_per_gpu": ("output throughput", "tokens/s/GPU"),
+    "output_tokens_per_s_per_replica": ("output throughput", "tokens/s/replica"),
+    "requests_per_s": ("requests served", "requests/s"),
+    "wait_s": ("queueing before prefill, mean", "s"),
+    "kv_tokens_used": ("KV cache in use per replica", "tokens"),
+    "kv_capacity_tokens": ("KV cache capacity per replica", "tokens"),
+    "utilisation": ("utilisation", ""),
+    "prefill_utilisation": ("prefill budget in use", ""),
+}
+
+
+def print_serving(console: Console, point: dict[str, object]) -> None:
+    """The analytic steady state of a serving workload (docs/cost-model.md, Q1-Q9)."""
+    table = Table(title=f"serving steady state ({point['kind']}, analytic)", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, (label, unit) in SERVING_LABELS.items():
+        value = point.get(key)
+        if isinstance(value, (int, float)):
+            table.add_row(escape(f"{label} [{unit}]") if unit else label, fmt(float(value)))
+    if point.get("admission_limit"):
+        table.add_row("decode batch capped by", str(point["admission_limit"]))
+    console.print(table)
+    if not point.get("stable"):
+        console.print(f"[bold red]unstable:[/] {escape(str(point.get('reason')))}")
 
 
 def print_checks(console: Console, evaluation: Evaluation) -> None:
