@@ -197,3 +197,94 @@ def test_a_prompt_is_prefilled_on_one_attention_dp_rank():
     timer.dp_attn = 2  # type: ignore[attr-defined]
     run = simulate_replica(timer, Arrivals("batch", count=3), fixed(300, 2), requests=1, seed=0)
     assert sorted(run.ttft_s) == pytest.approx([2 * tau, 2 * tau, 3 * tau])
+
+
+# ---------------------------------------------------------------------------------------------
+# Referee: the analytic serving model (placer.serving) against the simulation, same StepTimer.
+
+
+def _bench():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "simulate_vs_analytic.py"
+    spec = importlib.util.spec_from_file_location("simulate_vs_analytic", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _bench()
+#: (instance, plan "tp.ep.replicas" or plans/ file, prompt mean, output max, output mean)
+MIX_R2 = ("mixtral-8x7b-h100", "2.2.2", None, 1024, 512.0)
+MIX_R1 = ("mixtral-8x7b-h100", "2.2.1", 2048.0, 512, 256.0)
+MIX_TP4 = ("mixtral-8x7b-h100", "4.4.1", 2048.0, 1024, 512.0)
+MIX_TP8 = ("mixtral-8x7b-h100", "8.8.1", 1024.0, 1024, 512.0)
+MOE_TP2 = ("moe10b", "2.2.1", 2048.0, 1024, 512.0)
+MOE_TP1 = ("moe10b", "1.1.1", 4096.0, 1024, 512.0)
+AGREE = (
+    [(*MIX_R2, "concurrency", n) for n in (4, 16, 32, 64, 128)]
+    + [(*MIX_R1, "concurrency", n) for n in (4, 16)]
+    + [(*MIX_TP4, "concurrency", n) for n in (4, 16, 32)]
+    + [(*MIX_TP8, "concurrency", n) for n in (4, 16, 32, 64)]
+    + [(*MOE_TP2, "concurrency", n) for n in (4, 16, 32, 64, 128)]
+    + [(*MOE_TP1, "concurrency", n) for n in (4, 16, 32, 64, 128)]
+)
+
+
+def _known(reason: str):
+    return pytest.mark.xfail(strict=True, reason=reason)
+
+
+PACKING = _known(
+    "several prompts share a step (chunk 8,192 > ISL 2,048) and each pays the whole step; the analytic TTFT "
+    "charges a prompt its own tokens only (simulated TTFT 85.0 vs 73.5 ms at n 64, 104.1 vs 81.3 ms at n 128)"
+)
+PHASE_LOCK = _known(
+    "fixed lengths in a closed loop: requests admitted together finish together and come back together, "
+    "so two 4,096-token prompts share every prefill step (simulated TTFT 2x the analytic)"
+)
+DP_PACE = _known(
+    "attention DP 4: the one rank prefilling sets the step (busiest-rank rule), which the analytic step time "
+    "(Q1, mean prefill tokens per step) leaves out (TPOT 2.26 vs 1.20 ms); and Q6 charges the prompt's "
+    "2,048-token tail a full 8,192-token chunk (TTFT 21.7 analytic vs 15.4 ms)"
+)
+REPLICA_QUEUE = _known(
+    "rate: the analytic wait is an M/D/1 queue on the whole replica (service 1/mu), but a continuously "
+    "batched replica serves many requests at once (TTFT 172 vs 135 ms at 2/s, 213 vs 146 ms at 3/s)"
+)
+TINY_BATCH = _known(
+    "rate at a decode batch below 1: decode_s_real interpolates to 0 at b = 0, so X(b) is flat below b = 1 "
+    "and the bisection returns b = 0 (analytic TPOT 0 vs simulated 0.47 ms, TTFT 22.8 vs 10.5 ms)"
+)
+DISAGREE = [
+    pytest.param(*MIX_R1, "concurrency", 64, marks=PACKING),
+    pytest.param(*MIX_R1, "concurrency", 128, marks=PACKING),
+    pytest.param("mixtral-8x7b-h100", "2.2.2", None, 512, None, "concurrency", 64, marks=PHASE_LOCK),
+    pytest.param("moe10b", "seed000-tp2-ep4-pp4.json", None, 1024, 512.0, "concurrency", 64, marks=DP_PACE),
+    pytest.param(*MIX_R2, "rate", 2.0, marks=REPLICA_QUEUE),
+    pytest.param(*MIX_R2, "rate", 3.0, marks=REPLICA_QUEUE),
+    pytest.param("moe10b", "2.2.1", None, 1024, 512.0, "rate", 2.0, marks=TINY_BATCH),
+]
+
+
+@pytest.mark.parametrize(
+    ("instance", "plan", "prompt_mean", "output_max", "output_mean", "kind", "load"), AGREE + DISAGREE
+)
+def test_analytic_model_agrees_with_the_simulation(instance, plan, prompt_mean, output_max, output_mean, kind, load):
+    """Mean TTFT and TPOT of placer.serving within 10% of the simulation (1,000 measured requests,
+    seed 0), below 80% utilisation and below the KV limit; the known disagreements are marked, each
+    with the analytic side's reason (see benchmarks/simulate_vs_analytic.py for the figures)."""
+    case = BENCH.Case(instance, plan, prompt_mean, output_max, output_mean, kind, load)
+    row = BENCH.compare(case, requests=1000, seed=0)
+    assert row.stable and row.utilisation < 0.8 and row.kv_fraction < 1.0
+    assert abs(row.ttft_error) <= 0.10, f"TTFT analytic {row.ttft_analytic_s:.4g} s, simulated {row.ttft_sim_s:.4g} s"
+    assert abs(row.tpot_error) <= 0.10, f"TPOT analytic {row.tpot_analytic_s:.4g} s, simulated {row.tpot_sim_s:.4g} s"
+
+
+def test_the_referee_grid_is_wide_enough():
+    assert len(AGREE) >= 20
+    assert len({(case[0], case[1]) for case in AGREE}) >= 6
