@@ -187,3 +187,31 @@ def test_unknown_engine_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_problem(path)
     assert "engine" in str(info.value)
+
+
+def test_an_engine_that_splits_layers_itself_gets_that_split_from_every_backend():
+    """TensorRT-LLM splits the layers over pipeline stages itself (first stages one layer more):
+    DeepSeek-V3's 61 layers over 3 stages are 21, 20, 20. With a memory-bound objective the
+    optimum is a pipeline; both the exhaustive scan and CP-SAT must return the engine's split
+    (without the engine the free split is 22, 20, 19), and the evaluator must accept it."""
+    from placer.api import load_problem
+    from placer.catalogue.engines import fixed_stage_starts
+    from placer.schema import Objective, SLOs
+    from placer.solve import solve
+
+    base = load_problem(ROOT / "instances" / "deepseek-v3-h800.json")
+    workload = base.workload.model_copy(update={"batch_size": 64})
+    problem = base.replace(
+        engine="trtllm",
+        workload=workload,
+        slo=SLOs(max_gpus=64),
+        objective=Objective(primary="min_gpus", tie_breaks=["max_throughput_per_gpu"]),
+    )
+    assert fixed_stage_starts("trtllm", 61, 3) == (0, 21, 41)
+    assert fixed_stage_starts("sglang", 61, 3) is None and fixed_stage_starts("trtllm", 61, 1) is None
+    results = [solve(problem, backend=b, time_limit_s=None) for b in ("exhaustive", "cpsat")]
+    for result in results:
+        assert result.status.value == "optimal" and result.evaluation.feasible
+        assert result.plan.gpus == 12 and result.plan.parallelism.pp == 3
+        assert [s.layers for s in result.plan.stages] == [(0, 20), (21, 40), (41, 60)]
+    assert results[0].terms == pytest.approx(results[1].terms, rel=1e-6)

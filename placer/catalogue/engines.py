@@ -273,6 +273,18 @@ def unverified(engine: str, usage: Usage) -> list[Finding]:
     return [f for f in _findings(engine, usage) if f.row.supported and not f.row.verified]
 
 
+def fixed_stage_starts(engine: str, num_layers: int, pp: int) -> tuple[int, ...] | None:
+    """First layer of each stage where ``engine`` splits the layers itself (no uneven stages), so
+    the search must use that split; ``None`` where the plan may choose (or with one stage)."""
+    if pp <= 1 or engine == "any" or row(engine, "uneven_pipeline_stages").supported:
+        return None
+    starts, first = [], 0
+    for size in _even_split(num_layers, pp):
+        starts.append(first)
+        first += size
+    return tuple(starts)
+
+
 def engine_can_run(engine: str, usage: Usage) -> bool:
     return not unsupported(engine, usage)
 

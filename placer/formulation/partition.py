@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from placer.catalogue.engines import fixed_stage_starts
 from placer.formulation.data import Config, FormulationData
 from placer.formulation.terms import StageBounds, objective_terms, stage_bounds, term_phase, term_value
 
@@ -96,6 +97,26 @@ def _largest_time_keeping(data: FormulationData, config: Config, term: str | Non
     return optimum_s
 
 
+def partition_times(
+    data: FormulationData, config: Config, bounds: StageBounds, starts: tuple[int, ...]
+) -> tuple[float, float] | None:
+    """(T_pre, T_dec) of one given partition, or ``None`` if a stage breaks memory or a bound."""
+    mats = _stage_matrices(data, config)
+    ends = list(starts[1:]) + [data.num_layers]
+    pp = config.par.pp
+    t_pre = t_dec = 0.0
+    for s, (i, j) in enumerate(zip(starts, ends, strict=True)):
+        first, last = s == 0, s == pp - 1
+        mem = mats["bytes"][i, j] + config.fixed_bytes
+        mem += (config.embed_bytes if first else 0) + (config.head_bytes if last else 0)
+        pre = mats["prefill"][i, j] + (config.embed_prefill_s if first else 0) + (config.head_prefill_s if last else 0)
+        dec = mats["decode"][i, j] + (config.embed_decode_s if first else 0) + (config.head_decode_s if last else 0)
+        if not (mem <= data.usable_bytes and pre <= bounds.prefill_s and dec <= bounds.decode_s):
+            return None
+        t_pre, t_dec = max(t_pre, float(pre)), max(t_dec, float(dec))
+    return t_pre, t_dec
+
+
 def evaluate_config(data: FormulationData, config: Config) -> tuple[tuple[float, ...], tuple[int, ...]] | None:
     """Lexicographic objective terms of a configuration's best partition, or ``None`` if none fits."""
     if not config.admissible:
@@ -106,6 +127,12 @@ def evaluate_config(data: FormulationData, config: Config) -> tuple[tuple[float,
     terms = objective_terms(data)
     phases = [p for p in (term_phase(data, t) for t in terms) if p is not None]
     first_phase = phases[0] if phases else "prefill"
+    fixed = fixed_stage_starts(data.problem.engine, data.num_layers, config.par.pp)
+    if fixed is not None:  # the engine splits the layers itself: the one partition to score
+        times = partition_times(data, config, bounds, fixed)
+        if times is None:
+            return None
+        return tuple(term_value(data, config, term, *times) for term in terms), fixed
     found = best_partition(data, config, bounds, first_phase)
     if found is None:
         return None

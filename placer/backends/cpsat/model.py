@@ -13,6 +13,7 @@ import time
 
 from ortools.sat.python import cp_model
 
+from placer.catalogue.engines import fixed_stage_starts
 from placer.formulation.data import FormulationData
 from placer.formulation.terms import objective_terms, stage_bounds
 from placer.result import BackendSolution, SolveStatus
@@ -93,6 +94,10 @@ class StrategyModel:
             size = self.start[s + 1] - self.start[s]
             m.Add(size >= active)
             m.Add(size <= data.num_layers * active)
+        for (name, pp), chosen in self.degree.items():  # (R7) an engine that splits the layers itself
+            fixed = fixed_stage_starts(data.problem.engine, data.num_layers, pp) if name == "pp" else None
+            for s, first in enumerate(fixed or ()):
+                m.Add(self.start[s] == first).OnlyEnforceIf(chosen)
         for k in range(data.num_classes):
             at = [m.NewIntVar(0, int(prefix[k, -1]), f"P[{k},a[{s}]]") for s in range(self.pmax + 1)]
             for s in range(self.pmax + 1):

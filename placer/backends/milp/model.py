@@ -26,6 +26,7 @@ from pathlib import Path
 import ortools.sat.python.cp_model  # noqa: F401, E402  (only for the load order above)
 import pulp
 
+from placer.catalogue.engines import fixed_stage_starts
 from placer.formulation.data import Config, FormulationData
 from placer.formulation.terms import StageBounds, objective_terms, stage_bounds, term_value
 from placer.result import BackendSolution, SolveStatus
@@ -176,6 +177,11 @@ class StrategyModel:
             size = self.start[s + 1] - self.start[s]
             self.add(size >= active)
             self.add(size <= length * active)
+        for (name, pp), chosen in self.degree.items():  # (R7) an engine that splits the layers itself
+            fixed = fixed_stage_starts(data.problem.engine, length, pp) if name == "pp" else None
+            for s, first in enumerate(fixed or ()):  # a_s = first when this pp is chosen (big-M: L)
+                self.add(self.start[s] - first <= length * (1 - chosen))
+                self.add(first - self.start[s] <= length * (1 - chosen))
         self.position = [self.position_one_hot(s) for s in range(self.pmax + 1)]
         prefix = data.prefix_counts()
         self.count_bits: list[list[list[tuple[int, pulp.LpVariable]]]] = []
