@@ -283,3 +283,19 @@ def test_evaluation_takes_the_slo_percentile(mixtral: tuple[Problem, Plan]) -> N
     concurrency = evaluate_serving(problem, plan)
     assert concurrency.tpot_s == pytest.approx(concurrency.serving.tpot_s)  # type: ignore[union-attr]
     assert concurrency.feasible
+
+
+def test_unstable_load_writes_strict_json(mixtral: tuple[Problem, Plan]) -> None:
+    """Infinite latencies of an unserved rate are null in the plan JSON (JSON has no infinity)."""
+    from placer.report.plan_json import dumps, plan_with_figures
+
+    problem, plan = mixtral
+    over = _with(problem, kind="rate", concurrency=None, rate_rps=1e4)
+    text = dumps(plan_with_figures(evaluate_serving(over, plan)))
+
+    def refuse(constant: str) -> float:
+        raise ValueError(constant)
+
+    document = json.loads(text, parse_constant=refuse)
+    assert document["evaluation"]["serving"]["stable"] is False
+    assert document["evaluation"]["serving"]["ttft_s"] is None

@@ -35,6 +35,13 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _serving_dict(point: Any) -> dict[str, Any] | None:
+    """The serving point's figures, infinities (an unstable load) as null."""
+    if point is None:
+        return None
+    return {k: _finite(v) if isinstance(v, float) else v for k, v in point.to_dict().items()}
+
+
 def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
     """Metrics, memory breakdown per stage, SLO checks and engine rules, JSON-ready."""
     stages = [
@@ -53,11 +60,12 @@ def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
         }
         for st in evaluation.stages
     ]
-    checks = {c.name: {**c.to_dict(), "slack": _finite(c.slack)} for c in evaluation.slo}
+    checks = {c.name: {**c.to_dict(), "value": _finite(c.value), "slack": _finite(c.slack)} for c in evaluation.slo}
     rules = {c.name: c.ok for c in evaluation.rules}
     binding = evaluation.binding
     return {
-        "metrics": evaluation.metrics(),
+        # an unstable serving load has infinite latencies: null in JSON (which has no infinity)
+        "metrics": {key: _finite(value) for key, value in evaluation.metrics().items()},
         "stages": stages,
         "slo": checks,
         "rules": rules,
@@ -67,7 +75,7 @@ def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
         "routing": "uniform (no routing statistics given)" if evaluation.uniform_routing else "from routing statistics",
         "notes": list(evaluation.notes),
         # the analytic steady state of a serving workload (null for burst); docs/cost-model.md (Q1)-(Q9)
-        "serving": evaluation.serving.to_dict() if evaluation.serving is not None else None,  # type: ignore[attr-defined]
+        "serving": _serving_dict(evaluation.serving),
     }
 
 
