@@ -133,8 +133,9 @@ def markdown(rows: list[dict[str, object]]) -> str:
     for row in rows:
         aic, ours = row["aiconfigurator"], row["placer"]
         sim = ours["simulated"]
+        total = int(aic["concurrency"]) * int(aic["replicas"])
         lines.append(
-            f"| {row['setting']} | {aic['parallel']} x{aic['replicas']} | {int(aic['concurrency']) * int(aic['replicas'])} "
+            f"| {row['setting']} | {aic['parallel']} x{aic['replicas']} | {total} "
             f"| {float(aic['ttft']):,.0f} / {ours['ttft_ms']:,.0f} / {sim['ttft_ms']:,.0f} "
             f"| {float(aic['tpot']):.1f} / {ours['tpot_ms']:.1f} / {sim['tpot_ms']:.1f} "
             f"| {float(aic['tokens/s/gpu']):,.0f} / {ours['output_tokens_per_s_per_gpu']:,.0f} "
