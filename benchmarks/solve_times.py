@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from placer.errors import InputError
 from placer.formulation.data import build_formulation
 from placer.loading import load_instance
 from placer.problem import Problem, build_problem, load_problem
@@ -69,6 +70,9 @@ def main() -> None:
             except ImportError as exc:  # a backend whose solver is not installed
                 print(f"{head} {backend:<11} unavailable: {exc}")
                 continue
+            except InputError as exc:  # an instance this version of solve refuses (with its reason)
+                print(f"{head} {backend:<11} refused: {exc.message.splitlines()[0][:90]}")
+                break
             wall = time.perf_counter() - started
             in_solve_text = f"{result.search.build_s:16.2f}"
             if result.plan is None:
