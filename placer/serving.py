@@ -157,13 +157,13 @@ def md1_wait_s(utilisation: float, service_s: float) -> float:
 class ReplicaState:
     """One replica in steady state at a mean decode batch ``b`` (Q4-Q6); times in seconds."""
 
-    decode_batch: float  # b, sequences in decode
+    decode_batch: float  # b, sequences in decode (time average)
     prefill_tokens_per_step: float  # c = b e ISL / OSL
-    step_s: float  # t = t_dec(b) + c t_tok
+    step_s: float  # t = t_dec(b_seen) + dp t_tok E[busiest rank's prompt tokens]
     requests_per_s: float  # X = b e / (OSL t)
     prefill_utilisation: float  # rho_p = c / C
-    prefill_latency_s: float  # ceil(ISL / C_rank) (t_dec + dp C_rank t_tok)
-    prefill_wait_s: float  # M/D/1 on the chunk budget, service ISL / C steps
+    prefill_latency_s: float  # the prompt's own steps, each at the pace of the busiest rank
+    prefill_wait_s: float  # M/D/1 on one rank's chunk budget, service ISL / C_r steps
     kv_tokens: float  # b (ISL + OSL / 2) + X * prefill latency * ISL / 2
 
     output_tokens_per_s: float  # b e / t
@@ -172,6 +172,28 @@ class ReplicaState:
     def in_flight(self) -> float:
         """Little's law (Q6): requests in decode plus requests waiting or in prefill."""
         return self.decode_batch + self.requests_per_s * (self.prefill_wait_s + self.prefill_latency_s)
+
+
+def expected_max_tokens(floor_tokens: float, busy: float, chunks: tuple[tuple[float, float], ...], ranks: int) -> float:
+    """(Q1b) ``E[max(floor_tokens, Y_1, ..., Y_ranks)]`` for independent ranks, each prefilling in a
+    step with probability ``busy`` and then carrying a token count drawn from ``chunks`` ((tokens,
+    weight) pairs), else 0: ``floor + integral from floor to inf of (1 - F(y)^ranks) dy``."""
+    if ranks <= 0 or busy <= 0:
+        return floor_tokens
+    total = sum(weight for _, weight in chunks)
+    values = sorted(chunks)
+    result = floor_tokens
+    below = 0.0  # weight of the values under the current interval
+    lo = 0.0
+    for value, weight in values:
+        if value > lo:
+            a, b = max(lo, floor_tokens), value
+            if b > a:
+                cdf = (1 - busy) + busy * below / total
+                result += (b - a) * (1 - cdf**ranks)
+            lo = value
+        below += weight
+    return result
 
 
 @dataclass(frozen=True)
@@ -254,20 +276,61 @@ class ServingModel:
         self.e = timer.tokens_per_decode_step
         # b at which prefill demand equals the chunk budget (rho_p = 1): the prefill ceiling
         self.b_prefill_max = timer.chunk_tokens * self.osl / (self.e * self.isl)
+        #: Prefill budget of one attention-DP rank per step (a prompt lives on one rank).
+        self.rank_chunk = timer.chunk_tokens / timer.dp_attn
+        #: Steps one prompt spans on its rank when it has the budget to itself.
+        self.prompt_steps = max(1, math.ceil(self.isl / self.rank_chunk - 1e-9))
+        #: (Q6b) Fixed prompt and output lengths in a closed loop: requests admitted in the same step
+        #: finish in the same step and come back together, so the prefill stream stays packed.
+        self.phase_locked = w.kind == "concurrency" and w.prompt_tokens.mean is None and w.output_tokens_mean is None
+        #: Prompt and output tokens of the longest request (it must fit one rank's KV share).
+        self.longest_request_tokens = w.prompt_tokens.max + w.output_tokens
 
-    def state(self, b: float) -> ReplicaState:
+    def seen_batch(self, b: float, n: float | None) -> float:
+        """(Q5b) The decode batch a decoding request sees: itself and the others. Open loop
+        (``n`` infinite): the others of an M/G/inf population are Poisson of mean ``b``, so
+        ``1 + b``; closed loop of ``n``: ``1 + b (1 - 1/n)``; the batch of ``offline``: ``max(1, b)``."""
+        if n is None:
+            return max(1.0, b)
+        return 1.0 + b * (1.0 - 1.0 / n) if math.isfinite(n) else 1.0 + b
+
+    def _rank_steps(self, rank_tokens_per_step: float) -> tuple[tuple[float, float], ...]:
+        """(Q6a) The token counts of the steps one prompt spends in prefill on its rank, as
+        (tokens, steps): full chunks, then the tail, which shares its step with the prompt tokens
+        that arrive alongside (``c_r`` a step on average, Poisson-like), up to the chunk."""
+        full = self.prompt_steps - 1
+        tail = self.isl - full * self.rank_chunk
+        last = min(self.rank_chunk, tail + rank_tokens_per_step)
+        return ((self.rank_chunk, float(full)), (last, 1.0)) if full else ((last, 1.0),)
+
+    def state(self, b: float, n: float | None = None) -> ReplicaState:
+        """The replica at mean decode batch ``b``; ``n`` the closed loop's requests per replica
+        (``math.inf`` for an open loop, ``None`` for ``offline``), which sets the batch a decoder sees."""
         t = self.timer
+        dp = t.dp_attn
         c = b * self.e * self.isl / self.osl  # (Q4) token balance: prompt tokens in = tokens out x ISL/OSL
-        step = t.decode_s_real(b) + t.prefill_s(c)  # (Q1)
-        x = b * self.e / (self.osl * step) if step > 0 else 0.0  # (Q5)
+        c_r = c / dp
         rho_p = c / t.chunk_tokens
-        service_steps = self.isl / t.chunk_tokens
-        # (Q6) a prompt lives on one attention-DP rank and goes through in chunks of that rank's
-        # budget, one per step; DP attention meets at every MoE layer, so the rank with the chunk
-        # sets the step's pace: each of those steps costs as if every rank ran such a chunk.
-        rank_chunk = min(self.isl, t.chunk_tokens / t.dp_attn)
-        latency = math.ceil(self.isl / rank_chunk - 1e-9) * (t.decode_s_real(b) + t.prefill_s(rank_chunk * t.dp_attn))
-        wait = md1_wait_s(rho_p, service_steps * step)  # (Q7)
+        t_dec_seen = t.decode_s_real(self.seen_batch(b, n))
+        t_dec = t.decode_s_real(b)  # the batch a prefill step meets: the time average
+        if self.phase_locked:
+            # (Q6b) every rank prefills in the same steps, each a full chunk (or every prompt in flight)
+            rank_chunk = min(self.rank_chunk, (n or math.inf) / dp * self.isl)
+            step = t_dec_seen + t.prefill_s(c)
+            latency = self.prompt_steps * (t_dec + t.prefill_s(dp * rank_chunk))
+            wait = 0.0
+        else:
+            chunks = self._rank_steps(c_r)
+            busy_tokens = sum(v * w for v, w in chunks) / sum(w for _, w in chunks)
+            busy = min(1.0, c_r / busy_tokens)  # share of steps in which a rank prefills
+            # (Q1b) the ranks meet at every MoE layer: the busiest rank's tokens set the step
+            step = t_dec_seen + t.prefill_s(dp * expected_max_tokens(0.0, busy, chunks, dp))
+            latency = sum(
+                weight * (t_dec + t.prefill_s(dp * expected_max_tokens(v, busy, chunks, dp - 1)))
+                for v, weight in chunks
+            )
+            wait = md1_wait_s(rho_p, self.isl / self.rank_chunk * step)  # (Q7) one rank's budget
+        x = b * self.e / (self.osl * step) if step > 0 else 0.0  # (Q5)
         kv = b * (self.isl + self.osl / 2) + x * latency * self.isl / 2
         return ReplicaState(b, c, step, x, rho_p, latency, wait, kv, x * self.osl)
 
@@ -288,6 +351,8 @@ class ServingModel:
         """(Q9) The largest steady decode batch and what caps it: the engine's max_batch_size,
         KV memory, or the prefill budget (just below rho_p = 1, where the prefill queue diverges)."""
         w = self.timer.problem.workload
+        if self.longest_request_tokens > self.timer.kv_capacity_tokens / self.timer.dp_attn:
+            return 0.0, "kv_cache"  # the longest request does not fit one attention-DP rank's KV share
         limits: list[tuple[float, str]] = [(self.b_prefill_max * (1 - 1e-6), "prefill")]
         if w.max_batch_size is not None:
             limits.append((float(w.max_batch_size), "max_batch_size"))
@@ -371,11 +436,13 @@ class ServingModel:
         if b_max <= 0:
             return self._unstable("not one request fits in the KV memory left after the weights", n, math.inf)
         hi = min(n, b_max)
-        b = self._bisect(lambda b: self.state(b).in_flight <= n, hi)
-        state = self.state(b)
+        b = self._bisect(lambda b: self.state(b, n).in_flight <= n, hi)
+        state = self.state(b, n)
         extra = 0.0
         capped = b >= hi * (1 - 1e-9) and hi == b_max and state.in_flight < n
         if capped:
+            # the queue outside keeps the engine full: a decoder sees the whole batch, as offline
+            state = self.state(b)
             extra = (n - state.in_flight) / state.requests_per_s
         return self._point(state, n, extra, b / b_max, state.prefill_utilisation, limit if capped else None)
 
@@ -391,10 +458,10 @@ class ServingModel:
     def open_loop(self, rate_rps_per_replica: float) -> ServingPoint:
         """(Q7-Q8) Poisson arrivals at ``lambda`` per replica. Capacity ``mu`` is the offline
         point's request rate and ``rho = lambda / mu``; at ``rho >= 1`` the queue grows without
-        bound. Otherwise ``b`` solves ``X(b) = lambda``; the wait is the larger of two M/D/1
-        queues (service deterministic, lengths being fixed): the chunk budget (``rho_p``, service
-        ``ISL / C`` steps) and the replica as a whole (``rho``, service ``1 / mu``), whichever
-        binds; arrivals fall mid-step and wait half a step on average."""
+        bound. Otherwise ``b`` solves ``X(b) = lambda``. The only queue is the chunk budget of the
+        request's attention-DP rank (an M/D/1 in tokens, ``W_p``): a continuously batched replica
+        serves every admitted request at once, so there is no queue on the replica as a whole below
+        the KV and batch limits; arrivals fall mid-step and wait half a step on average."""
         capacity = self.offline()
         if not capacity.stable:
             return self._unstable(capacity.reason or "", 0.0, math.inf)
@@ -407,16 +474,12 @@ class ServingModel:
                 math.inf,
                 rho,
             )
-        b = self._bisect(lambda b: self.state(b).requests_per_s <= rate_rps_per_replica, capacity.decode_batch)
-        state = self.state(b)
-        whole = md1_wait_s(rho, 1 / mu)
-        if whole > state.prefill_wait_s:
-            state = replace(state, prefill_wait_s=whole)
-            wait_rho = rho
-        else:
-            wait_rho = state.prefill_utilisation
+        b = self._bisect(
+            lambda b: self.state(b, math.inf).requests_per_s <= rate_rps_per_replica, capacity.decode_batch
+        )
+        state = self.state(b, math.inf)
         n = rate_rps_per_replica * (state.prefill_wait_s + state.prefill_latency_s + state.step_s / 2) + b
-        return self._point(state, n, 0.0, rho, wait_rho, None, align_s=state.step_s / 2)
+        return self._point(state, n, 0.0, rho, state.prefill_utilisation, None, align_s=state.step_s / 2)
 
 
 def serving_point(problem: Problem, plan: Plan, timer: StepTimer | None = None) -> ServingPoint:

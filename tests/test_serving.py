@@ -20,7 +20,15 @@ from placer.evaluator import evaluate
 from placer.loading import load_plan
 from placer.problem import Problem, load_problem
 from placer.schema import Plan
-from placer.serving import ServingModel, StepTimer, evaluate_serving, md1_wait_s, serving_point, wait_quantile_s
+from placer.serving import (
+    ServingModel,
+    StepTimer,
+    evaluate_serving,
+    expected_max_tokens,
+    md1_wait_s,
+    serving_point,
+    wait_quantile_s,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MIXTRAL = ROOT / "instances" / "mixtral-8x7b-h100-serving.json"
@@ -146,18 +154,26 @@ def test_solve_refuses_serving_kinds_naming_the_field(mixtral: tuple[Problem, Pl
 # -- hand-derived micro example ----------------------------------------------------------------
 
 
-def _micro_model(max_batch: int | None = None, kv_capacity: int = 10**6) -> ServingModel:
+def _micro_model(
+    max_batch: int | None = None, kv_capacity: int = 10**6, chunk: int = 1000, dp: int = 1, fixed: bool = False
+) -> ServingModel:
     """ISL 1,000, OSL 100, one token per step; decode step 10 ms + 0.1 ms per sequence, prefill
     10 us per token, chunk budget 1,000 tokens, one DP rank, one replica of 2 GPUs."""
     workload = SimpleNamespace(
-        serving_prompt_tokens=1000.0, serving_output_tokens=100.0, max_batch_size=max_batch, kind="concurrency"
+        serving_prompt_tokens=1000.0,
+        serving_output_tokens=100.0,
+        prompt_tokens=SimpleNamespace(min=500, max=1500, mean=None if fixed else 1000.0),
+        output_tokens=150,
+        output_tokens_mean=None if fixed else 100.0,
+        max_batch_size=max_batch,
+        kind="concurrency",
     )
     timer = SimpleNamespace(
         problem=SimpleNamespace(workload=workload),
         plan=SimpleNamespace(gpus=2),
         replicas=1,
-        dp_attn=1,
-        chunk_tokens=1000,
+        dp_attn=dp,
+        chunk_tokens=chunk,
         tokens_per_decode_step=1.0,
         kv_capacity_tokens=kv_capacity,
         decode_s_real=lambda b: 0.010 + 0.0001 * b,
@@ -181,12 +197,61 @@ def test_micro_example_by_hand() -> None:
     assert state.prefill_wait_s == pytest.approx(0.010)
     assert state.in_flight == pytest.approx(50.875)
     assert state.kv_tokens == pytest.approx(52_812.5)
+    # in the closed loop a decoder sees 1 + 50 (1 - 1 / 50.875) = 49.98 sequences (Q5b): 2 us off
     point = model.closed_loop(50.875)
-    assert point.decode_batch == pytest.approx(50.0, rel=1e-6)
-    assert point.ttft_s == pytest.approx(0.035, rel=1e-6)
-    assert point.tpot_s == pytest.approx(0.020, rel=1e-6)
-    assert point.output_tokens_per_s_per_replica == pytest.approx(2500, rel=1e-6)
-    assert point.output_tokens_per_s_per_gpu == pytest.approx(1250, rel=1e-6)
+    assert point.decode_batch == pytest.approx(50.0, rel=1e-5)
+    assert point.ttft_s == pytest.approx(0.035, rel=1e-4)
+    assert point.tpot_s == pytest.approx(0.020, rel=1e-4)
+    assert point.output_tokens_per_s_per_replica == pytest.approx(2500, rel=1e-4)
+    assert point.output_tokens_per_s_per_gpu == pytest.approx(1250, rel=1e-4)
+
+
+def test_seen_batch_and_busiest_rank_by_hand() -> None:
+    """(Q5b) a decoder sees itself and the others; (Q1b) E[max] of the ranks' prompt tokens."""
+    model = _micro_model()
+    assert model.seen_batch(0.5, math.inf) == pytest.approx(1.5)  # open loop: 1 + Poisson(b) others
+    assert model.seen_batch(3.0, 4.0) == pytest.approx(3.25)  # closed loop of 4: 1 + 3 x 3/4
+    assert model.seen_batch(0.3, None) == 1.0  # offline: the batch itself, at least one
+    # one rank busy half the steps with 1,000 tokens: 500; two such ranks: 1,000 x (1 - 0.5^2) = 750
+    assert expected_max_tokens(0.0, 0.5, ((1000.0, 1.0),), 1) == pytest.approx(500)
+    assert expected_max_tokens(0.0, 0.5, ((1000.0, 1.0),), 2) == pytest.approx(750)
+    # my 200 tokens against one other rank busy half the time: 200 + 800 x 0.5
+    assert expected_max_tokens(200.0, 0.5, ((1000.0, 1.0),), 1) == pytest.approx(600)
+    # a full chunk and a tail, always busy: the mean, 5,120
+    assert expected_max_tokens(0.0, 1.0, ((8192.0, 1.0), (2048.0, 1.0)), 1) == pytest.approx(5120)
+
+
+def test_packing_and_tiny_batch_by_hand() -> None:
+    """Chunk 4,000 > ISL 1,000 (Q6a): at b = 50 the prompt's step carries its 1,000 tokens and the
+    c = 500 that arrive alongside: 15 + 15 = 30 ms; wait M/D/1 rho 0.125, service 1/4 of a 20 ms
+    step: 0.125 x 5 / (2 x 0.875) ms. At b = 0.5 in an open loop (Q5b) the step is that of 1.5
+    sequences plus 5 prompt tokens: 10.15 + 0.05 ms, so X = 0.5 / (100 x 10.2 ms) > 0."""
+    model = _micro_model(chunk=4000)
+    state = model.state(50.0)
+    assert state.step_s == pytest.approx(0.020)
+    assert state.prefill_latency_s == pytest.approx(0.030)
+    assert state.prefill_wait_s == pytest.approx(0.125 * 0.005 / (2 * 0.875))
+    tiny = model.state(0.5, math.inf)
+    assert tiny.step_s == pytest.approx(0.01015 + 0.00005)
+    assert tiny.requests_per_s == pytest.approx(0.5 / (100 * 0.0102))
+
+
+def test_attention_dp_and_phase_lock_by_hand() -> None:
+    """DP 2, chunk 1,000 per rank (Q1b): at b = 50, c = 500 a step, 250 per rank, each rank busy a
+    quarter of the steps with 1,000 tokens; the step pays 2 x 1,000 x (1 - 0.75^2) = 875 tokens:
+    15 + 8.75 ms; the prompt's own step meets the other rank's chunk a quarter of the time, and
+    either way is charged 2 x 1,000 tokens: 15 + 20 ms. Fixed lengths in a closed loop of 60 (Q6b):
+    both ranks prefill full chunks together: step 15 + 5 ms (c), prompt 15 + 20 ms, no wait."""
+    model = _micro_model(chunk=2000, dp=2)
+    state = model.state(50.0)
+    assert state.step_s == pytest.approx(0.015 + 0.00875)
+    assert state.prefill_latency_s == pytest.approx(0.035)
+    locked = _micro_model(chunk=2000, dp=2, fixed=True)
+    assert locked.phase_locked
+    state = locked.state(50.0, 60.0)
+    assert state.step_s == pytest.approx(locked.timer.decode_s_real(1 + 50 * (1 - 1 / 60)) + 0.005)
+    assert state.prefill_latency_s == pytest.approx(0.035)
+    assert state.prefill_wait_s == 0.0
 
 
 def test_queue_formulas_by_hand() -> None:
