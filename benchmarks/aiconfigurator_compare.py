@@ -156,12 +156,11 @@ def markdown(rows: list[dict[str, object]]) -> str:
         "(Mixtral, 48 requests per GPU) the two agree to within a few percent. No H200 serving measurement is in "
         "placer's fidelity data to say which is closer on the first two.",
         "- **TTFT.** Both placer columns admit a prompt into the next step's prefill budget (8,192 tokens per "
-        "attention-DP rank), so a 4,000-token prompt is prefilled in one step; the simulation's TTFT is about twice "
-        "the analytic one because fixed prompt and output lengths keep requests in phase (they finish and return "
-        "together, so several prompts share a step): a known gap of the analytic model (`tests/test_simulate.py` "
-        "marks it). aiconfigurator's aggregated-serving TTFT is higher again (about 2x placer's simulation): its "
-        "model charges a new request for the in-flight decode steps it waits behind; placer charges prefill and "
-        "decode as one additive step. Neither side has been checked against a measured TTFT at this load.",
+        "attention-DP rank) and agree with each other (fixed prompt and output lengths keep the closed loop's "
+        "requests in phase, so prompts share prefill steps: section 11, Q6b). aiconfigurator's aggregated-serving "
+        "TTFT is about 2x placer's: its model charges a new request for the in-flight decode steps it waits "
+        "behind, where placer charges prefill and decode as one additive step. Neither side has been checked "
+        "against a measured TTFT at this load.",
     ]
     return "\n".join(lines) + "\n"
 
