@@ -95,14 +95,15 @@ def solve(
     and ``stop`` (Ctrl-C, an outer deadline) bound the whole call; ``work_limit`` bounds each
     search in deterministic units (CP-SAT deterministic time, exhaustive configurations scored),
     so tests stop at the same point on any machine."""
-    if problem.workload.kind != "burst":
-        # the formulation prices a burst only; solving a serving workload as one would answer
-        # another question (placer evaluate judges a plan under the serving model)
+    if problem.workload.kind == "burst" and problem.objective.concurrency == "auto":
         raise InputError.single(
-            "workload.kind",
-            f"{problem.workload.kind!r}: placer solve handles only 'burst' workloads so far; "
-            "use placer evaluate INSTANCE PLAN for the serving figures of a plan",
+            "objective.concurrency", "'auto' chooses a serving concurrency: it needs workload.kind 'concurrency'"
         )
+    if problem.workload.kind != "burst":
+        # serving kinds: configurations scored by the serving model, then a selection (docs/formulation.md)
+        from placer.serving_solve import solve_serving
+
+        return solve_serving(problem, backend, time_limit_s, workers, seed, max_gpus, stop, work_limit)
     token = stop if stop is not None else StopToken()
     if time_limit_s is not None and math.isfinite(time_limit_s):
         token = token.share(1.0, time_limit_s)

@@ -54,7 +54,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {"placement": ("placer.placement",), "explain": ("placer.explain",)},
     {"result": ("placer.result",)},
     {"backends": ("placer.backends",), "strategy": ("placer.strategy",)},
-    {"solve": ("placer.solve",)},
+    {"solve": ("placer.solve", "placer.serving_solve")},
     {
         "compare": ("placer.compare",),
         "fidelity": ("placer.fidelity",),

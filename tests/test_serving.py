@@ -143,12 +143,7 @@ def test_invalid_kind_exits_2_on_the_command_line(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
-def test_solve_refuses_serving_kinds_naming_the_field(mixtral: tuple[Problem, Plan]) -> None:
-    from placer.solve import solve
-
-    with pytest.raises(InputError) as caught:
-        solve(mixtral[0])
-    assert caught.value.problems[0][0] == "workload.kind"
+# placer solve handles the serving kinds since the serving solve (tests/test_serving_solve.py).
 
 
 # -- hand-derived micro example ----------------------------------------------------------------

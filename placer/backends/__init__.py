@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from placer.formulation.data import FormulationData
+from placer.formulation.selection import SelectionData
 from placer.result import BackendSolution
 from placer.stopping import StopToken
 
@@ -62,3 +63,12 @@ def run_backend(
     """Solve ``data`` with backend ``name`` (``auto`` resolved by :func:`choose_backend` first)."""
     chosen, _ = choose_backend(name, data)
     return get_backend(chosen)(data, workers=workers, seed=seed, stop=stop, work_limit=work_limit)
+
+
+def run_selection(
+    name: str, data: SelectionData, stop: StopToken | None = None, workers: int = 1, seed: int = 0
+) -> BackendSolution:
+    """Choose among pre-scored candidates (``placer.backends.selection``) with backend ``name``."""
+    from placer.backends.selection import select
+
+    return select(name, data, stop, workers, seed)

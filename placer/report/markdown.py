@@ -8,7 +8,7 @@ from typing import Any
 from placer.costmodel.params import declared_param_warnings
 from placer.evaluator import Evaluation
 from placer.problem import Problem
-from placer.report.objective import term_label
+from placer.report.objective import objective_phase, term_label
 from placer.report.terminal import METRIC_LABELS, fmt
 
 GB = 1e9
@@ -95,7 +95,7 @@ def evaluation_markdown(
 def _solver_line(problem: Problem, solver: dict[str, Any], document: dict[str, Any]) -> str:
     """Backend, the primary term by name with its unit, bound, gap and (when kept) the wall time."""
     primary = (document.get("objective") or {}).get("primary")
-    label = term_label(primary, problem.objective.throughput_phase) if primary else None
+    label = term_label(primary, objective_phase(problem)) if primary else None
     unit = f" {label.unit}" if label is not None and label.unit and label.unit != label.label else ""
     name = f"{label.label} " if label is not None else ""
 

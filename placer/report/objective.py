@@ -42,11 +42,31 @@ TERM_LABELS: dict[str, TermLabel] = {
 }
 
 _BATCH = {"prefill": "prefill batch", "decode": "decode step"}
-_THROUGHPUT = {"prefill": "prefill_tokens_per_ms_per_gpu", "decode": "decode_tokens_per_ms_per_gpu"}
+_THROUGHPUT = {
+    "prefill": "prefill_tokens_per_ms_per_gpu",
+    "decode": "decode_tokens_per_ms_per_gpu",
+    "output": "decode_tokens_per_ms_per_gpu",  # evaluate_serving puts the serving output rate there
+}
+#: A serving solve (workload kinds other than burst) minimises GPU-seconds per output token.
+SERVING_THROUGHPUT = TermLabel(
+    "GPU-seconds per output token",
+    "GPU·s",
+    "1 / output tokens/s per GPU in the serving steady state (minimised)",
+)
+
+
+def objective_phase(problem: Any) -> str:
+    """The phase the throughput term is read in: ``output`` for a serving workload (the serving
+    solve's term, ``placer.serving_solve``), else the objective's ``throughput_phase``."""
+    if problem.workload.kind != "burst":
+        return "output"
+    return str(problem.objective.throughput_phase)
 
 
 def term_label(key: str, phase: str | None = None) -> TermLabel:
     """The label of ``key``; an unknown key reads as itself, without a unit."""
+    if key == "max_throughput_per_gpu" and phase == "output":
+        return SERVING_THROUGHPUT
     entry = TERM_LABELS.get(key)
     if entry is None:
         return TermLabel(key, "", key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from placer.problem import Problem
-from placer.report.objective import describe_terms
+from placer.report.objective import describe_terms, objective_phase
 from placer.report.placement import placement_summary
 from placer.report.plan_json import plan_with_figures, split_timings
 from placer.result import Result
@@ -40,7 +40,7 @@ def result_document(result: Result, problem: Problem | None = None, *, timings: 
         gap=result.gap,
         status=result.status.value,
     ).model_dump(mode="json", exclude={"wall_s"})
-    phase = problem.objective.throughput_phase if problem is not None else None
+    phase = objective_phase(problem) if problem is not None else None
     if result.evaluation is None:
         document: dict[str, Any] = {
             "status": result.status.value,

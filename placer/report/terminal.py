@@ -13,7 +13,7 @@ from placer.costmodel.layers import attention_flops_per_context_token, kv_bytes_
 from placer.costmodel.params import count_params, declared_param_warnings
 from placer.evaluator import Evaluation
 from placer.problem import Problem
-from placer.report.objective import describe_terms, term_label, term_text
+from placer.report.objective import describe_terms, objective_phase, term_label, term_text
 from placer.result import Result
 from placer.schema import DTYPE_BYTES, HardwareProfile, ModelSpec
 
@@ -266,7 +266,7 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
     colour = {"optimal": "green", "feasible": "yellow"}.get(status.value, "red")
     gap = f"{result.gap:.2%}" if result.gap is not None else "—"
     search = result.search
-    phase = problem.objective.throughput_phase
+    phase = objective_phase(problem)
     label = term_label(result.objective_term, phase) if result.objective_term else None
     unit = f" {label.unit}" if label is not None and label.unit and label.unit != label.label else ""
 

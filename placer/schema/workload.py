@@ -185,3 +185,9 @@ class Objective(StrictModel):
         "decode", description="phase used by max_throughput_per_gpu and min_cost_per_token"
     )
     tie_breaks: list[TieBreak] = Field(default_factory=lambda: ["max_throughput_per_gpu", "min_cross_node_traffic"])
+    concurrency: Literal["given", "auto"] = Field(
+        "given",
+        description="kind concurrency: 'given' serves workload.concurrency requests in flight; 'auto' lets "
+        "placer solve choose the largest concurrency per replica that meets the SLOs, workload.concurrency "
+        "then being the most on the deployment",
+    )

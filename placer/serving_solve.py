@@ -1,0 +1,404 @@
+"""``placer solve`` for serving workloads (kinds ``concurrency``, ``offline``, ``rate``).
+
+The decisions are the degrees and replicas, the layer partition and the concurrency per replica;
+the figures come from the analytic serving model (:mod:`placer.serving`), which runs the
+evaluator many times per configuration and so is an *oracle*, not a set of coefficients a solver
+can combine. The solve is therefore in two steps (``docs/formulation.md``, "Serving workloads"):
+
+1. *Score.* Every configuration the strategy formulation admits (degrees under the GPU cap,
+   rules (R1)-(R7), memory presolve (F9) on the burst figures :func:`placer.evaluator.evaluate`
+   still checks) gets its partition (for ``pp > 1`` the memory-feasible one minimising the
+   largest decode stage time, :func:`placer.formulation.partition.best_partition`) and its
+   concurrency (the workload's, the offline point, or with ``objective.concurrency = "auto"`` the
+   largest meeting the SLOs, by bisection), and is judged by
+   :func:`placer.serving.evaluate_serving`. Configurations are scored in increasing GPU count,
+   so the fewest-GPUs objective stops after the first GPU count with a feasible plan.
+2. *Select.* The feasible ones are a selection problem (:mod:`placer.formulation.selection`)
+   solved by the chosen backend (exhaustive, CP-SAT, MILP: the same integer coefficients).
+
+The chosen plan is evaluated again from scratch with :func:`placer.serving.evaluate_serving`
+and every objective term recomputed from that evaluation must agree with the selection's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from placer.backends import run_selection
+from placer.catalogue.engines import fixed_stage_starts
+from placer.errors import InputError, PlanMismatchError
+from placer.evaluator import Evaluation, evaluate
+from placer.formulation.data import Config, FormulationData, build_formulation
+from placer.formulation.partition import best_partition
+from placer.formulation.selection import SelectionData
+from placer.formulation.terms import StageBounds, objective_terms, primary_term
+from placer.problem import Problem
+from placer.result import Result, SearchInfo, SolveStatus
+from placer.schema import Plan
+from placer.serving import ServingModel, StepTimer, evaluate_serving
+from placer.stopping import StopToken
+from placer.strategy import RELATIVE_TOLERANCE, plan_from_starts
+
+#: Share of the time left that scoring may use; the selection and the re-check get the rest.
+SCORING_SHARE = 0.9
+
+
+def burst_surrogate(problem: Problem, batch_size: int | None = None) -> Problem:
+    """The burst problem whose figures :func:`placer.evaluator.evaluate` checks for a serving
+    workload (``batch_size`` resident sequences at full context), without the latency and
+    throughput SLOs (the serving model judges those); ``slo.max_gpus`` is kept."""
+    w = problem.workload
+    workload = w.model_copy(
+        update={
+            "kind": "burst",
+            "batch_size": w.batch_size if batch_size is None else batch_size,
+            "concurrency": None,
+            "rate_rps": None,
+            "max_batch_size": None,
+            "output_tokens_mean": None,
+        }
+    )
+    slo = problem.slo.model_copy(
+        update={
+            "ttft_s": None,
+            "tpot_ms": None,
+            "min_prefill_tokens_per_ms_per_gpu": None,
+            "min_decode_tokens_per_ms_per_gpu": None,
+        }
+    )
+    return problem.replace(workload=workload, slo=slo)
+
+
+def with_concurrency(problem: Problem, concurrency: int) -> Problem:
+    """``problem`` with ``concurrency`` requests in flight on the deployment (and as many resident
+    sequences for the burst figures, the schema's default for the ``concurrency`` kind)."""
+    w = problem.workload.model_copy(update={"concurrency": concurrency, "batch_size": concurrency})
+    return problem.replace(workload=w)
+
+
+def auto_concurrency(problem: Problem) -> bool:
+    """``objective.concurrency == "auto"``: the solver picks the concurrency (kind ``concurrency``)."""
+    return problem.objective.concurrency == "auto"
+
+
+def serving_terms(terms: list[str], evaluation: Evaluation) -> dict[str, float]:
+    """Objective terms (all minimised) from an evaluation's serving figures:
+    ``max_throughput_per_gpu`` as GPU-seconds per output token (``1 / tokens/s/GPU``),
+    ``min_gpus`` in GPUs, ``min_cross_node_traffic`` in bytes per token, ``min_ttft`` in seconds."""
+    per_gpu = evaluation.decode_tokens_per_ms_per_gpu * 1e3
+    values = {
+        "min_gpus": float(evaluation.gpus),
+        "max_throughput_per_gpu": 1.0 / per_gpu if per_gpu > 0 else math.inf,
+        "min_cross_node_traffic": evaluation.cross_node_bytes_per_token,
+        "min_ttft": evaluation.ttft_s,
+    }
+    return {t: values[t] for t in terms}
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One configuration judged by the serving model."""
+
+    config_index: int
+    plan: Plan
+    concurrency: int | None  # requests in flight on the deployment (kind concurrency), else None
+    evaluation: Evaluation
+    terms: dict[str, float]
+
+    @property
+    def feasible(self) -> bool:
+        return self.evaluation.feasible and all(math.isfinite(v) for v in self.terms.values())
+
+    def broken(self) -> list[str]:
+        return [c.name for c in self.evaluation.slo + self.evaluation.rules if not c.ok]
+
+
+def partition_for(data: FormulationData, config: Config) -> tuple[int, ...] | None:
+    """Stage starts: the engine's own split where it fixes one, else the memory-feasible partition
+    minimising the largest decode stage time at the surrogate's batch (``None``: none fits)."""
+    pp = config.par.pp
+    if pp == 1:
+        return (0,)
+    fixed = fixed_stage_starts(data.problem.engine, data.num_layers, pp)
+    if fixed is not None:
+        return fixed
+    found = best_partition(data, config, StageBounds(math.inf, math.inf), "decode")
+    return None if found is None else found[2]
+
+
+def _meets_latency(problem: Problem, point: object) -> bool:
+    """The serving point's SLO checks (stable, TTFT and TPOT at their percentiles, decode floor)."""
+    slo = problem.slo
+    if not point.stable:  # type: ignore[attr-defined]
+        return False
+    if slo.ttft_s is not None and point.ttft_at(slo.ttft_percentile) > slo.ttft_s:  # type: ignore[attr-defined]
+        return False
+    if slo.tpot_ms is not None and point.tpot_at(slo.tpot_percentile) * 1e3 > slo.tpot_ms:  # type: ignore[attr-defined]
+        return False
+    floor = slo.min_decode_tokens_per_ms_per_gpu
+    return floor is None or point.output_tokens_per_s_per_gpu / 1e3 >= floor  # type: ignore[attr-defined]
+
+
+def _largest_true(predicate: Callable[[int], bool], hi: int) -> int:
+    """Largest integer ``n`` in ``[1, hi]`` with ``predicate(n)``, for a predicate true up to some
+    point and false after it; 0 when ``predicate(1)`` is false."""
+    if hi < 1 or not predicate(1):
+        return 0
+    lo = 1
+    if predicate(hi):
+        return hi
+    while hi - lo > 1:  # predicate(lo) true, predicate(hi) false
+        mid = (lo + hi) // 2
+        if predicate(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def choose_concurrency(problem: Problem, plan: Plan) -> int:
+    """(auto) The largest concurrency per replica, at most ``workload.concurrency / replicas`` and
+    at most the offline point's requests in flight (beyond it the batch no longer grows: more
+    requests only wait), whose serving point meets the SLOs and whose resident sequences fit the
+    burst memory check; 0 when not one request does. Both tests are monotone in the concurrency
+    (latencies grow with the batch, memory with the sequences held), so bisection finds it."""
+    replicas = plan.parallelism.replicas
+    assert problem.workload.concurrency is not None
+    model = ServingModel(StepTimer(problem, plan))
+    offline = model.offline()
+    if not offline.stable:
+        return 0
+    hi = min(problem.workload.concurrency // replicas, max(1, math.ceil(offline.concurrency_per_replica)))
+
+    def fits(n: int) -> bool:
+        return evaluate(burst_surrogate(problem, n * replicas), plan).feasible
+
+    def meets(n: int) -> bool:
+        return _meets_latency(problem, model.closed_loop(float(n)))
+
+    return _largest_true(meets, _largest_true(fits, hi))
+
+
+def score(problem: Problem, data: FormulationData, index: int, terms: list[str]) -> Scored | None:
+    """The configuration's plan and figures under the serving workload (``None``: no partition fits)."""
+    config = data.configs[index]
+    starts = partition_for(data, config)
+    if starts is None:
+        return None
+    plan = plan_from_starts(problem, config.par, starts, "serving")
+    concurrency = problem.workload.concurrency
+    judged = problem
+    if auto_concurrency(problem):
+        per_replica = choose_concurrency(problem, plan)
+        if per_replica == 0:
+            return None
+        concurrency = per_replica * config.par.replicas
+        judged = with_concurrency(problem, concurrency)
+    evaluation = evaluate_serving(judged, plan)
+    return Scored(index, plan, concurrency, evaluation, serving_terms(terms, evaluation))
+
+
+def _degrees(config: Config) -> str:
+    p = config.par
+    return f"pp{p.pp} tp{p.tp} dp{p.dp_attn} ep{p.ep} tpm{p.tp_moe} x{p.replicas} ({p.gpus} GPUs)"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Every admitted configuration scored (or as many as the deadline allowed): the selection
+    the backends solve, and what the report needs when none is feasible."""
+
+    data: FormulationData
+    terms: list[str]
+    feasible: list[Scored]  # in configuration-index order: candidate i is feasible[i]
+    selection: SelectionData
+    scored: int
+    complete: bool
+    closest: Scored | None  # an infeasible configuration breaking the fewest checks
+    build_s: float
+    score_s: float
+
+
+def score_configurations(
+    problem: Problem, token: StopToken, max_gpus: int | None = None, work_limit: float | None = None
+) -> Scoring:
+    """Score the admitted configurations in increasing GPU count (then index) until done, the
+    deadline of ``token`` or ``work_limit`` configurations; with the fewest-GPUs objective stop
+    after the first GPU count that has a feasible plan (the rest need more GPUs)."""
+    auto = auto_concurrency(problem)
+    surrogate = burst_surrogate(problem, 1 if auto else None)
+    started = time.perf_counter()
+    data = build_formulation(surrogate, max_gpus, should_stop=token.share(SCORING_SHARE).should_stop)
+    build_s = time.perf_counter() - started
+    terms = objective_terms(data)
+    primary = primary_term(problem.objective)
+    order = sorted(range(len(data.configs)), key=lambda i: (data.configs[i].gpus, i))
+    scoring = token.share(SCORING_SHARE)
+    feasible: list[Scored] = []
+    closest: Scored | None = None
+    complete = data.complete
+    next_gpus: int | None = None
+    scored_count = 0
+    for index in order:
+        gpus = data.configs[index].gpus
+        if primary == "min_gpus" and feasible and gpus > feasible[0].evaluation.gpus:
+            break  # scored in GPU order: every configuration left needs more GPUs
+        if scoring.should_stop() or (work_limit is not None and scored_count >= work_limit):
+            complete = False
+            next_gpus = gpus
+            break
+        scored = score(problem, data, index, terms)
+        scored_count += 1
+        if scored is None:
+            continue
+        if scored.feasible:
+            feasible.append(scored)
+        elif closest is None or len(scored.broken()) < len(closest.broken()):
+            closest = scored
+    feasible.sort(key=lambda s: s.config_index)  # candidate order = configuration index (ties go low)
+    bound = float(next_gpus) if not complete and primary == "min_gpus" and next_gpus is not None else None
+    values = tuple(tuple(s.terms[t] for t in terms) for s in feasible)
+    selection = SelectionData(tuple(terms), values, complete, bound)
+    score_s = time.perf_counter() - started - build_s
+    return Scoring(data, terms, feasible, selection, scored_count, complete, closest, build_s, score_s)
+
+
+def solve_serving(
+    problem: Problem,
+    backend: str = "auto",
+    time_limit_s: float | None = None,
+    workers: int = 1,
+    seed: int = 0,
+    max_gpus: int | None = None,
+    stop: StopToken | None = None,
+    work_limit: float | None = None,
+) -> Result:
+    """The best serving plan over the admitted configurations, proven when every one was scored.
+
+    ``work_limit`` caps the configurations scored (deterministic, for tests); the deadline of
+    ``stop`` / ``time_limit_s`` stops scoring too, and the best plan so far comes back FEASIBLE,
+    with a bound only where one is known (fewest GPUs: the GPU count of the first configuration
+    not scored, every smaller one having been scored)."""
+    auto = auto_concurrency(problem)
+    if auto and problem.workload.kind != "concurrency":
+        raise InputError.single(
+            "objective.concurrency",
+            f"'auto' chooses the concurrency of kind 'concurrency', not {problem.workload.kind!r}",
+        )
+    token = stop if stop is not None else StopToken()
+    if time_limit_s is not None and math.isfinite(time_limit_s):
+        token = token.share(1.0, time_limit_s)
+    started = time.perf_counter()
+    scoring = score_configurations(problem, token, max_gpus, work_limit)
+    search_started = time.perf_counter()
+    solution = run_selection(backend, scoring.selection, token, workers, seed)
+    data = scoring.data
+    info = SearchInfo(
+        configurations_enumerated=data.considered,
+        configurations_in_model=len(data.configs),
+        fixed_by_presolve=data.presolved_out,
+        gpu_cap=data.gpu_cap,
+        gpu_cap_reason=data.gpu_cap_reason,
+        backend_choice=f"{solution.backend} selection over {len(scoring.feasible)} feasible of "
+        f"{scoring.scored} scored configurations (serving model oracle)",
+        passes=solution.pass_statuses,
+        formulation_complete=scoring.complete,
+        stopped=None if scoring.complete else (token.why() or "scoring limit reached"),
+        interrupted=token.interrupted,
+        build_s=scoring.build_s,
+        search_wall_s=scoring.score_s + time.perf_counter() - search_started,
+    )
+    primary = primary_term(problem.objective)
+    if solution.config_index is None:
+        return _no_plan(problem, scoring, solution.backend, started, info, primary)
+    chosen = scoring.feasible[solution.config_index]
+    return _result(problem, chosen, solution, scoring.selection, scoring.terms, primary, started, info)
+
+
+def _result(
+    problem: Problem,
+    chosen: Scored,
+    solution: object,
+    selection: SelectionData,
+    terms: list[str],
+    primary: str,
+    started: float,
+    info: SearchInfo,
+) -> Result:
+    """Re-check the chosen plan from scratch and assemble the result with an honest status."""
+    judged = problem if chosen.concurrency is None else with_concurrency(problem, chosen.concurrency)
+    evaluation = evaluate_serving(judged, chosen.plan)
+    recomputed = serving_terms(terms, evaluation)
+    if not evaluation.feasible:
+        raise PlanMismatchError(f"serving solve chose a plan evaluate_serving rejects: {chosen.broken()}")
+    for name, value in solution.terms.items():  # type: ignore[attr-defined]
+        if not math.isclose(value, recomputed[name], rel_tol=RELATIVE_TOLERANCE, abs_tol=1e-9):
+            raise PlanMismatchError(f"serving solve: term {name} is {value} in the selection, {recomputed[name]}")
+    objective = recomputed[primary]
+    status = solution.status  # type: ignore[attr-defined]
+    bound = solution.bound  # type: ignore[attr-defined]
+    if not selection.complete:
+        status = SolveStatus.FEASIBLE
+        bound = None if selection.bound is None else min(selection.bound, objective)
+    gap = max(0.0, (objective - bound) / abs(objective)) if bound is not None and objective else None
+    if status == SolveStatus.OPTIMAL:
+        gap = 0.0
+    point = evaluation.serving
+    resolve = (
+        f"serving plan {_degrees_par(chosen.plan)}: concurrency {point.concurrency_per_replica:g} per replica "
+        f"({point.concurrency_per_replica * point.replicas:g} on the deployment), decode batch "
+        f"{point.decode_batch:.1f}, {point.output_tokens_per_s_per_gpu:.1f} output tokens/s/GPU",
+        "not placed: contiguous expert map (the serving solve prices uniform routing)",
+    )
+    info = dataclasses.replace(info, resolve=resolve)
+    return Result(
+        status=status,
+        backend=solution.backend,  # type: ignore[attr-defined]
+        wall_s=time.perf_counter() - started,
+        plan=chosen.plan,
+        evaluation=evaluation,
+        objective=objective,
+        objective_term=primary,
+        bound=bound,
+        gap=gap,
+        terms=recomputed,
+        search=info,
+        interrupted=info.interrupted,
+    )
+
+
+def _degrees_par(plan: Plan) -> str:
+    p = plan.parallelism
+    return f"pp{p.pp} tp{p.tp} dp{p.dp_attn} ep{p.ep} tpm{p.tp_moe} x{p.replicas} ({p.gpus} GPUs)"
+
+
+def _no_plan(
+    problem: Problem, scoring: Scoring, backend: str, started: float, info: SearchInfo, primary: str
+) -> Result:
+    """No configuration scored meets the SLOs: infeasible when every one was scored."""
+    data, closest = scoring.data, scoring.closest
+    if scoring.complete:
+        lines = [f"no admitted configuration meets the SLOs under the serving model ({scoring.scored} scored)"]
+        if closest is not None:
+            lines.append(
+                f"closest: {_degrees(data.configs[closest.config_index])} breaks {', '.join(closest.broken())}"
+            )
+        if not data.configs:
+            lines.append("no configuration passes the engine rules and the memory presolve")
+        status = SolveStatus.INFEASIBLE
+    else:
+        lines = [f"stopped before any plan was found: {info.stopped}"]
+        status = SolveStatus.NO_PLAN
+    return Result(
+        status,
+        backend,
+        time.perf_counter() - started,
+        explanation=tuple(lines),
+        search=info,
+        objective_term=primary,
+        interrupted=info.interrupted,
+    )
