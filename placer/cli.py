@@ -99,6 +99,53 @@ def simulate(
     print_simulation(console, sim, title)
 
 
+def _numbers(text: str | None, field: str) -> list[float]:
+    """A comma-separated list of positive numbers from an option, or an InputError naming it."""
+    if not text:
+        return []
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError.single(field, f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not (v > 0 and v < 1e9) for v in values):
+        raise InputError.single(field, f"expected positive numbers below 1e9, got {text!r}")
+    return values
+
+
+@app.command()
+@handles_input_errors
+def frontier(
+    instance: Annotated[Path, typer.Argument(help="instance JSON (its model, hardware, cluster, lengths and SLOs)")],
+    tpot_ms: Annotated[
+        str | None, typer.Option("--tpot-ms", help="TPOT bounds, e.g. 10,20,50 (default 5 to 100 ms)")
+    ] = None,
+    demand_rps: Annotated[
+        str | None, typer.Option("--demand-rps", help="also: fewest GPUs for each demand, e.g. 1,2,5,10")
+    ] = None,
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.0, help="seconds per point")] = 120.0,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="points solved in parallel")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the points as JSON")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="write frontier.png, .md and .json here")] = None,
+) -> None:
+    """Output tokens/s per GPU against tokens/s per user: each point the proven optimum at a TPOT
+    bound, with its degrees and concurrency; and GPUs needed against demand."""
+    from placer.frontier import DEFAULT_TPOT_MS
+    from placer.frontier import frontier as run_frontier
+    from placer.report.frontier import print_frontier, write_frontier
+
+    bounds = _numbers(tpot_ms, "--tpot-ms") or list(DEFAULT_TPOT_MS)
+    demands = _numbers(demand_rps, "--demand-rps")
+    problem = api.load_problem(instance)
+    points = run_frontier(problem, bounds, demands, time_limit_s=time_limit, jobs=jobs)
+    written = write_frontier(out, problem.name, points) if out is not None else []
+    if as_json:
+        emit_json({"instance": problem.name, "points": [p.to_dict() for p in points]})
+        return
+    print_frontier(console, problem.name, points)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
 @model_app.command("show")
 @handles_input_errors
 def model_show(

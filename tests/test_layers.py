@@ -59,6 +59,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
         "compare": ("placer.compare",),
         "fidelity": ("placer.fidelity",),
         "simulate": ("placer.simulate",),
+        "frontier": ("placer.frontier",),
         "calibrate": ("placer.calibrate",),
         "export": ("placer.export",),
     },

@@ -228,9 +228,12 @@ def test_shipped_plans_evaluate_with_unchanged_figures(instance: Path, plan: Pat
     assert document["nodes"] == json.loads(plan.read_text())["nodes"]
 
 
-SOLVER_WRITTEN = sorted(
-    p for p in (ROOT / "results").glob("*/*.json") if json.loads(p.read_text()).get("schema_version") == "placer.plan/1"
-)
+def _is_plan(path: Path) -> bool:
+    document = json.loads(path.read_text())
+    return isinstance(document, dict) and document.get("schema_version") == "placer.plan/1"
+
+
+SOLVER_WRITTEN = sorted(p for p in (ROOT / "results").glob("*/*.json") if _is_plan(p))
 
 
 @pytest.mark.parametrize("path", SOLVER_WRITTEN, ids=[f"{p.parent.name}/{p.stem}" for p in SOLVER_WRITTEN])

@@ -1,0 +1,126 @@
+"""The frontier as a table, Markdown and a picture (``placer frontier``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from placer.frontier import FrontierPoint
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def print_frontier(console: Console, name: str, points: Sequence[FrontierPoint]) -> None:
+    """One row per point: the bound, the optimum's throughput and interactivity, its plan."""
+    for axis, title in (("tpot_ms", "most output tokens/s per GPU at each TPOT bound"), ("rate_rps", "fewest GPUs")):
+        rows = [p for p in points if p.axis == axis]
+        if not rows:
+            continue
+        table = Table(title=f"{name}: {title}", title_justify="left")
+        bound = "TPOT bound\nms" if axis == "tpot_ms" else "demand\nrequests/s"
+        for column in (bound, "status\n(gap)", "tokens/s\nper GPU", "tokens/s\nper user", "TPOT\nms", "TTFT\ns",
+                       "concurrency", "GPUs", "degrees"):  # fmt: skip
+            table.add_column(column, justify="left" if column in ("degrees", "status\n(gap)") else "right")
+        for p in rows:
+            gap = f" ({p.gap:.1%})" if p.gap else ""
+            table.add_row(
+                _num(p.value, 1 if p.value < 10 else 0),
+                p.status + gap,
+                _num(p.tokens_per_s_per_gpu),
+                _num(p.tokens_per_s_per_user, 1),
+                _num(p.tpot_ms, 1),
+                _num(p.ttft_s, 2),
+                _num(p.concurrency),
+                _num(p.gpus),
+                p.degrees or (p.reason or "")[:60],
+            )
+        console.print(table)
+
+
+def frontier_markdown(name: str, points: Sequence[FrontierPoint], picture: str | None) -> str:
+    lines = [f"# {name}: frontier", ""]
+    if picture:
+        lines += [f"![frontier]({picture})", ""]
+    lines += [
+        "Each row is a proven optimum (status and gap as the solver reports them): most output tokens/s per GPU "
+        "with TPOT at most the bound, the concurrency chosen by the solver; or, for a demand, the fewest GPUs.",
+        "",
+        "| axis | bound | status | tokens/s/GPU | tokens/s/user | TPOT ms | TTFT s | concurrency | GPUs | degrees |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        lines.append(
+            f"| {p.axis} | {p.value:g} | {p.status} | {_num(p.tokens_per_s_per_gpu)} | "
+            f"{_num(p.tokens_per_s_per_user, 1)} | {_num(p.tpot_ms, 1)} | {_num(p.ttft_s, 2)} | "
+            f"{_num(p.concurrency)} | {_num(p.gpus)} | {p.degrees or p.reason or ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def frontier_figure(name: str, points: Sequence[FrontierPoint]):  # type: ignore[no-untyped-def]
+    """Tokens/s per GPU against tokens/s per user, each optimum labelled with its degrees."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    solved = [p for p in points if p.axis == "tpot_ms" and p.tokens_per_s_per_gpu is not None]
+    solved.sort(key=lambda p: p.tokens_per_s_per_user or 0.0)
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    xs = [p.tokens_per_s_per_user for p in solved]
+    ys = [p.tokens_per_s_per_gpu for p in solved]
+    ax.plot(xs, ys, marker="o", drawstyle="steps-post", color="#3b6fb6")
+    for p, x, y in zip(solved, xs, ys, strict=True):
+        ax.annotate(
+            f"{p.degrees}\nn={p.concurrency:,.0f}, {p.gpus} GPUs",
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=7,
+        )
+    plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(plain)
+    ax.set_xlabel("tokens/s per user (1,000 / TPOT in ms)")
+    ax.set_ylabel("output tokens/s per GPU")
+    ax.set_title(f"{name}: most output tokens/s per GPU at each TPOT bound (each point a proven optimum)")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.grid(True, alpha=0.3)
+    missing = [p for p in points if p.axis == "tpot_ms" and p.tokens_per_s_per_gpu is None]
+    if missing:
+        bounds = ", ".join(f"{p.value:g}" for p in missing)
+        ax.text(0.99, 0.98, f"no plan at TPOT <= {bounds} ms", transform=ax.transAxes, ha="right", va="top",
+                fontsize=8, color="#a33")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def write_frontier(out: Path, name: str, points: Sequence[FrontierPoint]) -> list[Path]:
+    """``frontier.png``, ``frontier.md`` and ``frontier.json`` in ``out``."""
+    import json
+
+    import matplotlib.pyplot as plt
+
+    from placer.files import write_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    figure = frontier_figure(name, points)
+    png = out / "frontier.png"
+    figure.savefig(png, dpi=120)
+    plt.close(figure)
+    written.append(png)
+    markdown = out / "frontier.md"
+    write_atomic(markdown, frontier_markdown(name, points, png.name))
+    written.append(markdown)
+    document = out / "frontier.json"
+    write_atomic(document, json.dumps({"instance": name, "points": [p.to_dict() for p in points]}, indent=2) + "\n")
+    written.append(document)
+    return written
