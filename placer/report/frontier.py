@@ -75,7 +75,7 @@ def frontier_figure(name: str, points: Sequence[FrontierPoint]):  # type: ignore
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     xs = [p.tokens_per_s_per_user for p in solved]
     ys = [p.tokens_per_s_per_gpu for p in solved]
-    ax.plot(xs, ys, marker="o", drawstyle="steps-post", color="#3b6fb6")
+    ax.plot(xs, ys, marker="o", color="#3b6fb6")
     for p, x, y in zip(solved, xs, ys, strict=True):
         ax.annotate(
             f"{p.degrees}\nn={p.concurrency:,.0f}, {p.gpus} GPUs",
@@ -89,9 +89,9 @@ def frontier_figure(name: str, points: Sequence[FrontierPoint]):  # type: ignore
     ax.yaxis.set_major_formatter(plain)
     ax.set_xlabel("tokens/s per user (1,000 / TPOT in ms)")
     ax.set_ylabel("output tokens/s per GPU")
-    ax.set_title(f"{name}: most output tokens/s per GPU at each TPOT bound (each point a proven optimum)")
-    ax.set_ylim(bottom=0)
-    ax.set_xlim(left=0)
+    ax.set_title(f"{name}\nmost output tokens/s per GPU at each TPOT bound (each point a proven optimum)", fontsize=10)
+    ax.set_ylim(0, max(ys, default=1.0) * 1.18)
+    ax.set_xlim(0, max(xs, default=1.0) * 1.3)
     ax.grid(True, alpha=0.3)
     missing = [p for p in points if p.axis == "tpot_ms" and p.tokens_per_s_per_gpu is None]
     if missing:
