@@ -2,7 +2,8 @@
 
 The cost model, the formulation, the backends and the evaluator all take a :class:`Problem`;
 none of them reads files. Routing statistics are problem data too: resolved here once (files
-read relative to the instance's folder, synthetic traces drawn) into ``routing_stats``.
+read relative to the instance's folder, synthetic traces drawn) into ``routing_stats``; so are a
+workload's length files and arrival trace (read inline into ``workload``, :mod:`placer.workload_files`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from placer.schema import (
 from placer.schema.limits import MAX_GPUS
 from placer.schema.routing import FileRouting, LoadsRouting, SyntheticRouting
 from placer.topology import Fabric, resolve_fabric
+from placer.workload_files import resolve_workload_files
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def build_problem(instance: Instance, base_dir: Path | None = None, source: str 
     _check_routing(instance, model, source)
     _check_cluster(instance, source)
     routing, stats = _resolve_routing(instance, model, base_dir, source)
+    workload = resolve_workload_files(instance.workload, base_dir, source)
     reference = None
     if instance.reference_plan is not None:
         candidates = [Path(instance.reference_plan)]
@@ -95,7 +98,7 @@ def build_problem(instance: Instance, base_dir: Path | None = None, source: str 
         hardware=hardware,
         cluster=instance.cluster,
         fabric=fabric,
-        workload=instance.workload,
+        workload=workload,
         slo=instance.slo,
         objective=instance.objective,
         params=instance.cost_parameters,

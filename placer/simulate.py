@@ -29,7 +29,11 @@ of a second, where SimPy would schedule one process wake-up per request per step
 Replicas are independent and identical, so one replica is simulated: a deployment's ``N``
 concurrent requests are dealt round-robin (``ceil(N / replicas)`` on the busiest replica, which is
 the one simulated when ``N`` does not divide), and a Poisson stream of ``rate_rps`` split at random
-over ``replicas`` gives each replica an independent Poisson stream of ``rate_rps / replicas``.
+over ``replicas`` gives each replica an independent Poisson stream of ``rate_rps / replicas``. An
+arrival trace (``workload.arrival_trace``) is dealt round-robin and replica 0's share (the largest)
+is replayed once from its first arrival (at ``t = 0``), with the trace's own lengths when it gives
+them; a trace is the load itself, not a sample of a steady state, so there is no warm-up: every
+request of the share is measured (up to ``requests``).
 
 Warm-up. A closed loop starts as a burst (all ``N`` at ``t = 0``) and a Poisson queue starts empty;
 neither is the steady state. The first ``warmup_requests`` completions (default: a fifth of
@@ -58,9 +62,10 @@ import numpy as np
 from placer.errors import InputError
 from placer.problem import Problem
 from placer.schema import Plan, Workload
+from placer.schema.workload import LengthDistribution
 from placer.serving import StepTimer
 
-ArrivalKind = Literal["closed", "poisson", "batch"]
+ArrivalKind = Literal["closed", "poisson", "batch", "trace"]
 #: draws (prompt_tokens, output_tokens) arrays of ``n`` requests from ``rng``
 LengthSampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
 #: length of the timeline kept for the picture (events are thinned evenly beyond it)
@@ -83,12 +88,15 @@ class Arrivals:
 
     ``closed``: ``concurrency`` requests in flight, each replaced at once when it finishes.
     ``poisson``: open loop at ``rate_rps`` requests per second. ``batch``: ``count`` requests at ``t = 0``.
+    ``trace``: one request at each of ``times_s`` (non-decreasing), replayed once; ``rate_rps`` is
+    then the trace's mean rate, for the overload note.
     """
 
     kind: ArrivalKind
     concurrency: int = 0
     rate_rps: float = 0.0
     count: int = 0
+    times_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,8 +216,22 @@ def simulate_replica(
         raise InputError.single("workload.concurrency", f"must be >= 1, got {arrivals.concurrency}")
     if arrivals.kind == "poisson" and not arrivals.rate_rps > 0:
         raise InputError.single("workload.rate_rps", f"must be > 0, got {arrivals.rate_rps}")
+    if arrivals.kind == "trace" and not arrivals.times_s:
+        raise InputError.single("workload.arrival_trace", "no arrivals for this replica")
     if warmup_requests is None:
         warmup_requests = max(requests // 5, 2 * arrivals.concurrency) if steady else 0
+        if arrivals.kind == "trace":  # a trace is the load itself, replayed from its start: all measured
+            warmup_requests = 0
+    trace_times = iter(arrivals.times_s)
+
+    def next_arrival_after(previous: float) -> float:
+        """The next arrival: a Poisson gap, the trace's next time, or none."""
+        if arrivals.kind == "poisson":
+            return previous + float(rng.exponential(1.0 / arrivals.rate_rps))
+        if arrivals.kind == "trace":
+            return next(trace_times, math.inf)
+        return math.inf
+
     total_batch = arrivals.count if arrivals.kind == "batch" else 0
     if arrivals.kind == "batch" and total_batch < 1:
         raise InputError.single("workload.batch_size", f"must be >= 1, got {total_batch}")
@@ -264,7 +286,7 @@ def simulate_replica(
         for _ in range(total_batch):
             arrive(0.0)
     else:
-        next_arrival = float(rng.exponential(1.0 / arrivals.rate_rps))
+        next_arrival = next_arrival_after(0.0)
 
     def finish(req: _Request) -> None:
         nonlocal done_total, t_warm, measured_left, window_done
@@ -296,7 +318,7 @@ def simulate_replica(
             if next_arrival >= t_warm:
                 area_queue += t - next_arrival  # it waited from its arrival to this step boundary
             arrive(next_arrival)
-            next_arrival += float(rng.exponential(1.0 / arrivals.rate_rps))
+            next_arrival = next_arrival_after(next_arrival)
         while queue and in_prefill + len(decoding) < running_cap:
             rank = min(range(ranks), key=kv_used.__getitem__)  # most free KV, lowest index on ties
             req = queue[0]
@@ -413,19 +435,47 @@ def _thin(times: list[float], queue_at: list[int], running_at: list[int]) -> tup
     return t, q, r
 
 
-def workload_lengths(workload: Workload) -> LengthSampler:
+def workload_lengths(workload: Workload, replica: int = 0, replicas: int = 1) -> LengthSampler:
     """Prompt and output lengths drawn for a workload, with the means the analytic model uses.
 
-    A length with no mean given is fixed (prompt: ``prompt_tokens.max``; output: ``output_tokens``),
-    as the analytic model takes it. With a mean ``m`` in ``[lo, hi]`` (prompt: ``[min, max]``;
-    output: ``[1, output_tokens]``) the length is uniform on ``[m - h, m + h]``, ``h = min(m - lo,
-    hi - m)``, rounded: the widest uniform spread that keeps the mean and stays within the range.
-    """
-    prompt = workload.prompt_tokens
-    prompt_range = (prompt.min, prompt.max, prompt.mean)
-    output_range = (1, workload.output_tokens, workload.output_tokens_mean)
+    - An arrival trace with per-request lengths: its lengths, in arrival order, of the requests
+      dealt to ``replica`` of ``replicas`` round-robin (as :func:`replica_arrivals` deals the times).
+    - A ``*_length_distribution``: drawn from its histogram, each length with probability weight /
+      total (``Generator.choice``): the analytic model takes the histogram's mean.
+    - A length with no mean given is fixed (prompt: ``prompt_tokens.max``; output: ``output_tokens``),
+      as the analytic model takes it. With a mean ``m`` in ``[lo, hi]`` (prompt: ``[min, max]``;
+      output: ``[1, output_tokens]``) the length is uniform on ``[m - h, m + h]``, ``h = min(m - lo,
+      hi - m)``, rounded: the widest uniform spread that keeps the mean and stays within the range.
 
-    def column(rng: np.random.Generator, n: int, lo: int, hi: int, mean: float | None) -> np.ndarray:
+    Prompt lengths of a block are drawn before its output lengths, from the one seeded generator.
+    """
+    trace = workload.arrival_trace
+    if trace is not None and trace.prompt_tokens is not None and trace.output_tokens is not None:
+        prompts = np.asarray(trace.prompt_tokens[replica::replicas], dtype=np.int64)
+        outputs = np.asarray(trace.output_tokens[replica::replicas], dtype=np.int64)
+        position = 0
+
+        def replay(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+            nonlocal position
+            # blocks are drawn ahead of the arrivals: past the trace's end, the lengths are never used
+            index = (position + np.arange(n)) % prompts.size
+            position += n
+            return prompts[index], outputs[index]
+
+        return replay
+
+    prompt = workload.prompt_tokens
+    prompt_spec = (prompt.min, prompt.max, prompt.mean, workload.prompt_length_distribution)
+    output_spec = (1, workload.output_tokens, workload.output_tokens_mean, workload.output_length_distribution)
+
+    def column(
+        rng: np.random.Generator, n: int, lo: int, hi: int, mean: float | None, dist: LengthDistribution | None
+    ) -> np.ndarray:
+        if dist is not None:
+            assert dist.histogram is not None, "a lengths file is read at load (placer.problem)"
+            tokens = np.asarray([t for t, _ in dist.histogram], dtype=np.int64)
+            weights = np.asarray([w for _, w in dist.histogram], dtype=float)
+            return rng.choice(tokens, size=n, p=weights / weights.sum())
         if mean is None:
             return np.full(n, hi, dtype=np.int64)
         half = min(mean - lo, hi - mean)
@@ -433,13 +483,16 @@ def workload_lengths(workload: Workload) -> LengthSampler:
         return np.clip(drawn, lo, hi)
 
     def draw(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-        return column(rng, n, *prompt_range), column(rng, n, *output_range)
+        return column(rng, n, *prompt_spec), column(rng, n, *output_spec)
 
     return draw
 
 
 def replica_arrivals(workload: Workload, replicas: int, requests: int) -> tuple[Arrivals, tuple[str, ...]]:
-    """One replica's share of the deployment's arrivals (see the module docstring), with notes."""
+    """One replica's share of the deployment's arrivals (see the module docstring), with notes.
+
+    An arrival trace is dealt to the replicas round-robin (request ``i`` to replica ``i mod
+    replicas``, as a round-robin router does) and replica 0's share, the largest, is replayed."""
     notes: list[str] = []
     if workload.kind == "concurrency":
         concurrency = workload.concurrency or 0
@@ -450,7 +503,19 @@ def replica_arrivals(workload: Workload, replicas: int, requests: int) -> tuple[
             )
         return Arrivals("closed", concurrency=per_replica), tuple(notes)
     if workload.kind == "rate":
-        return Arrivals("poisson", rate_rps=(workload.rate_rps or 0.0) / replicas), ()
+        trace = workload.arrival_trace
+        if workload.rate_rps is None and workload.demand_output_tokens_per_s is None and trace is not None:
+            assert trace.arrival_s is not None, "a trace file is read at load (placer.problem)"
+            share = trace.arrival_s[0::replicas]
+            times = tuple(at - share[0] for at in share)  # from the replica's first arrival
+            span = times[-1] - times[0]
+            rate = (len(times) - 1) / span if span > 0 else trace.mean_rate_rps / replicas
+            notes.append(
+                f"trace: {len(trace.arrival_s)} arrivals dealt round-robin over {replicas} replicas; replica 0's "
+                f"{len(times)} replayed once (mean {rate:.3g} requests/s)"
+            )
+            return Arrivals("trace", rate_rps=rate, times_s=times), tuple(notes)
+        return Arrivals("poisson", rate_rps=(workload.serving_rate_rps or 0.0) / replicas), ()
     if workload.kind == "offline":
         notes.append(f"offline: {requests} requests per replica at t = 0, admitted as KV memory allows")
         return Arrivals("batch", count=requests), tuple(notes)
@@ -494,6 +559,9 @@ class Simulation:
             arrivals["concurrency_per_replica"] = self.arrivals.concurrency
         elif self.arrivals.kind == "poisson":
             arrivals["rate_rps_per_replica"] = self.arrivals.rate_rps
+        elif self.arrivals.kind == "trace":
+            arrivals["requests_per_replica"] = len(self.arrivals.times_s)
+            arrivals["mean_rate_rps_per_replica"] = self.arrivals.rate_rps
         else:
             arrivals["requests_per_replica"] = self.arrivals.count
         return {
@@ -536,14 +604,14 @@ def simulate(
     run = simulate_replica(
         timer,
         arrivals,
-        workload_lengths(workload),
+        workload_lengths(workload, 0, replicas),
         requests=requests,
         seed=seed,
         max_running=workload.max_batch_size,
         tokens_per_decode_step=workload.output_tokens_per_step,
     )
     notes_list = list(notes)
-    if arrivals.kind == "poisson" and run.requests_per_s < 0.97 * arrivals.rate_rps:
+    if arrivals.kind in ("poisson", "trace") and run.requests_per_s < 0.97 * arrivals.rate_rps:
         notes_list.append(
             f"overloaded: a replica completes {run.requests_per_s:.3g} of the {arrivals.rate_rps:.3g} requests/s "
             "offered; the queue grows without bound and the figures depend on --requests"
