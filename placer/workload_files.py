@@ -72,6 +72,10 @@ def _length(value: Any, path: Path, where: str, field: str) -> int:
     return int(value)
 
 
+def _json_kind(data: Any) -> str:
+    return "an object" if isinstance(data, dict) else f"a {type(data).__name__}"
+
+
 def _rows(text: str) -> list[tuple[int, list[str]]]:
     """(line number, comma-separated cells) of the non-blank, non-comment lines."""
     rows = []
@@ -89,7 +93,7 @@ def read_lengths(path: Path, field: str) -> list[tuple[int, float]]:
     if path.suffix.lower() == ".json":
         data = parse_json(text, str(path))
         if not isinstance(data, list):
-            raise InputError.single(field, f"{path}: expected a JSON list of lengths, got {type(data).__name__}")
+            raise InputError.single(field, f"{path}: expected a JSON list of lengths, got {_json_kind(data)}")
         lengths = [_length(v, path, f"entry {i}", field) for i, v in enumerate(data)]
     else:
         for number, cells in _rows(text):
@@ -114,7 +118,7 @@ def read_trace(path: Path, field: str) -> dict[str, list[Any]]:
     if path.suffix.lower() == ".json":
         data = parse_json(text, str(path))
         if not isinstance(data, list):
-            raise InputError.single(field, f"{path}: expected a JSON list of arrivals, got {type(data).__name__}")
+            raise InputError.single(field, f"{path}: expected a JSON list of arrivals, got {_json_kind(data)}")
         for index, entry in enumerate(data):
             where = f"entry {index}"
             if isinstance(entry, dict):

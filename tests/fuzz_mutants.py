@@ -426,6 +426,39 @@ def _physical_mutants() -> Iterator[Mutant]:
         )
 
 
+def _workload_file_mutants() -> Iterator[Mutant]:
+    """Broken length files and arrival traces named by a ``rate`` workload (``placer/workload_files.py``)."""
+    instance = _absolute_refs(_load("instances/moe10b.json"))
+    plan = str(ROOT / "plans" / "seed000-tp2-ep4-pp4.json")
+    lengths = "workload.prompt_length_distribution"
+    trace = "workload.arrival_trace"
+    cases: dict[str, tuple[str, str, bytes | None, str]] = {
+        "lengths-missing": (lengths, "lengths.txt", None, lengths),
+        "lengths-word": (lengths, "lengths.txt", b"128\nmany\n", lengths),
+        "lengths-negative": (lengths, "lengths.txt", b"128\n-5\n", lengths),
+        "lengths-empty": (lengths, "lengths.txt", b"", lengths),
+        "lengths-not-utf8": (lengths, "lengths.txt", b"\xff\xfe\x00", lengths),
+        "lengths-json-object": (lengths, "lengths.json", b'{"a": 1}', lengths),
+        "lengths-above-max": (lengths, "lengths.txt", b"99999999\n", lengths),
+        "trace-decreasing": (trace, "trace.csv", b"0\n2\n1\n", trace),
+        "trace-ragged": (trace, "trace.csv", b"0,128,8\n1,128\n", trace),
+        "trace-inf": (trace, "trace.csv", b"0\ninf\n", trace),
+        "trace-one-arrival": (trace, "trace.csv", b"0\n", trace),
+    }
+    for op, (field, filename, content, expect) in cases.items():
+        workload = {k: v for k, v in instance["workload"].items() if k not in ("batch_size", "kind")}
+        workload |= {"kind": "rate", field.split(".")[1]: {"file": filename}}
+        if field != trace:
+            workload["rate_rps"] = 1.0
+        doc = {**instance, "schema_version": "placer.instance/2", "workload": workload}
+        files = [("instance.json", _dumps(doc))]
+        if content is not None:
+            files.append((filename, content))
+        yield Mutant(
+            f"workload-file/{op}", "workload-file", tuple(files), ("evaluate", "{dir}/instance.json", plan), (expect,)
+        )
+
+
 # -- the corpus ------------------------------------------------------------------------------------
 
 
@@ -474,6 +507,7 @@ def mutants() -> list[Mutant]:
         )
     corpus += _routing_mutants()
     corpus += _physical_mutants()
+    corpus += _workload_file_mutants()
     names = [m.name for m in corpus]
     assert len(names) == len(set(names)), "mutant names must be unique"
     return corpus
