@@ -46,6 +46,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
             "placer.loading",
             "placer.routing",
             "placer.topology",
+            "placer.workload_files",
         )
     },
     {"problem": ("placer.problem", "placer.plancheck")},
