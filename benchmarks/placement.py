@@ -84,8 +84,8 @@ def main() -> None:
             f"{name:26s} {worst:14.3f} {dedup:12.3f} {dedup * COPY_BYTES / 1e3:9.1f} {plain:12.3f} "
             f"{plain * COPY_BYTES / 1e3:9.1f} {waste:6d} {empty:6d} {wall:9.2f} {gap_s:>7s}"
         )
-    balance_only = next(ms for name, _t, ms, _w, _g in rows if name == "EPLB-style global")
-    hier = next(ms for name, _t, ms, _w, _g in rows if name == "EPLB-style hierarchical")
+    balance_only = next(ms for name, _t, ms, _w, _g in rows if name == "EPLB global")
+    hier = next(ms for name, _t, ms, _w, _g in rows if name == "EPLB hierarchical")
     ref = float(np.mean([m.dedup_cross for m in balance_only]))
     print()
     for name, target, ms, wall, _gap in rows:
@@ -95,12 +95,12 @@ def main() -> None:
         dedup = float(np.mean([m.dedup_cross for m in ms]))
         print(
             f"{name}: worst layer {worst:.3f}, dedup traffic {1 - dedup / ref:+.1%} below the balance-only placement "
-            f"(EPLB-style global, worst layer {max(m.max_over_mean for m in balance_only):.3f}), all layers "
+            f"(EPLB global, worst layer {max(m.max_over_mean for m in balance_only):.3f}), all layers "
             f"in {wall:.1f} s"
         )
     worst_h = max(m.max_over_mean for m in hier)
     print(
-        f"EPLB-style hierarchical reaches worst layer {worst_h:.3f} at dedup "
+        f"EPLB hierarchical reaches worst layer {worst_h:.3f} at dedup "
         f"{np.mean([m.dedup_cross for m in hier]):.3f} copies/token"
     )
 

@@ -74,7 +74,7 @@ def test_independent_routing_no_gain_statement():
     for layer in stats.layers:
         problem = LayerPlacementProblem(layer, np.arange(16) // 4, 5)
         mine = place_layer(problem, 1.05, node_solver(None)).metrics.dedup_cross
-        ref = placement_metrics(BASELINES["EPLB-style global"](problem), problem).dedup_cross
+        ref = placement_metrics(BASELINES["EPLB global"](problem), problem).dedup_cross
         gains.append((ref - mine) / ref)
     assert max(gains) < 3 * NO_GAIN_THRESHOLD  # nothing to exploit: within sampling noise
 
@@ -124,7 +124,7 @@ def test_balance_at_least_eplb_global(seed):
     loads = problem.routing.loads
     assert loads.max() > 2 * loads.sum() / 16  # hotter than one node's mean load: needs a spill
     result = place_layer(problem, 1.05, node_solver(None), time_limit_s=2)
-    ref = placement_metrics(BASELINES["EPLB-style global"](problem), problem)
+    ref = placement_metrics(BASELINES["EPLB global"](problem), problem)
     assert check_placement(result.placement, problem) == []
     assert result.metrics.max_over_mean <= ref.max_over_mean + 1e-9
     bound = balance_lower_bound(loads, problem.num_ranks, problem.slots_per_rank)
@@ -193,3 +193,76 @@ def test_node_solver_by_name():
     assert node_solver("cpsat") is cpsat and node_solver("milp") is milp and node_solver(None) is None
     with pytest.raises(ValueError, match="choose from cpsat, milp"):
         node_solver("exhaustive")
+
+
+# EPLB's README example (deepseek-ai/EPLB, README.md "Example"): two layers of 12 experts in 4 groups,
+# 16 physical slots, 2 nodes x 4 GPUs; the published phy2log output, quoted as data.
+EPLB_README_WEIGHT = [
+    [90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
+    [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27],
+]
+EPLB_README_PHY2LOG = [
+    [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+    [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1],
+]
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_eplb_readme_example_reproduced(layer):
+    from placer.placement.baselines import eplb_hierarchical, eplb_rebalance
+    from placer.routing.stats import stats_from_loads
+
+    weight = np.array(EPLB_README_WEIGHT[layer], dtype=float)
+    assert eplb_rebalance(weight, 16, 4, 2, 8).tolist() == EPLB_README_PHY2LOG[layer]
+    # the same through the baseline: 8 ranks of 2 slots on 2 nodes, groups of 3 experts
+    stats = stats_from_loads([weight], 2, "readme", expert_group=np.arange(12) // 3)
+    problem = LayerPlacementProblem(stats.layers[0], np.arange(8) // 4, 2, stats.expert_group, 2)
+    flat = [e for rank in eplb_hierarchical(problem) for e in rank]
+    assert flat == EPLB_README_PHY2LOG[layer]
+
+
+def test_eplb_global_replica_counts_and_waste():
+    from placer.placement.baselines import eplb_rebalance
+
+    # global = one group on one node; loads 10, 6, 4, 2 on 3 GPUs x 2 slots. Copies by largest load
+    # per copy: 10 -> e0 (5 each), then 6 -> e1 (3 each). Copies [e0 e1 e2 e3 e0 e1] weigh
+    # [5 3 4 2 5 3]; heaviest first, lower index on ties, into the lightest GPU with room:
+    # e0 -> g0 (5), e0 -> g1 (5), e2 -> g2 (4), e1 -> g2 (7, full), e1 -> g0 (tie 5/5: g0), e3 -> g1
+    phy2log = eplb_rebalance(np.array([10.0, 6.0, 4.0, 2.0]), 6, 1, 1, 3)
+    assert np.bincount(phy2log).tolist() == [2, 2, 1, 1]
+    assert phy2log.tolist() == [0, 1, 0, 3, 2, 1]
+
+
+def test_impossible_slot_counts_refused():
+    from placer.errors import InputError
+    from placer.placement.baselines import eplb_global, eplb_rebalance
+
+    stats = synthetic_stats(256, 8, 1, seed=0, tokens=200)
+    problem = LayerPlacementProblem(stats.layers[0], np.arange(64) // 8, 3)  # 192 slots < 256 experts
+    with pytest.raises(InputError, match="slots_per_rank"):
+        place_layer(problem, 1.05, None, time_limit_s=0.1)
+    with pytest.raises(InputError, match="placement.slots"):
+        eplb_global(problem)
+    loads = np.ones(12)
+    with pytest.raises(InputError, match="do not divide over 8 GPUs"):
+        eplb_rebalance(loads, 20, 4, 2, 8)
+    with pytest.raises(InputError, match="groups do not divide over 3 nodes"):
+        eplb_rebalance(loads, 24, 4, 3, 6)
+    with pytest.raises(InputError, match="5 equal groups"):
+        eplb_rebalance(loads, 24, 5, 1, 6)
+
+
+def test_expired_stop_returns_valid_map_quickly():
+    # a deadline already passed: the layer gives the first step's construction (no local search,
+    # no solver, no fallback); measured in work, not wall time: no solver status, a valid map
+    stats = synthetic_stats(64, 4, 1, seed=5, tokens=1000, zipf_exponent=1.0, coactivation_clusters=8)
+    problem = LayerPlacementProblem(stats.layers[0], np.arange(16) // 4, 5)
+    calls = []
+
+    def stop():
+        calls.append(1)
+        return True
+
+    result = place_layer(problem, 1.0001, node_solver("cpsat"), time_limit_s=30, stop=stop)
+    assert check_placement(result.placement, problem) == []
+    assert result.status == "greedy" and calls  # the solver never ran, the fallback was skipped

@@ -15,6 +15,7 @@ sharing ranks), so it is reachable only approximately; it names the expert that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,7 +72,7 @@ def balance_lower_bound(loads: np.ndarray, ranks: int, slots_per_rank: int) -> B
 BUDGETS_TRIED = 6
 
 
-def global_balanced(problem: LayerPlacementProblem) -> Placement:
+def global_balanced(problem: LayerPlacementProblem, stop: Callable[[], bool] | None = None) -> Placement:
     """Balance only: copies by largest load per copy (at most one per rank), packed over every
     rank of the EP group (LPT with swaps, no duplicate on a rank); the best of several copy budgets.
 
@@ -79,7 +80,8 @@ def global_balanced(problem: LayerPlacementProblem) -> Placement:
     experts must share ranks with the hot copies and raise the busiest rank. So budgets from one
     copy per expert up to every slot are tried and the least loaded busiest rank is kept (ties:
     fewer copies, which leave slots empty rather than hold a useless copy). Each candidate is
-    scored by :func:`max_over_mean`, the balance the evaluator will see."""
+    scored by :func:`max_over_mean`, the balance the evaluator will see. ``stop`` (the command's
+    deadline) is polled between budgets: the best budget so far is returned once it is set."""
     loads = problem.routing.loads
     ranks, slots = problem.num_ranks, problem.slots_per_rank
     # Pack over the ranks interleaved across nodes (first rank of every node, then the second...):
@@ -97,6 +99,8 @@ def global_balanced(problem: LayerPlacementProblem) -> Placement:
     budgets = sorted({int(round(b)) for b in np.linspace(low, full, BUDGETS_TRIED)} | {full})
     best: tuple[float, int, Placement] | None = None
     for budget in budgets:
+        if best is not None and stop is not None and stop():
+            break
         counts = replicate(loads, budget, max_copies=ranks)
         experts = np.repeat(np.arange(loads.size), counts)
         weights = np.repeat(loads / counts, counts)

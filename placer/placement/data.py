@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from placer.errors import InputError
 from placer.routing.stats import LayerRouting
 
 Placement = tuple[tuple[int, ...], ...]  # placement[r] = logical experts on EP rank r
@@ -45,6 +46,20 @@ class LayerPlacementProblem:
     @property
     def redundant_slots(self) -> int:
         return self.num_ranks * self.slots_per_rank - self.num_experts
+
+    def require_slots(self) -> None:
+        """Refuse slots that cannot hold every expert once (a placement would drop experts or
+        overfill a rank): :class:`~placer.errors.InputError` naming the slot count."""
+        if self.slots_per_rank * self.num_ranks < self.num_experts:
+            raise InputError(
+                [
+                    (
+                        "placement.slots_per_rank",
+                        f"{self.slots_per_rank} slots x {self.num_ranks} ranks = "
+                        f"{self.slots_per_rank * self.num_ranks} < {self.num_experts} experts: one slot each needed",
+                    )
+                ]
+            )
 
 
 def copies_matrix(placement: Placement, num_experts: int) -> np.ndarray:

@@ -206,7 +206,7 @@ def _add_notes(report: PlacementReport, ep: int, rank_node: np.ndarray, stats: R
             "the EP group sits in one node: no cross-node traffic whatever the placement; placement only balances"
         )
     mine = report.summary([p.metrics for p in placer])["dedup_cross"]
-    ref = report.summary(baselines["EPLB-style global"])["dedup_cross"]
+    ref = report.summary(baselines["EPLB global"])["dedup_cross"]
     if int(rank_node.max()) > 0 and ref > 0 and (ref - mine) / ref < NO_GAIN_THRESHOLD:
         report.notes.append(
             "placement cannot reduce cross-node traffic for these statistics (routing is close to "

@@ -131,6 +131,7 @@ def place_layer(
     the best step so far, or runs its first step's greedy search alone. ``warm`` is a
     node assignment from another slot count, used as the hint where it fits the step's model. When
     the slots cannot reach the target (:func:`balance_lower_bound`), the steps aim at the bound."""
+    problem.require_slots()
     started = time.perf_counter()
     floor = balance_lower_bound(problem.routing.loads, problem.num_ranks, problem.slots_per_rank)
     aim = max(target_max_over_mean, floor.max_over_mean)
@@ -144,8 +145,8 @@ def place_layer(
         stopping = stop is not None and stop()
         if stopping and best is not None:
             break
-        if stopping:
-            solver_s = 0.0
+        if stopping:  # first step only, construction without local search: a valid map at once
+            solver_s, greedy_units = 0.0, 0.0
         model = build_node_model(problem, aim, node_slack=slack, spill=spill)
         hint = greedy_assign(model, max_units=greedy_units)
         if warm is not None and model.feasible(warm) and model.kept(warm) > model.kept(hint):
@@ -177,18 +178,23 @@ def place_layer(
             break
     assert best is not None
     if best.metrics.max_over_mean > aim + 1e-9 and not (stop is not None and stop()):
-        best = _balance_fallback(problem, best, floor.max_over_mean)
+        best = _balance_fallback(problem, best, floor.max_over_mean, stop)
     return dataclasses.replace(best, wall_s=time.perf_counter() - started, timed_out=unproven)
 
 
-def _balance_fallback(problem: LayerPlacementProblem, best: LayerPlacement, floor: float) -> LayerPlacement:
+def _balance_fallback(
+    problem: LayerPlacementProblem, best: LayerPlacement, floor: float, stop: Callable[[], bool] | None = None
+) -> LayerPlacement:
     """Balance-only placements over the whole EP group (no traffic term), kept when the ladder's
-    best is less balanced: LPT with swaps and no duplicates, and EPLB's global rule with its
-    duplicate copies dropped (a second copy on a rank serves nothing, so balance and traffic are
-    unchanged). So placer is never less balanced than the EPLB-style global packer at equal slots.
-    Both always run (about 0.1 s per layer of 64 ranks)."""
-    options = [global_balanced(problem), without_duplicates(eplb_global(problem))]
-    for placement in options:
+    best is less balanced: EPLB's global map with its duplicate copies dropped (a second copy on a
+    rank serves nothing, so balance and traffic are unchanged), then LPT with swaps and no
+    duplicates over several copy budgets. ``stop`` is polled between them (and between budgets),
+    so the fallback ends with the best found so far when the deadline passes."""
+    options = [lambda: without_duplicates(eplb_global(problem)), lambda: global_balanced(problem, stop)]
+    for make in options:
+        if stop is not None and stop():
+            break
+        placement = make()
         metrics = placement_metrics(placement, problem)
         if metrics.max_over_mean < best.metrics.max_over_mean - 1e-12:
             best = LayerPlacement(placement, metrics, "balance-only", 0.0, None, 0.0, floor, 0, False, None)
