@@ -185,17 +185,17 @@ def evaluate(problem: Problem, plan: Plan, balanced: bool = False) -> Evaluation
         activation = edges.workspace_bytes
         if s == 0:
             weights += edges.embed_weight_bytes
-            pre_s += edges.embed_prefill_s
-            dec_s += edges.embed_decode_s
+            pre_s += edges.embed_s["prefill"]
+            dec_s += edges.embed_s["decode"]
         if s == par.pp - 1:
             weights += edges.head_weight_bytes
             activation += edges.logits_bytes
-            pre_s += edges.head_prefill_s
-            dec_s += edges.head_decode_s
+            pre_s += edges.head_s["prefill"]
+            dec_s += edges.head_s["decode"]
         if s < par.pp - 1:
             crosses = any(p.next_stage_crosses for p in patterns)
-            sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
-            sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
+            sends_pre += edges.send_cross_s["prefill"] if crosses else edges.send_s["prefill"]
+            sends_dec += edges.send_cross_s["decode"] if crosses else edges.send_s["decode"]
         stages.append(StageReport(s, stage.layers, MemoryBreakdown(weights, kv, activation, reserve), pre_s, dec_s))
         for costs in per_replica:
             for traffic in costs.traffic[lo:hi]:

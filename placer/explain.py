@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from placer.catalogue.engines import CAPABILITY_BY_NAME, Usage, row, unsupported
+from placer.costmodel.phase import Phase
 from placer.costmodel.rules import rule_outcomes
 from placer.costmodel.tables import default_expert_maps, layer_costs, stage_pattern
 from placer.formulation.data import Config, FormulationData, iter_parallelisms
@@ -39,14 +40,9 @@ class Reach:
     config: Config | None
 
 
-def _mean_stage(config: Config, counts: tuple[int, ...], phase: str) -> float:
-    per_class = config.layer_prefill_s if phase == "prefill" else config.layer_decode_s
-    body = sum(n * t for n, t in zip(counts, per_class, strict=True))
-    extras = (
-        config.embed_prefill_s + config.head_prefill_s
-        if phase == "prefill"
-        else config.embed_decode_s + config.head_decode_s
-    )
+def _mean_stage(config: Config, counts: tuple[int, ...], phase: Phase) -> float:
+    body = sum(n * t for n, t in zip(counts, config.layer_s[phase], strict=True))
+    extras = config.embed_s[phase] + config.head_s[phase]
     return (body + extras) / config.par.pp
 
 
@@ -141,12 +137,15 @@ def explain_infeasible(data: FormulationData) -> list[str]:
             fits,
             key=lambda c: (
                 data.decode_tokens
-                / (c.gpus * max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts)))
+                / (c.gpus * max(c.micro["decode"] * _mean_stage(c, counts, "decode"), c.total_s("decode", counts)))
             ),
         )
         value = (
             data.decode_tokens
-            / (best.gpus * max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts)))
+            / (
+                best.gpus
+                * max(best.micro["decode"] * _mean_stage(best, counts, "decode"), best.total_s("decode", counts))
+            )
             / 1e3
         )
         if value < slo.min_decode_tokens_per_ms_per_gpu:
@@ -160,9 +159,9 @@ def explain_infeasible(data: FormulationData) -> list[str]:
             )
     if slo.min_prefill_tokens_per_ms_per_gpu is not None:
         best = max(
-            fits, key=lambda c: data.prefill_tokens / (c.gpus * c.micro_prefill * _mean_stage(c, counts, "prefill"))
+            fits, key=lambda c: data.prefill_tokens / (c.gpus * c.micro["prefill"] * _mean_stage(c, counts, "prefill"))
         )
-        value = data.prefill_tokens / (best.gpus * best.micro_prefill * _mean_stage(best, counts, "prefill")) / 1e3
+        value = data.prefill_tokens / (best.gpus * best.micro["prefill"] * _mean_stage(best, counts, "prefill")) / 1e3
         if value < slo.min_prefill_tokens_per_ms_per_gpu:
             lines.append(
                 f"prefill throughput cannot exceed {_num(value)} tokens/ms/GPU at "
@@ -172,9 +171,10 @@ def explain_infeasible(data: FormulationData) -> list[str]:
             )
     if slo.ttft_s is not None:
         best = min(
-            fits, key=lambda c: c.total_prefill_s(counts) + (c.micro_prefill - 1) * _mean_stage(c, counts, "prefill")
+            fits,
+            key=lambda c: c.total_s("prefill", counts) + (c.micro["prefill"] - 1) * _mean_stage(c, counts, "prefill"),
         )
-        value = best.total_prefill_s(counts) + (best.micro_prefill - 1) * _mean_stage(best, counts, "prefill")
+        value = best.total_s("prefill", counts) + (best.micro["prefill"] - 1) * _mean_stage(best, counts, "prefill")
         if value > slo.ttft_s:
             lines.append(
                 f"TTFT cannot go below {_num(value)} s for {workload.batch_size} prompts of "
@@ -183,8 +183,10 @@ def explain_infeasible(data: FormulationData) -> list[str]:
                 f"Relax ttft_s to {_num(value)} s or more, or allow more GPUs"
             )
     if slo.tpot_ms is not None:
-        best = min(fits, key=lambda c: max(c.micro_decode * _mean_stage(c, counts, "decode"), c.total_decode_s(counts)))
-        step_s = max(best.micro_decode * _mean_stage(best, counts, "decode"), best.total_decode_s(counts))
+        best = min(
+            fits, key=lambda c: max(c.micro["decode"] * _mean_stage(c, counts, "decode"), c.total_s("decode", counts))
+        )
+        step_s = max(best.micro["decode"] * _mean_stage(best, counts, "decode"), best.total_s("decode", counts))
         value = step_s / workload.output_tokens_per_step * 1e3
         if value > slo.tpot_ms:
             lines.append(

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from placer.costmodel.dispatch import copy_bytes_per_token
+from placer.costmodel.phase import PHASES, PerPhase
 from placer.costmodel.tables import (
     boundary_crossings,
     default_expert_maps,
@@ -46,23 +47,24 @@ def direct_config_figures(problem, par) -> dict[str, object]:
     costs = layer_costs(problem, par, stage_pattern(layout, 0, 0), maps)
     edges = edge_costs(problem, par, maps)
     firsts = [classes.index(k) for k in range(len(names))]
-    sends_pre = sends_dec = 0.0
+    sends = dict.fromkeys(PHASES, 0.0)
     for s in range(par.pp - 1):
         crosses = any(stage_pattern(layout, r, s).next_stage_crosses for r in range(par.replicas))
-        sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
-        sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
+        for phase in PHASES:
+            sends[phase] += (edges.send_cross_s if crosses else edges.send_s)[phase]
     traffic = [t for t in costs.traffic if t is not None]
     cross = copy_bytes_per_token(problem) * float(np.mean([t.dedup_scaleout for t in traffic])) if traffic else 0.0
     return {
         "layer_bytes": tuple(float(costs.weight_bytes[i] + costs.kv_bytes[i]) for i in firsts),
-        "layer_prefill_s": tuple(float(costs.prefill_s[i]) for i in firsts),
-        "layer_decode_s": tuple(float(costs.decode_s[i]) for i in firsts),
+        "layer_s": PerPhase(
+            tuple(float(costs.prefill_s[i]) for i in firsts), tuple(float(costs.decode_s[i]) for i in firsts)
+        ),
         "embed_bytes": edges.embed_weight_bytes,
         "head_bytes": edges.head_weight_bytes + edges.logits_bytes,
         "fixed_bytes": edges.workspace_bytes + problem.hardware.runtime_reserve_gb * 1e9,
-        "head_decode_s": edges.head_decode_s,
-        "sends_prefill_s": sends_pre,
-        "sends_decode_s": sends_dec,
+        "embed_s": edges.embed_s,
+        "head_s": edges.head_s,
+        "sends_s": PerPhase(sends["prefill"], sends["decode"]),
         "cross_node_bytes_per_token": cross,
     }
 

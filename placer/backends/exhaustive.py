@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+from placer.costmodel.phase import PHASES
 from placer.formulation.data import Config, FormulationData
 from placer.formulation.partition import evaluate_config
 from placer.formulation.terms import objective_terms, term_value
@@ -28,8 +29,7 @@ def primary_lower_bound(data: FormulationData, config: Config, term: str) -> flo
     ``T >= (S - sends) / pp`` in each phase, and every term grows with ``T`` (J2)-(J4)."""
     counts = data.class_counts
     pp = config.par.pp
-    t_pre = (config.total_prefill_s(counts) - config.sends_prefill_s) / pp
-    t_dec = (config.total_decode_s(counts) - config.sends_decode_s) / pp
+    t_pre, t_dec = ((config.total_s(phase, counts) - config.sends_s[phase]) / pp for phase in PHASES)
     return term_value(data, config, term, max(0.0, t_pre), max(0.0, t_dec))
 
 

@@ -25,6 +25,7 @@ from placer.costmodel.layers import (
     layer_weight_bytes,
     op_time_s,
 )
+from placer.costmodel.phase import PerPhase
 from placer.costmodel.shapes import (
     PhaseShape,
     activation_tokens_per_rank,
@@ -147,14 +148,10 @@ class EdgeCosts:
 
     embed_weight_bytes: float
     head_weight_bytes: float
-    embed_prefill_s: float
-    embed_decode_s: float
-    head_prefill_s: float
-    head_decode_s: float
-    send_prefill_s: float  # per micro-batch per boundary, inside a domain
-    send_prefill_cross_s: float  # same, leaving the domain
-    send_decode_s: float
-    send_decode_cross_s: float
+    embed_s: PerPhase[float]  # per micro-batch, by phase
+    head_s: PerPhase[float]
+    send_s: PerPhase[float]  # per micro-batch per boundary, inside a domain
+    send_cross_s: PerPhase[float]  # same, leaving the domain
     workspace_bytes: float  # activation workspace on every GPU
     logits_bytes: float  # extra workspace on the last stage
 
@@ -191,8 +188,11 @@ def busiest_rank_pairs(expert_map: tuple[tuple[int, ...], ...], ep: int, loads: 
     return float(rank_pair_loads(serving_weights(present, np.zeros(ep, dtype=int)), loads).max())
 
 
-def phase_shapes(problem: Problem, par: Parallelism) -> tuple[PhaseShape, PhaseShape]:
-    return prefill_shape(problem.workload, par, problem.params), decode_shape(problem.workload, par, problem.params)
+def phase_shapes(problem: Problem, par: Parallelism) -> PerPhase[PhaseShape]:
+    """The micro-batch shape of each phase (unpacks as ``prefill, decode``)."""
+    return PerPhase(
+        prefill_shape(problem.workload, par, problem.params), decode_shape(problem.workload, par, problem.params)
+    )
 
 
 class PhaseCostMemo:
@@ -404,7 +404,8 @@ def edge_costs(
     w_bytes = DTYPE_BYTES[model.precision.weights]
     a_bytes = DTYPE_BYTES[model.precision.activations]
     precision = COMPUTE_PRECISION[model.precision.weights]
-    pre, dec = phase_shapes(problem, par)
+    shapes = phase_shapes(problem, par)
+    pre, dec = shapes
     table_bytes = vocab * h / par.tp * w_bytes  # vocab-parallel over the TP group
     embed_w = table_bytes
     head_w = 0.0 if (model.tie_embeddings and par.pp == 1) else table_bytes
@@ -457,14 +458,10 @@ def edge_costs(
     return EdgeCosts(
         embed_weight_bytes=embed_w,
         head_weight_bytes=head_w,
-        embed_prefill_s=embed_s(pre),
-        embed_decode_s=embed_s(dec),
-        head_prefill_s=head_s(pre),
-        head_decode_s=head_s(dec),
-        send_prefill_s=send(pre, False),
-        send_prefill_cross_s=send(pre, True),
-        send_decode_s=send(dec, False),
-        send_decode_cross_s=send(dec, True),
+        embed_s=shapes.map(embed_s),
+        head_s=shapes.map(head_s),
+        send_s=shapes.map(lambda shape: send(shape, False)),
+        send_cross_s=shapes.map(lambda shape: send(shape, True)),
         workspace_bytes=workspace,
         logits_bytes=logits,
     )

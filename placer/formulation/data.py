@@ -19,6 +19,7 @@ import numpy as np
 
 from placer.costmodel.dispatch import copy_bytes_per_token
 from placer.costmodel.memory import usable_memory_bytes
+from placer.costmodel.phase import PHASES, PerPhase, Phase
 from placer.costmodel.rules import rule_outcomes
 from placer.costmodel.tables import (
     EdgeCosts,
@@ -49,21 +50,16 @@ class Config:
 
     par: Parallelism
     gpus: int
-    micro_prefill: int
-    micro_decode: int
+    micro: PerPhase[int]  # micro-batches in flight, by phase
     # per layer class k, one layer on the fullest GPU of a stage:
     layer_bytes: tuple[float, ...]  # weights + KV cache
-    layer_prefill_s: tuple[float, ...]  # per micro-batch
-    layer_decode_s: tuple[float, ...]
+    layer_s: PerPhase[tuple[float, ...]]  # per micro-batch, by phase
     embed_bytes: float
     head_bytes: float  # LM head weights + logits workspace (last stage)
     fixed_bytes: float  # activation workspace + runtime reserve (every stage)
-    embed_prefill_s: float
-    embed_decode_s: float
-    head_prefill_s: float
-    head_decode_s: float
-    sends_prefill_s: float  # all pipeline boundaries together
-    sends_decode_s: float
+    embed_s: PerPhase[float]  # per micro-batch, by phase
+    head_s: PerPhase[float]
+    sends_s: PerPhase[float]  # all pipeline boundaries together, by phase
     cross_node_bytes_per_token: float
     rules: dict[str, bool] = field(default_factory=dict)
 
@@ -72,14 +68,10 @@ class Config:
         """All engine rules (R1)-(R7) hold."""
         return all(self.rules.values())
 
-    def total_prefill_s(self, class_counts: tuple[int, ...]) -> float:
-        """Sum of stage times (partition independent) plus sends: the first term of (F6)."""
-        body = sum(n * t for n, t in zip(class_counts, self.layer_prefill_s, strict=True))
-        return body + self.embed_prefill_s + self.head_prefill_s + self.sends_prefill_s
-
-    def total_decode_s(self, class_counts: tuple[int, ...]) -> float:
-        body = sum(n * t for n, t in zip(class_counts, self.layer_decode_s, strict=True))
-        return body + self.embed_decode_s + self.head_decode_s + self.sends_decode_s
+    def total_s(self, phase: Phase, class_counts: tuple[int, ...]) -> float:
+        """Sum of stage times (partition independent) plus sends in ``phase``: the first term of (F6)."""
+        body = sum(n * t for n, t in zip(class_counts, self.layer_s[phase], strict=True))
+        return body + self.embed_s[phase] + self.head_s[phase] + self.sends_s[phase]
 
 
 @dataclass(frozen=True)
@@ -256,31 +248,24 @@ class ConfigCoster:
             layer_times(problem, contexts, layer, traffic, self._memo)
             for layer, (traffic, _) in zip(self._representative, placed, strict=True)
         ]
-        sends_pre = sends_dec = 0.0
-        for crosses in boundary_crossings(layout):
-            sends_pre += edges.send_prefill_cross_s if crosses else edges.send_prefill_s
-            sends_dec += edges.send_decode_cross_s if crosses else edges.send_decode_s
+        crossings = boundary_crossings(layout)
+        sends = PerPhase.build(lambda phase: _sends_s(edges, phase, crossings))
         # every MoE layer carries the same default map, hence the same traffic as the first
         moe_traffic = next((traffic for traffic, _ in placed if traffic is not None), None)
         cross = self._copy_bytes * self._mean_dedup_scaleout(moe_traffic) if moe_traffic is not None else 0.0
-        pre, dec = contexts.prefill.shape, contexts.decode.shape
+        contexts_by_phase = PerPhase(contexts.prefill, contexts.decode)
         return Config(
             par=par,
             gpus=par.gpus,
-            micro_prefill=pre.micro_batches,
-            micro_decode=dec.micro_batches,
+            micro=contexts_by_phase.map(lambda ctx: ctx.shape.micro_batches),
             layer_bytes=layer_bytes,
-            layer_prefill_s=tuple(float(t[0].time_s) for t in times),
-            layer_decode_s=tuple(float(t[1].time_s) for t in times),
+            layer_s=PerPhase.build(lambda phase: tuple(float(t[PHASES.index(phase)].time_s) for t in times)),
             embed_bytes=embed_bytes,
             head_bytes=head_bytes,
             fixed_bytes=fixed_bytes,
-            embed_prefill_s=edges.embed_prefill_s,
-            embed_decode_s=edges.embed_decode_s,
-            head_prefill_s=edges.head_prefill_s,
-            head_decode_s=edges.head_decode_s,
-            sends_prefill_s=sends_pre,
-            sends_decode_s=sends_dec,
+            embed_s=edges.embed_s,
+            head_s=edges.head_s,
+            sends_s=sends,
             cross_node_bytes_per_token=cross,
             rules=rules,
         )
@@ -310,6 +295,14 @@ class ConfigCoster:
         if not all(rules.values()):
             return None
         return self._costed(par, rules, memory_check=True)
+
+
+def _sends_s(edges: EdgeCosts, phase: Phase, crossings: tuple[bool, ...]) -> float:
+    """All pipeline sends of one micro-batch in ``phase``, boundary by boundary in stage order."""
+    total = 0.0
+    for crosses in crossings:
+        total += edges.send_cross_s[phase] if crosses else edges.send_s[phase]
+    return total
 
 
 def build_config(

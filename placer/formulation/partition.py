@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from placer.catalogue.engines import fixed_stage_starts
+from placer.costmodel.phase import PHASES, Phase
 from placer.formulation.data import Config, FormulationData
 from placer.formulation.terms import StageBounds, objective_terms, stage_bounds, term_phase, term_value
 
@@ -24,11 +25,7 @@ def _stage_matrices(data: FormulationData, config: Config) -> dict[str, np.ndarr
     """``[i, j]`` sums over layers ``i..j-1`` of per-layer bytes and times (inf where j <= i)."""
     classes = np.asarray(data.layer_class)
     out = {}
-    for name, per_class in (
-        ("bytes", config.layer_bytes),
-        ("prefill", config.layer_prefill_s),
-        ("decode", config.layer_decode_s),
-    ):
+    for name, per_class in (("bytes", config.layer_bytes), *config.layer_s.items()):
         per_layer = np.asarray(per_class)[classes]
         prefix = np.concatenate([[0.0], np.cumsum(per_layer)])
         matrix = prefix[None, :] - prefix[:, None]
@@ -37,8 +34,14 @@ def _stage_matrices(data: FormulationData, config: Config) -> dict[str, np.ndarr
     return out
 
 
+def _edge_added(body: np.ndarray | float, config: Config, phase: Phase, first: bool, last: bool) -> np.ndarray | float:
+    """Stage time(s) ``body`` plus the embedding on the first stage and the LM head on the last
+    (added in that order, as every backend adds them)."""
+    return body + (config.embed_s[phase] if first else 0) + (config.head_s[phase] if last else 0)
+
+
 def best_partition(
-    data: FormulationData, config: Config, bounds: StageBounds, phase: str
+    data: FormulationData, config: Config, bounds: StageBounds, phase: Phase
 ) -> tuple[float, float, tuple[int, ...]] | None:
     """Minimise the largest ``phase`` stage time; return (T_pre, T_dec, stage starts) or ``None``."""
     pp = config.par.pp
@@ -53,8 +56,7 @@ def best_partition(
             + (config.embed_bytes if first else 0)
             + (config.head_bytes if last else 0)
         )
-        pre = mats["prefill"] + (config.embed_prefill_s if first else 0) + (config.head_prefill_s if last else 0)
-        dec = mats["decode"] + (config.embed_decode_s if first else 0) + (config.head_decode_s if last else 0)
+        pre, dec = (_edge_added(mats[phase], config, phase, first, last) for phase in PHASES)
         ok = (mem <= data.usable_bytes) & (pre <= bounds.prefill_s) & (dec <= bounds.decode_s)
         return pre, dec, ok
 
@@ -63,7 +65,7 @@ def best_partition(
     back = []
     for s in range(pp):
         pre, dec, ok = stage_arrays(s)
-        cost = pre if phase == "prefill" else dec
+        cost = (pre, dec)[PHASES.index(phase)]
         cand = np.where(ok, np.maximum(f[:, None], cost), np.inf)
         choice = np.argmin(cand, axis=0)
         f = cand[choice, np.arange(length + 1)]
@@ -91,8 +93,8 @@ def _largest_time_keeping(data: FormulationData, config: Config, term: str | Non
     ``T_pre`` is. The later passes may use that freedom, as the CP-SAT and MILP passes do.
     """
     if term == "max_throughput_per_gpu" and data.problem.objective.throughput_phase == "decode":
-        return max(optimum_s, config.total_decode_s(data.class_counts) / config.micro_decode)
-    if term == "min_ttft" and config.micro_prefill == 1:
+        return max(optimum_s, config.total_s("decode", data.class_counts) / config.micro["decode"])
+    if term == "min_ttft" and config.micro["prefill"] == 1:
         return math.inf
     return optimum_s
 
@@ -109,8 +111,7 @@ def partition_times(
         first, last = s == 0, s == pp - 1
         mem = mats["bytes"][i, j] + config.fixed_bytes
         mem += (config.embed_bytes if first else 0) + (config.head_bytes if last else 0)
-        pre = mats["prefill"][i, j] + (config.embed_prefill_s if first else 0) + (config.head_prefill_s if last else 0)
-        dec = mats["decode"][i, j] + (config.embed_decode_s if first else 0) + (config.head_decode_s if last else 0)
+        pre, dec = (_edge_added(mats[phase][i, j], config, phase, first, last) for phase in PHASES)
         if not (mem <= data.usable_bytes and pre <= bounds.prefill_s and dec <= bounds.decode_s):
             return None
         t_pre, t_dec = max(t_pre, float(pre)), max(t_dec, float(dec))
@@ -141,7 +142,7 @@ def evaluate_config(data: FormulationData, config: Config) -> tuple[tuple[float,
     for phase in dict.fromkeys(phases[1:]):  # each further phase, the earlier term held at its optimum
         if phase == first_phase:
             continue
-        limit = _largest_time_keeping(data, config, first_term, t_pre if first_phase == "prefill" else t_dec)
+        limit = _largest_time_keeping(data, config, first_term, (t_pre, t_dec)[PHASES.index(first_phase)])
         if first_phase == "prefill":
             held = StageBounds(min(bounds.prefill_s, limit), bounds.decode_s)
         else:

@@ -27,23 +27,23 @@ def stage_bounds(data: FormulationData, config: Config) -> StageBounds | None:
     """(F5)-(F8): SLOs as bounds on ``T_pre``/``T_dec``; ``None`` when no partition can meet them."""
     slo = data.problem.slo
     counts = data.class_counts
-    total_pre = config.total_prefill_s(counts)
-    total_dec = config.total_decode_s(counts)
+    total_pre = config.total_s("prefill", counts)
+    total_dec = config.total_s("decode", counts)
     pre = dec = math.inf
     if slo.max_gpus is not None and config.gpus > slo.max_gpus:
         return None
     if slo.ttft_s is not None:  # (F5) S_pre + (m - 1) T_pre <= TTFT
         if total_pre > slo.ttft_s:
             return None
-        if config.micro_prefill > 1:
-            pre = min(pre, (slo.ttft_s - total_pre) / (config.micro_prefill - 1))
+        if config.micro["prefill"] > 1:
+            pre = min(pre, (slo.ttft_s - total_pre) / (config.micro["prefill"] - 1))
     if slo.min_prefill_tokens_per_ms_per_gpu is not None:  # (F6) B L / (m T_pre G) >= floor
         budget = data.prefill_tokens / (slo.min_prefill_tokens_per_ms_per_gpu * 1e3 * config.gpus)
-        pre = min(pre, budget / config.micro_prefill)
+        pre = min(pre, budget / config.micro["prefill"])
     for floor_budget in _decode_budgets(data, config):  # (F7), (F8): TPOT = max(m T_dec, S_dec)
         if total_dec > floor_budget:
             return None
-        dec = min(dec, floor_budget / config.micro_decode)
+        dec = min(dec, floor_budget / config.micro["decode"])
     return StageBounds(pre, dec)
 
 
@@ -87,11 +87,11 @@ def term_value(data: FormulationData, config: Config, term: str, t_pre: float, t
     if term == "min_cross_node_traffic":
         return config.cross_node_bytes_per_token
     if term == "min_ttft":
-        return config.total_prefill_s(data.class_counts) + (config.micro_prefill - 1) * t_pre
+        return config.total_s("prefill", data.class_counts) + (config.micro["prefill"] - 1) * t_pre
     if term == "max_throughput_per_gpu":
         if data.problem.objective.throughput_phase == "prefill":
-            return config.gpus * config.micro_prefill * t_pre
-        return config.gpus * max(config.micro_decode * t_dec, config.total_decode_s(data.class_counts))
+            return config.gpus * config.micro["prefill"] * t_pre
+        return config.gpus * max(config.micro["decode"] * t_dec, config.total_s("decode", data.class_counts))
     raise ValueError(term)
 
 

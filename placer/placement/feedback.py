@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from placer.costmodel.phase import PerPhase
 from placer.costmodel.tables import default_expert_maps, layer_costs, stage_pattern
 from placer.evaluator import plan_expert_maps
 from placer.formulation.data import Config
@@ -54,6 +55,7 @@ def scale_config(config: Config, class_names: tuple[str, ...], factors: Measured
 
     return dataclasses.replace(
         config,
-        layer_prefill_s=scaled(config.layer_prefill_s, factors.prefill),
-        layer_decode_s=scaled(config.layer_decode_s, factors.decode),
+        layer_s=PerPhase(
+            scaled(config.layer_s["prefill"], factors.prefill), scaled(config.layer_s["decode"], factors.decode)
+        ),
     )

@@ -14,6 +14,7 @@ import time
 from ortools.sat.python import cp_model
 
 from placer.catalogue.engines import fixed_stage_starts
+from placer.costmodel.phase import PHASES
 from placer.formulation.data import FormulationData
 from placer.formulation.terms import objective_terms, stage_bounds
 from placer.result import BackendSolution, SolveStatus
@@ -22,6 +23,8 @@ from placer.stopping import StopToken
 TIME_UNITS_PER_S = 1e9
 BYTES_PER_UNIT = 1e3
 TRAFFIC_UNITS_PER_BYTE = 1.0
+#: short phase tags in variable names (kept as the model's names always were)
+_TAG = {"prefill": "pre", "decode": "dec"}
 
 
 def up(value: float, scale: float) -> int:
@@ -56,8 +59,8 @@ class StrategyModel:
         self.pmax = data.max_pp
         # + one unit per rounded term: each coefficient is rounded up on its own
         slack = data.num_layers + 8
-        self.t_ub = max(up(c.total_prefill_s(data.class_counts), TIME_UNITS_PER_S) for c in data.configs) + slack
-        self.td_ub = max(up(c.total_decode_s(data.class_counts), TIME_UNITS_PER_S) for c in data.configs) + slack
+        self.t_ub = max(up(c.total_s("prefill", data.class_counts), TIME_UNITS_PER_S) for c in data.configs) + slack
+        self.td_ub = max(up(c.total_s("decode", data.class_counts), TIME_UNITS_PER_S) for c in data.configs) + slack
         self.t_pre = m.NewIntVar(0, self.t_ub, "T_pre")
         self.t_dec = m.NewIntVar(0, self.td_ub, "T_dec")
         self.start = [m.NewIntVar(0, data.num_layers, f"a[{s}]") for s in range(self.pmax + 1)]
@@ -117,17 +120,19 @@ class StrategyModel:
         data, m = self.data, self.model
         cfgs = data.configs
         usable = down(data.usable_bytes, 1 / BYTES_PER_UNIT)
-        embed_pre = sum(up(c.embed_prefill_s, TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True))
-        embed_dec = sum(up(c.embed_decode_s, TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True))
+        embed_pre, embed_dec = (
+            sum(up(c.embed_s[phase], TIME_UNITS_PER_S) * z for c, z in zip(cfgs, self.z, strict=True))
+            for phase in PHASES
+        )
         embed_mem = sum(up(c.embed_bytes, 1 / BYTES_PER_UNIT) * z for c, z in zip(cfgs, self.z, strict=True))
         fixed_mem = sum(up(c.fixed_bytes, 1 / BYTES_PER_UNIT) * z for c, z in zip(cfgs, self.z, strict=True))
         # (J3) GPU-seconds per batch, per stage: G m tau rounded as one product, so configurations
         # whose true G m tau are equal (replicas splitting a batch, say) stay tied after scaling.
         phase = data.problem.objective.throughput_phase
-        gm = [c.gpus * (c.micro_prefill if phase == "prefill" else c.micro_decode) for c in cfgs]
-        layer_s = [c.layer_prefill_s if phase == "prefill" else c.layer_decode_s for c in cfgs]
-        embed_s = [c.embed_prefill_s if phase == "prefill" else c.embed_decode_s for c in cfgs]
-        head_s = [c.head_prefill_s if phase == "prefill" else c.head_decode_s for c in cfgs]
+        gm = [c.gpus * c.micro[phase] for c in cfgs]
+        layer_s = [c.layer_s[phase] for c in cfgs]
+        embed_s = [c.embed_s[phase] for c in cfgs]
+        head_s = [c.head_s[phase] for c in cfgs]
         embed_gsec = sum(up(f * e, TIME_UNITS_PER_S) * z for f, e, z in zip(gm, embed_s, self.z, strict=True))
         self.stage_gpu_seconds = []
         for k in range(data.num_classes):
@@ -145,8 +150,10 @@ class StrategyModel:
             body = sum(getattr(self, f"_prod_gsec_{k}_{s}") for k in range(data.num_classes))
             self.stage_gpu_seconds.append(body + head_gsec + (embed_gsec if s == 0 else 0))
         for k in range(data.num_classes):
-            tau_pre = self._coef(f"tau_pre[{k}]", [up(c.layer_prefill_s[k], TIME_UNITS_PER_S) for c in cfgs])
-            tau_dec = self._coef(f"tau_dec[{k}]", [up(c.layer_decode_s[k], TIME_UNITS_PER_S) for c in cfgs])
+            tau_pre, tau_dec = (
+                self._coef(f"tau_{_TAG[phase]}[{k}]", [up(c.layer_s[phase][k], TIME_UNITS_PER_S) for c in cfgs])
+                for phase in PHASES
+            )
             mu = self._coef(f"mu[{k}]", [up(c.layer_bytes[k], 1 / BYTES_PER_UNIT) for c in cfgs])
             for s in range(self.pmax):
                 for (coef, coef_max), tag in ((tau_pre, "pre"), (tau_dec, "dec"), (mu, "mem")):
@@ -155,8 +162,7 @@ class StrategyModel:
                     setattr(self, f"_prod_{tag}_{k}_{s}", prod)
         for s in range(self.pmax):
             last = [(c, z) for c, z in zip(cfgs, self.z, strict=True) if c.par.pp == s + 1]
-            head_pre = sum(up(c.head_prefill_s, TIME_UNITS_PER_S) * z for c, z in last)
-            head_dec = sum(up(c.head_decode_s, TIME_UNITS_PER_S) * z for c, z in last)
+            head_pre, head_dec = (sum(up(c.head_s[phase], TIME_UNITS_PER_S) * z for c, z in last) for phase in PHASES)
             head_mem = sum(up(c.head_bytes, 1 / BYTES_PER_UNIT) * z for c, z in last)
             ks = range(data.num_classes)
             pre = sum(getattr(self, f"_prod_pre_{k}_{s}") for k in ks) + head_pre + (embed_pre if s == 0 else 0)
@@ -192,20 +198,23 @@ class StrategyModel:
         counts = data.class_counts
         ttft = m.NewIntVar(
             0,
-            max(up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_ub for c in cfgs),
+            max(
+                up(c.total_s("prefill", counts), TIME_UNITS_PER_S) + (c.micro["prefill"] - 1) * self.t_ub for c in cfgs
+            ),
             "ttft",
         )
         for c, z in zip(cfgs, self.z, strict=True):
             m.Add(
-                ttft >= up(c.total_prefill_s(counts), TIME_UNITS_PER_S) + (c.micro_prefill - 1) * self.t_pre
+                ttft >= up(c.total_s("prefill", counts), TIME_UNITS_PER_S) + (c.micro["prefill"] - 1) * self.t_pre
             ).OnlyEnforceIf(z)
         terms["min_ttft"] = (ttft, TIME_UNITS_PER_S)
         phase = data.problem.objective.throughput_phase
         if phase == "prefill":
-            ub = max(c.gpus * c.micro_prefill for c in cfgs) * self.t_ub
+            ub = max(c.gpus * c.micro["prefill"] for c in cfgs) * self.t_ub
         else:
             ub = max(
-                c.gpus * max(c.micro_decode * self.td_ub, up(c.total_decode_s(counts), TIME_UNITS_PER_S)) for c in cfgs
+                c.gpus * max(c.micro["decode"] * self.td_ub, up(c.total_s("decode", counts), TIME_UNITS_PER_S))
+                for c in cfgs
             )
         y = m.NewIntVar(0, ub, "gpu_seconds")
         for stage in self.stage_gpu_seconds:  # y >= G m T, stage by stage
@@ -214,7 +223,7 @@ class StrategyModel:
             m.Add(
                 y
                 >= sum(
-                    up(c.gpus * c.total_decode_s(counts), TIME_UNITS_PER_S) * z
+                    up(c.gpus * c.total_s("decode", counts), TIME_UNITS_PER_S) * z
                     for c, z in zip(cfgs, self.z, strict=True)
                 )
             )

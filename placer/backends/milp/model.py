@@ -27,6 +27,7 @@ import ortools.sat.python.cp_model  # noqa: F401, E402  (only for the load order
 import pulp
 
 from placer.catalogue.engines import fixed_stage_starts
+from placer.costmodel.phase import PHASES
 from placer.formulation.data import Config, FormulationData
 from placer.formulation.terms import StageBounds, objective_terms, stage_bounds, term_value
 from placer.result import BackendSolution, SolveStatus
@@ -35,6 +36,8 @@ from placer.stopping import StopToken
 TIME_UNITS_PER_S = 1e3  # milliseconds
 BYTES_PER_UNIT = 1e9  # gigabytes
 TRAFFIC_UNITS_PER_BYTE = 1.0
+#: short phase tags in variable names (kept as the model's names always were)
+_TAG = {"prefill": "pre", "decode": "dec"}
 #: Capacity tightening in model units (1e-6 ms = 1 ns, 1e-6 GB = 1 kB); widened on a failed re-check.
 MARGIN = 1e-6
 #: Scale of each objective term from physical units to model units.
@@ -139,8 +142,8 @@ class StrategyModel:
         self.z = [self.var(f"z_{i}", cat=pulp.LpBinary) for i in range(len(data.configs))]
         self.pmax = data.max_pp
         # valid upper bounds on the max-stage times (any stage is at most the whole pipeline), padded
-        self.t_ub = max(c.total_prefill_s(counts) for c in data.configs) * TIME_UNITS_PER_S * (1 + 1e-6) + 1e-3
-        self.td_ub = max(c.total_decode_s(counts) for c in data.configs) * TIME_UNITS_PER_S * (1 + 1e-6) + 1e-3
+        self.t_ub = max(c.total_s("prefill", counts) for c in data.configs) * TIME_UNITS_PER_S * (1 + 1e-6) + 1e-3
+        self.td_ub = max(c.total_s("decode", counts) for c in data.configs) * TIME_UNITS_PER_S * (1 + 1e-6) + 1e-3
         self.t_pre = self.var("T_pre", 0, self.t_ub)
         self.t_dec = self.var("T_dec", 0, self.td_ub)
         self.start = [self.var(f"a_{s}", 0, data.num_layers, cat=pulp.LpInteger) for s in range(self.pmax + 1)]
@@ -242,14 +245,14 @@ class StrategyModel:
         ts, ms = TIME_UNITS_PER_S, 1 / BYTES_PER_UNIT
         usable = data.usable_bytes * ms - self.margin
         zc = list(zip(cfgs, self.z, strict=True))
-        embed_pre = pulp.lpSum(c.embed_prefill_s * ts * z for c, z in zc)
-        embed_dec = pulp.lpSum(c.embed_decode_s * ts * z for c, z in zc)
+        embed_pre, embed_dec = (pulp.lpSum(c.embed_s[phase] * ts * z for c, z in zc) for phase in PHASES)
         embed_mem = pulp.lpSum(c.embed_bytes * ms * z for c, z in zc)
         fixed_mem = pulp.lpSum(c.fixed_bytes * ms * z for c, z in zc)
         prods: dict[tuple[str, int, int], pulp.LpAffineExpression] = {}
         for k in range(data.num_classes):
-            tau_pre = self.coefficient(f"tau_pre_{k}", [c.layer_prefill_s[k] * ts for c in cfgs])
-            tau_dec = self.coefficient(f"tau_dec_{k}", [c.layer_decode_s[k] * ts for c in cfgs])
+            tau_pre, tau_dec = (
+                self.coefficient(f"tau_{_TAG[phase]}_{k}", [c.layer_s[phase][k] * ts for c in cfgs]) for phase in PHASES
+            )
             mu = self.coefficient(f"mu_{k}", [c.layer_bytes[k] * ms for c in cfgs])
             for s in range(self.pmax):
                 for coef, tag in ((tau_pre, "pre"), (tau_dec, "dec"), (mu, "mem")):
@@ -257,8 +260,7 @@ class StrategyModel:
         ks = range(data.num_classes)
         for s in range(self.pmax):
             last = [(c, z) for c, z in zc if c.par.pp == s + 1]
-            head_pre = pulp.lpSum(c.head_prefill_s * ts * z for c, z in last)
-            head_dec = pulp.lpSum(c.head_decode_s * ts * z for c, z in last)
+            head_pre, head_dec = (pulp.lpSum(c.head_s[phase] * ts * z for c, z in last) for phase in PHASES)
             head_mem = pulp.lpSum(c.head_bytes * ms * z for c, z in last)
             pre = pulp.lpSum(prods[("pre", k, s)] for k in ks) + head_pre + (embed_pre if s == 0 else 0)
             dec = pulp.lpSum(prods[("dec", k, s)] for k in ks) + head_dec + (embed_dec if s == 0 else 0)
@@ -295,20 +297,20 @@ class StrategyModel:
         terms["min_cross_node_traffic"] = x
         ttft = self.var("ttft", 0)
         for c, z in zc:
-            total = c.total_prefill_s(counts) * ts
-            big_m = total + (c.micro_prefill - 1) * self.t_ub
-            self.add(ttft >= total + (c.micro_prefill - 1) * self.t_pre - big_m * (1 - z))
+            total = c.total_s("prefill", counts) * ts
+            big_m = total + (c.micro["prefill"] - 1) * self.t_ub
+            self.add(ttft >= total + (c.micro["prefill"] - 1) * self.t_pre - big_m * (1 - z))
         terms["min_ttft"] = ttft
         y = self.var("gpu_seconds", 0)
         if data.problem.objective.throughput_phase == "prefill":
             for c, z in zc:
-                w = c.gpus * c.micro_prefill
+                w = c.gpus * c.micro["prefill"]
                 self.add(y >= w * self.t_pre - w * self.t_ub * (1 - z))
         else:
             for c, z in zc:
-                w = c.gpus * c.micro_decode
+                w = c.gpus * c.micro["decode"]
                 self.add(y >= w * self.t_dec - w * self.td_ub * (1 - z))
-                self.add(y >= c.gpus * c.total_decode_s(counts) * ts * z)
+                self.add(y >= c.gpus * c.total_s("decode", counts) * ts * z)
         terms["max_throughput_per_gpu"] = y
         return terms
 
@@ -352,12 +354,13 @@ def exact_stage_times(
         first, last = s == 0, s == config.par.pp - 1
         layers = [data.layer_class[x] for x in range(i, j)]
         mem = sum(config.layer_bytes[k] for k in layers) + config.fixed_bytes
-        pre = sum(config.layer_prefill_s[k] for k in layers)
-        dec = sum(config.layer_decode_s[k] for k in layers)
-        if first:
-            mem, pre, dec = mem + config.embed_bytes, pre + config.embed_prefill_s, dec + config.embed_decode_s
-        if last:
-            mem, pre, dec = mem + config.head_bytes, pre + config.head_prefill_s, dec + config.head_decode_s
+        pre, dec = (
+            sum(config.layer_s[phase][k] for k in layers)
+            + (config.embed_s[phase] if first else 0)
+            + (config.head_s[phase] if last else 0)
+            for phase in PHASES
+        )
+        mem = mem + (config.embed_bytes if first else 0) + (config.head_bytes if last else 0)
         if mem > data.usable_bytes or pre > bounds.prefill_s or dec > bounds.decode_s:
             return None
         t_pre, t_dec = max(t_pre, pre), max(t_dec, dec)
