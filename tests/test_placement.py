@@ -266,3 +266,27 @@ def test_expired_stop_returns_valid_map_quickly():
     result = place_layer(problem, 1.0001, node_solver("cpsat"), time_limit_s=30, stop=stop)
     assert check_placement(result.placement, problem) == []
     assert result.status == "greedy" and calls  # the solver never ran, the fallback was skipped
+
+
+def test_group_limited_coactivation_hand_derived():
+    from placer.placement.nodemodel import group_limited_coactivation
+
+    # 4 experts in 2 groups, 1 group per token, top-2, equal loads: a token takes both experts of
+    # one group, so same-group pairs have P = 1/2 and cross-group pairs P = 0
+    co = group_limited_coactivation(np.full(4, 0.5), np.array([0, 0, 1, 1]), 1)
+    assert co == pytest.approx(np.array([[0, 0.5, 0, 0], [0.5, 0, 0, 0], [0, 0, 0, 0.5], [0, 0, 0.5, 0]]))
+
+
+def test_loads_only_group_limited_keeps_groups_on_nodes():
+    from placer.routing.stats import stats_from_loads
+
+    # 16 experts in 4 groups, 1 group per token, loads only (no traces): the declared routing
+    # says a token stays in one group, so each of the 4 nodes should home one whole group
+    rng = np.random.default_rng(1)
+    group = rng.permutation(16) % 4
+    stats = stats_from_loads([np.full(16, 1.0)], 4, "loads", expert_group=group, groups_per_token=1)
+    problem = LayerPlacementProblem(stats.layers[0], np.arange(8) // 2, 2, stats.expert_group, 1)
+    result = place_layer(problem, 1.05, node_solver(None), time_limit_s=1)
+    for node in range(4):
+        held = {e for r in np.flatnonzero(problem.rank_node == node) for e in result.placement[r]}
+        assert len({int(group[e]) for e in held}) == 1
