@@ -33,7 +33,7 @@ from placer.backends.placement import node_solver
 from placer.placement.baselines import eplb_global, eplb_hierarchical
 from placer.placement.data import LayerPlacementProblem
 from placer.placement.metrics import placement_metrics
-from placer.placement.planner import place_layer
+from placer.placement.planner import place_layers
 from placer.routing.stats import stats_from_loads, stats_from_traces
 from placer.routing.synthetic import planted_clusters, synthetic_traces
 from placer.stopping import StopToken
@@ -117,26 +117,39 @@ def main() -> None:
         def problem(stats, i):  # type: ignore[no-untyped-def]
             return LayerPlacementProblem(stats.layers[i], rank_node, slots, stats.expert_group, GROUPS_PER_TOKEN)
 
-        methods = {
-            "EPLB hierarchical": lambda p, stop: (eplb_hierarchical(p), False),
-            "EPLB global": lambda p, stop: (eplb_global(p), False),
-            f"placer <= {args.target:g}": lambda p, stop: _placer(p, args.target, solver, layer_work, stop),
-        }
-        for name, method in methods.items():
+        for name, method in (("EPLB hierarchical", eplb_hierarchical), ("EPLB global", eplb_global)):
             started = time.perf_counter()
-            stop = StopToken.after(args.time_limit).should_stop if args.time_limit else None
-            placed = [method(problem(seen, i), stop) for i in range(args.layers)]
+            placed = [(method(problem(seen, i)), False) for i in range(args.layers)]
             wall = time.perf_counter() - started
-            fit_m = [placement_metrics(pl, problem(fit_stats, i)) for i, (pl, _) in enumerate(placed)]
-            test_m = [placement_metrics(pl, problem(test_stats, i)) for i, (pl, _) in enumerate(placed)]
-            even = [even_split(pl, test_stats.layers[i].loads) for i, (pl, _) in enumerate(placed)]
-            print(
-                f"{case.name:17s} {name:18s} {max(m.max_over_mean for m in fit_m):12.3f} "
-                f"{max(m.max_over_mean for m in test_m):9.3f} {np.mean([m.dedup_cross for m in fit_m]):10.3f} "
-                f"{np.mean([m.dedup_cross for m in test_m]):9.3f} {max(even):6.3f} "
-                f"{sum(m.wasted_slots for m in fit_m):6d} {sum(m.empty_slots for m in fit_m):6d} "
-                f"{sum(fb for _, fb in placed):6d} {wall:7.2f}"
-            )
+            _print_row(case, name, placed, problem, fit_stats, test_stats, wall)
+        name = f"placer <= {args.target:g}"
+        started = time.perf_counter()
+        token = StopToken.after(args.time_limit) if args.time_limit else None
+        results = place_layers(
+            [problem(seen, i) for i in range(args.layers)],
+            args.target,
+            solver,
+            layer_work * args.layers,
+            stop=token.should_stop if token else None,
+            remaining_s=token.remaining_s if token else None,
+        )
+        wall = time.perf_counter() - started
+        placed = [(r.placement, r.status == "balance-only") for r in results]
+        _print_row(case, name, placed, problem, fit_stats, test_stats, wall)
+
+
+def _print_row(case, name, placed, problem, fit_stats, test_stats, wall):  # type: ignore[no-untyped-def]
+    """One method's row; every method scored by the same metric implementation."""
+    fit_m = [placement_metrics(pl, problem(fit_stats, i)) for i, (pl, _) in enumerate(placed)]
+    test_m = [placement_metrics(pl, problem(test_stats, i)) for i, (pl, _) in enumerate(placed)]
+    even = [even_split(pl, test_stats.layers[i].loads) for i, (pl, _) in enumerate(placed)]
+    print(
+        f"{case.name:17s} {name:18s} {max(m.max_over_mean for m in fit_m):12.3f} "
+        f"{max(m.max_over_mean for m in test_m):9.3f} {np.mean([m.dedup_cross for m in fit_m]):10.3f} "
+        f"{np.mean([m.dedup_cross for m in test_m]):9.3f} {max(even):6.3f} "
+        f"{sum(m.wasted_slots for m in fit_m):6d} {sum(m.empty_slots for m in fit_m):6d} "
+        f"{sum(fb for _, fb in placed):6d} {wall:7.2f}"
+    )
 
 
 def even_split(placement, loads: np.ndarray) -> float:  # type: ignore[no-untyped-def]
@@ -144,12 +157,6 @@ def even_split(placement, loads: np.ndarray) -> float:  # type: ignore[no-untype
     slots_of = np.bincount([e for rank in placement for e in rank], minlength=loads.size)
     rank_load = np.array([sum(loads[e] / slots_of[e] for e in rank) for rank in placement])
     return float(rank_load.max() / rank_load.mean())
-
-
-def _placer(problem, target, solver, work_s, stop):  # type: ignore[no-untyped-def]
-    """placer's map of one layer, and whether it is the balance-only fallback."""
-    result = place_layer(problem, target, solver, time_limit_s=work_s, stop=stop)
-    return result.placement, result.status == "balance-only"
 
 
 if __name__ == "__main__":

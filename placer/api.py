@@ -119,6 +119,7 @@ def place_files(
         node_solver("cpsat"),
         time_limit_s=time_limit_s * PLACE_WORK_SHARE,
         stop=deadline.should_stop,
+        remaining_s=deadline.remaining_s,
     )
     if outcome is None:
         raise InputError.single("model", f"{problem.model.name} has no MoE layers: nothing to place", str(instance))

@@ -354,9 +354,9 @@ def place(
     """Place experts for a plan's degrees: expert map, host order, balance and traffic vs baselines, gap."""
     from placer.report.place_outputs import place_document, write_outputs
     from placer.report.placement import print_place
-    from placer.stopping import StopToken, sigint_stops
+    from placer.stopping import StopToken, process_started, sigint_stops
 
-    token = StopToken.after(time_limit)
+    token = StopToken.after(time_limit, started=process_started())  # the limit counts the start-up too
     with sigint_stops(token):
         outcome = api.place_files(instance, plan, time_limit_s=time_limit, stop=token)
     written = write_outputs(outcome, out) if out is not None else []

@@ -46,12 +46,13 @@ def place_for_plan(
     target: float = DEFAULT_TARGET,
     redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
     stop: Callable[[], bool] | None = None,
+    remaining_s: Callable[[], float] | None = None,
 ) -> PlaceOutcome | None:
     """Place every MoE layer for ``plan``'s degrees; ``None`` for a model without experts.
     ``redundant_slots_per_gpu``: a count, counts to try, or ``None``: the instance's
     ``cost_parameters.redundant_experts_per_gpu`` if set, else placer decides. ``node_solver``:
     the exact node solver (``None``: the greedy search alone). ``stop``: the command's deadline or
-    Ctrl-C (see :func:`placer.placement.plan.place_plan`)."""
+    Ctrl-C, ``remaining_s`` the seconds left before it (see :func:`placer.placement.plan.place_plan`)."""
     if redundant_slots_per_gpu is None:
         redundant_slots_per_gpu = problem.params.redundant_experts_per_gpu
     report = place_plan(
@@ -62,6 +63,7 @@ def place_for_plan(
         target=target,
         redundant_slots_per_gpu=redundant_slots_per_gpu,
         stop=stop,
+        remaining_s=remaining_s,
     )
     if report is None:
         return None

@@ -16,7 +16,7 @@ from placer.placement.data import LayerPlacementProblem
 from placer.placement.layout import ep_rank_nodes, host_order, rank_to_node, tp_groups_inside_nodes
 from placer.placement.metrics import PlacementMetrics, placement_metrics
 from placer.placement.nodemodel import NodeSolver
-from placer.placement.planner import LayerPlacement, place_layer
+from placer.placement.planner import LayerPlacement, place_layer, place_layers
 from placer.placement.slots import (
     PRICING_SHARE,
     REPORT_RESERVE,
@@ -89,6 +89,7 @@ def place_plan(
     redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
     stats: RoutingStats | None = None,
     stop: Callable[[], bool] | None = None,
+    remaining_s: Callable[[], float] | None = None,
 ) -> PlacementReport | None:
     """Place the plan's MoE layers (stage 0 of replica 0 gives the EP group's node pattern).
 
@@ -99,7 +100,9 @@ def place_plan(
     ``node_solver``: the exact solver of the node models (``None``: the greedy search alone); the
     caller picks it by name with :func:`placer.backends.placement.node_solver`. ``stop`` (the
     command's deadline or Ctrl-C, polled between steps) cuts the work short: no further slot-count
-    candidate, and each layer left gets the greedy search of its first step only."""
+    candidate, and each layer left gets the greedy construction of its first step only.
+    ``remaining_s`` (seconds left before that deadline) paces the layers: a layer stops early when
+    the time left would not cover the layers after it (:func:`placement.planner.place_layers`)."""
     model = problem.model
     if model.moe is None:
         return None
@@ -123,7 +126,7 @@ def place_plan(
         if i > 0 and (share < MIN_SECONDS_PER_LAYER * len(stats.layers) or (stop is not None and stop())):
             trade.append(SlotCandidate(r, base + r, placed=False, reason="skipped: time limit"))
             continue
-        layers = _place_layers(problem, stats, rank_node, base + r, target, node_solver, share, warm, stop)
+        layers = _place_layers(problem, stats, rank_node, base + r, target, node_solver, share, warm, stop, remaining_s)
         warm = [p.node_assign for p in layers]
         runs[r] = layers
         candidate, evaluations[r] = price_candidate(
@@ -172,19 +175,20 @@ FALLBACK_SHARE = 0.25
 MIN_SECONDS_PER_LAYER = 0.02
 
 
-def _place_layers(problem, stats, rank_node, slots, target, node_solver, budget_s, warm, stop=None):  # type: ignore[no-untyped-def]
-    """Every layer with ``slots`` per rank, each with an equal share of ``budget_s`` of work.
+def _place_layers(problem, stats, rank_node, slots, target, node_solver, budget_s, warm, stop=None, remaining_s=None):  # type: ignore[no-untyped-def]
+    """Every layer with ``slots`` per rank, each with an equal share of ``budget_s`` of work
+    (:func:`~placer.placement.planner.place_layers`, paced by ``remaining_s`` when given).
 
     Without statistics every layer has the same uniform routing, so one placement serves all."""
     n = len(stats.layers)
     if stats.uniform and n > 0:
         lp = LayerPlacementProblem(stats.layers[0], rank_node, slots, stats.expert_group, stats.groups_per_token)
         return [place_layer(lp, target, node_solver, time_limit_s=budget_s, warm=warm[0], stop=stop)] * n
-    out = []
-    for i, layer in enumerate(stats.layers):
-        lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
-        out.append(place_layer(lp, target, node_solver, time_limit_s=budget_s / n, warm=warm[i], stop=stop))
-    return out
+    problems = [
+        LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
+        for layer in stats.layers
+    ]
+    return place_layers(problems, target, node_solver, budget_s, stop, remaining_s, warm)
 
 
 def _with_map(plan: Plan, layers: list[int], placed: list[LayerPlacement], par, problem: Problem) -> Plan:  # type: ignore[no-untyped-def]
