@@ -240,8 +240,10 @@ SOLVER_WRITTEN = sorted(p for p in (ROOT / "results").glob("*/*.json") if _is_pl
 def test_written_plans_pass_the_checks_with_their_figures(path: Path) -> None:
     # results/ holds plans written by `placer solve` / `placer place` (expert maps, rank_to_node,
     # nodes, hardware other than the instance's): each passes and re-evaluates to its stored figures.
+    from placer.serving import evaluate_serving  # the serving figures for serving kinds, burst unchanged
+
     source = api.export_input(path)  # reshapes to the plan's hardware and runs the plan checks
-    evaluation = evaluate(source.problem, source.plan)
+    evaluation = evaluate_serving(source.problem, source.plan)
     assert evaluation.feasible
     stored = json.loads(path.read_text())
     assert evaluation.nodes == stored["nodes"]
