@@ -50,13 +50,6 @@ class FrontierPoint:
         return dict(self.__dict__)
 
 
-def _degrees(result: Result) -> str:
-    p = result.plan.parallelism if result.plan is not None else None
-    if p is None:
-        return ""
-    return f"pp{p.pp} tp{p.tp} dp{p.dp_attn} ep{p.ep} tpm{p.tp_moe} x{p.replicas}"
-
-
 def point_from(axis: str, value: float, result: Result) -> FrontierPoint:
     """A frontier point from a solve's result (its evaluation's serving figures)."""
     evaluation = result.evaluation
@@ -70,7 +63,7 @@ def point_from(axis: str, value: float, result: Result) -> FrontierPoint:
         result.status.value,
         result.gap,
         gpus=evaluation.gpus,
-        degrees=_degrees(result),
+        degrees=result.plan.parallelism.label if result.plan is not None else "",
         concurrency=point.concurrency_per_replica * point.replicas,
         tpot_ms=point.tpot_s * 1e3,
         ttft_s=point.ttft_s,

@@ -203,8 +203,7 @@ def score(problem: Problem, data: FormulationData, index: int, terms: list[str])
 
 
 def _degrees(config: Config) -> str:
-    p = config.par
-    return f"pp{p.pp} tp{p.tp} dp{p.dp_attn} ep{p.ep} tpm{p.tp_moe} x{p.replicas} ({p.gpus} GPUs)"
+    return f"{config.par.label} ({config.par.gpus} GPUs)"
 
 
 @dataclass(frozen=True)
@@ -289,9 +288,7 @@ def solve_serving(
             "objective.concurrency",
             f"'auto' chooses the concurrency of kind 'concurrency', not {problem.workload.kind!r}",
         )
-    token = stop if stop is not None else StopToken()
-    if time_limit_s is not None and math.isfinite(time_limit_s):
-        token = token.share(1.0, time_limit_s)
+    token = StopToken.within(stop, time_limit_s)
     started = time.perf_counter()
     scoring = score_configurations(problem, token, max_gpus, work_limit)
     search_started = time.perf_counter()
@@ -372,8 +369,7 @@ def _result(
 
 
 def _degrees_par(plan: Plan) -> str:
-    p = plan.parallelism
-    return f"pp{p.pp} tp{p.tp} dp{p.dp_attn} ep{p.ep} tpm{p.tp_moe} x{p.replicas} ({p.gpus} GPUs)"
+    return f"{plan.parallelism.label} ({plan.gpus} GPUs)"
 
 
 def _no_plan(

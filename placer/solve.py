@@ -73,7 +73,7 @@ class _Round:
 
 
 def _degrees(par: Parallelism) -> str:
-    return f"pp{par.pp} tp{par.tp} dp{par.dp_attn} ep{par.ep} tpm{par.tp_moe} x{par.replicas} ({par.gpus} GPUs)"
+    return f"{par.label} ({par.gpus} GPUs)"
 
 
 def solve(
@@ -104,9 +104,7 @@ def solve(
         from placer.serving_solve import solve_serving
 
         return solve_serving(problem, backend, time_limit_s, workers, seed, max_gpus, stop, work_limit)
-    token = stop if stop is not None else StopToken()
-    if time_limit_s is not None and math.isfinite(time_limit_s):
-        token = token.share(1.0, time_limit_s)
+    token = StopToken.within(stop, time_limit_s)
     started = time.perf_counter()
     info: dict[str, object] = {}
     cap_reason = "--max-gpus"

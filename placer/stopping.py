@@ -38,6 +38,16 @@ class StopToken:
         deadline = math.inf if seconds is None or not math.isfinite(seconds) else start + max(0.0, seconds)
         return cls(deadline=deadline, started=start)
 
+    @classmethod
+    def within(cls, stop: StopToken | None, seconds: float | None = None) -> StopToken:
+        """The token a step runs under: ``stop`` (a fresh one when ``None``), its deadline moved
+        up to ``seconds`` from now where that is sooner; ``None`` or infinite ``seconds`` adds none.
+        Ctrl-C still reaches the step through ``stop``'s flag."""
+        token = stop if stop is not None else cls()
+        if seconds is None or not math.isfinite(seconds):
+            return token
+        return token.share(1.0, seconds)
+
     def interrupt(self) -> None:
         """Ask every step to stop and hand back what it has (Ctrl-C)."""
         self._interrupt.set()

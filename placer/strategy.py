@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 
-from placer.costmodel.params import count_params
+from placer.costmodel.memory import fewest_gpus_for_weights
 from placer.errors import PlanMismatchError
 from placer.evaluator import Evaluation
 from placer.formulation.data import FormulationData, build_config, formulation_data, gpu_cap, layer_classes
 from placer.formulation.partition import evaluate_config
 from placer.problem import Problem
 from placer.result import BackendSolution
-from placer.schema import DTYPE_BYTES, Parallelism, Plan, Stage
+from placer.schema import Parallelism, Plan, Stage
 
 #: Agreement required between the solver's objective terms and the evaluator's (integer scaling
 #: rounds every coefficient up by < 1 ns or < 1 kB).
@@ -75,13 +75,9 @@ def check_agreement(solution: BackendSolution, recomputed: dict[str, float], eva
 
 def bound_without_search(problem: Problem, term: str) -> float:
     """A lower bound on the primary term that needs no search (used when a command stops before
-    any backend proved one). Fewest GPUs: every weight is held at least once, so at least
-    ``ceil(weight bytes / usable HBM per GPU)`` GPUs; other terms: 0 (no claim)."""
-    if term != "min_gpus":
-        return 0.0
-    weights = count_params(problem.model).total * DTYPE_BYTES[problem.model.precision.weights]
-    usable = problem.hardware.hbm_bytes * (1 - problem.params.memory_margin_fraction)
-    return float(max(1, math.ceil(weights / usable)))
+    any backend proved one). Fewest GPUs: :func:`placer.costmodel.memory.fewest_gpus_for_weights`;
+    other terms: 0 (no claim)."""
+    return float(fewest_gpus_for_weights(problem)) if term == "min_gpus" else 0.0
 
 
 def warm_start(problem: Problem, max_gpus: int | None) -> tuple[Parallelism, tuple[int, ...]] | None:

@@ -58,9 +58,7 @@ def solve(
     next configuration's lower bound as the bound (valid: the rest are sorted by it)."""
     del workers, seed  # deterministic, single-threaded
     started = time.perf_counter()
-    token = stop if stop is not None else StopToken()
-    if time_limit_s is not None:
-        token = _tighter(token, time_limit_s, started)
+    token = StopToken.within(stop, time_limit_s)
     terms = objective_terms(data)
     primary = terms[0]
     lower = [primary_lower_bound(data, c, primary) for c in data.configs]
@@ -103,9 +101,3 @@ def solve(
     else:
         bound = values[0] if next_bound is None else min(values[0], next_bound)
     return BackendSolution("exhaustive", status, index, starts, named, bound, wall, passes, interrupted)
-
-
-def _tighter(token: StopToken, seconds: float, started: float) -> StopToken:
-    """``token`` with its deadline moved up to ``started + seconds`` where that is sooner."""
-    limited = StopToken.after(seconds, started)
-    return token if limited.deadline >= token.deadline else token.share(1.0, limited.deadline - time.perf_counter())

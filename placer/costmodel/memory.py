@@ -6,9 +6,20 @@ one figure without the formulation importing the evaluator.
 
 from __future__ import annotations
 
+import math
+
+from placer.costmodel.params import count_params
 from placer.problem import Problem
+from placer.schema import DTYPE_BYTES
 
 
 def usable_memory_bytes(problem: Problem) -> float:
     """HBM a plan may fill: capacity less the stated margin (M5)."""
     return problem.hardware.hbm_bytes * (1 - problem.params.memory_margin_fraction)
+
+
+def fewest_gpus_for_weights(problem: Problem) -> int:
+    """Every weight is held at least once: ``ceil(weight bytes / usable HBM per GPU)`` GPUs is a
+    lower bound on any plan's GPU count, from the architecture alone (no search)."""
+    weights = count_params(problem.model).total * DTYPE_BYTES[problem.model.precision.weights]
+    return max(1, math.ceil(weights / usable_memory_bytes(problem)))

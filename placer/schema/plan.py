@@ -41,6 +41,11 @@ class Parallelism(StrictModel):
         return self.tp * self.dp_attn
 
     @property
+    def label(self) -> str:
+        """The degrees in one short line, ``pp1 tp2 dp4 ep8 tpm1 x1``, for messages and tables."""
+        return f"pp{self.pp} tp{self.tp} dp{self.dp_attn} ep{self.ep} tpm{self.tp_moe} x{self.replicas}"
+
+    @property
     def gpus(self) -> int:
         return self.replicas * self.pp * self.stage_width
 

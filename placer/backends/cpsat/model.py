@@ -297,9 +297,7 @@ def solve(
     ``work_limit`` is CP-SAT's deterministic time for the whole solve, split over the passes as
     they go: the same input stops at the same point on any machine (what tests use)."""
     started = time.perf_counter()
-    token = stop if stop is not None else StopToken()
-    if time_limit_s is not None:
-        token = token.share(1.0, time_limit_s)
+    token = StopToken.within(stop, time_limit_s)
     work_used = 0.0
     if not data.configs:
         return BackendSolution("cpsat", SolveStatus.INFEASIBLE, None, (), {}, None, time.perf_counter() - started)

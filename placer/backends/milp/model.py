@@ -397,18 +397,9 @@ def _solve_once(
         except KeyboardInterrupt:
             # The solver process was interrupted with us: keep the passes already finished.
             statuses.append(f"{name}:interrupted")
-            status = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
-            return BackendSolution(
-                "milp",
-                status,
-                chosen,
-                starts,
-                terms,
-                primary_bound,
-                time.perf_counter() - started,
-                tuple(statuses),
-                True,
-            ), False
+            overall = SolveStatus.FEASIBLE if terms else SolveStatus.NO_PLAN
+            interrupted = True
+            break
         finally:
             Path(log.name).unlink(missing_ok=True)
         status = _status(built.lp)
@@ -483,9 +474,7 @@ def solve(
     supported by CBC and is ignored: MILP tests bound their instances' size instead."""
     del work_limit
     started = time.perf_counter()
-    token = stop if stop is not None else StopToken()
-    if time_limit_s is not None:
-        token = token.share(1.0, time_limit_s)
+    token = StopToken.within(stop, time_limit_s)
     if not data.configs:
         return BackendSolution("milp", SolveStatus.INFEASIBLE, None, (), {}, None, time.perf_counter() - started)
     margin = MARGIN
