@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,9 @@ from placer.stopping import StopToken
 if TYPE_CHECKING:
     from placer.export import ExportInput
     from placer.placement.command import PlaceOutcome
+    from placer.sweep.executors import Executor
+    from placer.sweep.point import PointAnswer
+    from placer.sweep.run import SweepOutcome
 
 __all__ = [
     "export_input",
@@ -36,6 +39,7 @@ __all__ = [
     "exit_code",
     "result_document",
     "solve",
+    "sweep",
     "evaluate",
     "evaluate_files",
     "hardware_profiles",
@@ -133,9 +137,38 @@ def hardware_profiles() -> list[HardwareProfile]:
 
 
 def json_schema(kind: str) -> dict[str, Any]:
-    """JSON Schema of ``instance``, ``plan``, ``model`` or ``hardware`` documents."""
-    classes = {"instance": Instance, "plan": Plan, "model": ModelSpec, "hardware": HardwareProfile}
+    """JSON Schema of ``instance``, ``plan``, ``model``, ``hardware`` or ``sweep`` documents."""
+    from placer.sweep.spec import SweepSpec
+
+    classes = {"instance": Instance, "plan": Plan, "model": ModelSpec, "hardware": HardwareProfile, "sweep": SweepSpec}
     return classes[kind].model_json_schema()
+
+
+def sweep(
+    spec_path: str | Path,
+    out: str | Path | None = None,
+    executor: Executor | None = None,
+    cache: str | Path | None = None,
+    max_solves: int | None = None,
+    retry_errors: bool = False,
+    pictures: bool = True,
+    on_start: Callable[[int], None] | None = None,
+    on_done: Callable[[PointAnswer], None] | None = None,
+) -> SweepOutcome:
+    """Run a sweep file (``placer sweep``): every point not yet in the cache is solved on
+    ``executor`` (local processes by default, or a :class:`placer.sweep.executors.RayExecutor`);
+    a complete sweep with ``out`` writes the table (CSV, Parquet), ``timings.csv`` and the pictures."""
+    from placer.sweep.run import run_sweep
+    from placer.sweep.spec import load_spec
+
+    spec = load_spec(spec_path)
+    outcome = run_sweep(spec, spec_path, out, executor, cache, max_solves, retry_errors, on_start, on_done)
+    if out is not None and pictures and outcome.complete:
+        from placer.report.sweep import write_sweep_pictures
+
+        _, rows = outcome.table()
+        outcome.written += write_sweep_pictures(Path(out), spec.name, rows)
+    return outcome
 
 
 def write_outputs(

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from placer import api
-from placer.errors import EXIT_INVALID_INPUT, InputError
+from placer.errors import EXIT_INVALID_INPUT, EXIT_NO_PLAN_IN_TIME, InputError
 from placer.files import write_atomic
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Plan MoE inference deployments, proven optimal.")
@@ -179,6 +179,7 @@ class SchemaKind(str, Enum):
     plan = "plan"
     model = "model"
     hardware = "hardware"
+    sweep = "sweep"
 
 
 @app.command()
@@ -301,6 +302,63 @@ def compare(
                 console.print(f"[dim]written: {out / comparison.instance}/[/]")
     if as_json:
         emit_json(documents if len(documents) > 1 else documents[0])
+
+
+@app.command("sweep")
+@handles_input_errors
+def sweep_cmd(
+    spec: Annotated[Path, typer.Argument(help="sweep file, YAML or JSON (placer schema sweep)")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write table.csv/.parquet, timings.csv and pictures here")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", min=1, help="local solves in parallel (default: CPU count)")
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option("--ray", help="run on Ray: 'auto' (this machine's cluster), 'local' (start one), or an address"),
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="folder of solved points (default <out>/points); reruns skip them")
+    ] = None,
+    max_solves: Annotated[
+        int | None, typer.Option("--max-solves", min=0, help="stop after this many solves; a rerun continues")
+    ] = None,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="solve again the points that failed")] = False,
+    no_pictures: Annotated[bool, typer.Option("--no-pictures", help="skip cost.png and pareto.png")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome and rows as JSON")] = False,
+) -> None:
+    """Solve every point of a capacity-planning sweep (models x hardware x engines x demand x SLOs)
+    in local processes or on Ray, resumably, and write one table and its pictures.
+
+    Exit 0 when every point has an answer (a failed point is a row with its error), 4 when
+    --max-solves left points for a rerun, 130 on Ctrl-C (finished points stay cached)."""
+    from placer.report.sweep import print_sweep, sweep_document, sweep_progress
+    from placer.sweep.executors import LocalExecutor, RayExecutor
+    from placer.sweep.spec import load_spec
+
+    sweep_spec = load_spec(spec)
+    out = out if out is not None else Path("sweeps") / sweep_spec.name
+    if ray is not None:
+        executor: Any = RayExecutor(address=ray, cpus_per_task=sweep_spec.solver.workers, local_cpus=jobs)
+    else:
+        executor = LocalExecutor(jobs) if jobs is not None else LocalExecutor()
+    try:
+        with sweep_progress(err_console, disable=as_json) as (on_start, on_done):
+            outcome = api.sweep(spec, out, executor, cache, max_solves, retry_errors, not no_pictures,
+                                on_start=on_start, on_done=on_done)  # fmt: skip
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the points that finished are cached; rerun to continue", highlight=False)
+        raise typer.Exit(130) from None
+    finally:
+        if isinstance(executor, RayExecutor):
+            executor.shutdown()
+    if as_json:
+        emit_json(sweep_document(outcome))
+    else:
+        print_sweep(console, outcome)
+    if not outcome.complete:
+        raise typer.Exit(EXIT_NO_PLAN_IN_TIME)
 
 
 class Engine(str, Enum):

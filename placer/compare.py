@@ -22,6 +22,7 @@ machine, the cluster's *size* and *network* to the site. When the hardware chang
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from placer.evaluator import Evaluation
 from placer.problem import Problem, load_problem
 from placer.result import Result, SolveStatus
 from placer.schema import ClusterSpec, SLOs
+from placer.sweep.executors import Executor, LocalExecutor
 
 GB = 1e9
 MS_PER_HOUR = 3.6e6
@@ -174,31 +176,20 @@ def run_tasks(
     settings: SolveSettings,
     jobs: int | None = None,
     on_done: Callable[[Task, Result], None] | None = None,
+    executor: Executor | None = None,
 ) -> list[tuple[Task, Problem, Result]]:
-    """Run every task, ``jobs`` at a time in worker processes (1: in this process); the answers
-    come back in the order of ``tasks``."""
-    jobs = min(len(tasks), jobs if jobs is not None else (os.cpu_count() or 1)) or 1
-    if jobs == 1:
-        done = []
-        for task in tasks:
-            outcome = run_task(task, settings)
-            done.append(outcome)
-            if on_done is not None:
-                on_done(task, outcome[2])
-        return done
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn, not fork: the parent may hold solver threads, which a forked child would inherit dead
-    context = multiprocessing.get_context("spawn")
+    """Run every task, ``jobs`` at a time in worker processes (1: in this process), or on
+    ``executor`` (the one ``placer sweep`` uses: local processes or Ray); the answers come back in
+    the order of ``tasks``, and a task that raised raises here."""
+    if executor is None:
+        executor = LocalExecutor(jobs if jobs is not None else (os.cpu_count() or 1))
     results: dict[int, tuple[Task, Problem, Result]] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_task, task, settings): index for index, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            outcome = future.result()
-            results[futures[future]] = outcome
-            if on_done is not None:
-                on_done(outcome[0], outcome[2])
+    for index, outcome, error in executor.map_unordered(functools.partial(run_task, settings=settings), tasks):
+        if error is not None:
+            raise error
+        results[index] = outcome
+        if on_done is not None:
+            on_done(outcome[0], outcome[2])
     return [results[i] for i in range(len(tasks))]
 
 
@@ -221,6 +212,7 @@ def compare(
     sweep: tuple[str, list[float]] | None = None,
     jobs: int | None = None,
     on_done: Callable[[Task, Result], None] | None = None,
+    executor: Executor | None = None,
 ) -> Comparison:
     """Solve ``instance`` on every hardware profile (and sweep point); input errors surface here,
     in the calling process, before any worker starts."""
@@ -230,7 +222,7 @@ def compare(
     tasks = compare_tasks(instance, hardware, sweep)
     for task in tasks:  # reshaping and SLO overrides fail here, not in a worker
         problem_for_task(base, task)
-    done = run_tasks(tasks, settings, jobs, on_done)
+    done = run_tasks(tasks, settings, jobs, on_done, executor)
     entries = [Entry(t, p, r) for t, p, r in done]
     count = len(hardware)
     return Comparison(

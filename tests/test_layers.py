@@ -57,7 +57,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {"backends": ("placer.backends",), "strategy": ("placer.strategy",)},
     {"solve": ("placer.solve", "placer.serving_solve")},
     {
-        "compare": ("placer.compare",),
+        "compare": ("placer.compare", "placer.sweep"),  # a sweep solves like compare, on its executors
         "fidelity": ("placer.fidelity",),
         "simulate": ("placer.simulate",),
         "frontier": ("placer.frontier",),
