@@ -431,11 +431,11 @@ def place(
 def fidelity(
     out: Annotated[Path | None, typer.Option("--out", help="write the Markdown table here")] = None,
 ) -> None:
-    """Predict published DeepSeek-V3 deployments (H800, H100) and compare with the measured figures."""
-    from placer.fidelity import render_markdown, run_fidelity
+    """Predict published deployments (DeepSeek-V3; the broad set of families, engines and GPUs) and compare
+    with the measured figures; with --out the predicted-vs-measured picture is written beside the table."""
+    from placer.fidelity_broad import render_all
 
-    report = run_fidelity()
-    text = render_markdown(report)
+    text, _ = render_all(out)
     if out is not None:
         write_atomic(out, text)
     sys.stdout.write(text)

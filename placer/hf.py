@@ -142,22 +142,114 @@ def _precision(cfg: _Config, notes: list[str], *outer: _Config) -> dict[str, str
         raise cfg._error("torch_dtype", f"unsupported dtype {raw!r}; expected bfloat16, float16 or float32")
     if weights == "fp32":
         notes.append("checkpoint is float32: weights counted at fp32 (serving usually casts to bf16)")
+    runtime = "fp16" if weights == "fp16" else "bf16"
+    precision = {"weights": weights, "kv_cache": runtime, "activations": runtime}
     quant = next((c.data.get("quantization_config") for c in (cfg, *outer) if c.data.get("quantization_config")), None)
     if isinstance(quant, dict) and quant.get("quant_method") is not None:
-        method = str(quant.get("quant_method")).lower()
-        if method == "fp8":
-            weights = "fp8"
-        elif method != "mxfp4":  # gpt-oss notes its MXFP4 experts itself
-            notes.append(f"quantization_config.quant_method {method!r} is not modelled: weights taken as {weights}")
-    runtime = "fp16" if weights == "fp16" else "bf16"
-    return {"weights": weights, "kv_cache": runtime, "activations": runtime}
+        precision.update(_quantized(quant, weights, notes))
+    return precision
 
 
-def _sliding_window_note(cfg: _Config, notes: list[str]) -> None:
+#: Module-name fragments of ``modules_to_not_convert`` / ``ignore`` lists, by weight component.
+_COMPONENT_MODULES = {
+    "attention": ("self_attn", ".attn", "router", "mlp.gate"),
+    "embeddings": ("embed_tokens", "lm_head"),
+}
+
+
+def _kept(quant: dict[str, Any], component: str) -> bool:
+    """Whether a quantization config leaves ``component`` in the checkpoint's own dtype (a listed
+    module names it; ``mlp.gate`` is the router only when nothing follows it, not ``gate_proj``)."""
+    skipped = [str(m) for key in ("modules_to_not_convert", "ignore", "exclude_modules") for m in quant.get(key) or []]
+    for module in skipped:
+        for frag in _COMPONENT_MODULES.get(component, ()):
+            at = module.find(frag)
+            if at >= 0 and (frag != "mlp.gate" or module.endswith(frag)):
+                return True
+    return False
+
+
+def _quantized(quant: dict[str, Any], base: str, notes: list[str]) -> dict[str, str]:
+    """Per-component precisions from ``quantization_config`` (``docs/cost-model.md``, per-component precision).
+
+    ``mxfp4`` (gpt-oss): the routed experts in MXFP4, the modules the config lists in
+    ``modules_to_not_convert`` (attention, router, embeddings, LM head) in the base dtype. ``fp8``:
+    every linear layer in FP8 (block scales of ``weight_block_size`` are 1/16,384 of the bytes and
+    not counted, so a DeepSeek-V3 config reads exactly as the shipped model file); embeddings stay
+    in the base dtype when listed as skipped. ``modelopt`` with ``quant_algo`` NVFP4 or FP8: NVIDIA
+    Model Optimizer checkpoints, every linear layer in that format, embeddings and LM head kept.
+    ``awq``/``gptq`` (4 bits): INT4 weight-only linears, embeddings kept. Any other method is
+    noted and leaves the weights as they were."""
+    method = str(quant.get("quant_method")).lower()
+    kept = {c: base for c in ("attention", "embeddings") if _kept(quant, c)}
+    if method == "mxfp4":
+        notes.append("quantization_config mxfp4: routed experts MXFP4 (4.25 bits); " + _kept_note(kept, base))
+        return {"experts": "mxfp4", **kept}
+    if method == "fp8":
+        return {"weights": "fp8", **({"embeddings": base} if "embeddings" in kept else {})}
+    if method == "modelopt":
+        algo = str(quant.get("quant_algo") or "").upper()
+        fmt = {"NVFP4": "nvfp4", "FP8": "fp8"}.get(algo)
+        if fmt is None:
+            notes.append(f"quantization_config.quant_algo {algo!r} is not modelled: weights taken as {base}")
+            return {}
+        if str(quant.get("kv_cache_quant_algo") or "").upper() == "FP8":
+            kept["kv_cache"] = "fp8"
+        notes.append(f"ModelOpt {algo}: linear layers {fmt}; " + _kept_note(kept, base))
+        return {"weights": fmt, "embeddings": base, **kept}
+    if method in ("awq", "gptq") and int(quant.get("bits", 4)) == 4:
+        notes.append(f"{method} 4-bit weight-only: linear layers int4 (group scales counted), embeddings {base}")
+        return {"weights": "int4", "embeddings": base}
+    notes.append(f"quantization_config.quant_method {method!r} is not modelled: weights taken as {base}")
+    return {}
+
+
+def _kept_note(kept: dict[str, str], base: str) -> str:
+    named = [c for c in kept if c != "kv_cache"]
+    return f"{', '.join(named)} kept in {base}" if named else "no module listed as kept"
+
+
+def _layer_types(cfg: _Config, num_layers: int, notes: list[str]) -> dict[str, Any]:
+    """``layer_types``, ``sliding_window`` and ``attention_chunk_size`` of the attention spec.
+
+    An explicit ``layer_types`` list (gpt-oss, Gemma-style alternation: ``sliding_attention`` /
+    ``full_attention``) is read as it is; a ``sliding_window`` without one applies to every layer
+    (Mistral) unless ``use_sliding_window`` is false (Qwen); Llama-4's ``attention_chunk_size``
+    makes every RoPE layer chunked, and ``no_rope_layers`` (default: every
+    ``no_rope_layer_interval``-th layer, 4, is a NoPE layer) marks the global ones."""
     window = cfg.data.get("sliding_window")
-    use = cfg.data.get("use_sliding_window", True)
-    if window is not None and use is not False:
-        notes.append(f"sliding_window {window} ignored: every layer is treated as full attention")
+    names = cfg.data.get("layer_types")
+    if isinstance(names, list):
+        mapping = {"sliding_attention": "sliding", "full_attention": "full", "chunked_attention": "chunked"}
+        if len(names) != num_layers or any(n not in mapping for n in names):
+            raise cfg._error("layer_types", f"must list {num_layers} of {', '.join(mapping)}")
+        kinds = [mapping[n] for n in names]
+        out: dict[str, Any] = {"layer_types": kinds}
+        if "sliding" in kinds:
+            if not isinstance(window, int) or window < 1:
+                raise cfg._error("sliding_window", "required (a positive integer) for sliding_attention layers")
+            out["sliding_window"] = window
+        if "chunked" in kinds:
+            out["attention_chunk_size"] = cfg.integer("attention_chunk_size")
+        return out
+    if cfg.has("attention_chunk_size"):
+        chunk = cfg.integer("attention_chunk_size")
+        if cfg.has("no_rope_layers"):
+            rope = cfg.data["no_rope_layers"]
+            if not isinstance(rope, list) or len(rope) != num_layers:
+                raise cfg._error("no_rope_layers", f"must list {num_layers} flags")
+        else:
+            interval = cfg.integer("no_rope_layer_interval", default=4)
+            rope = [int((i + 1) % interval != 0) for i in range(num_layers)]
+        return {"layer_types": ["chunked" if r else "full" for r in rope], "attention_chunk_size": chunk}
+    if window is not None and cfg.data.get("use_sliding_window", True) is not False:
+        if cfg.has("max_window_layers") and cfg.data.get("model_type", "").startswith("qwen"):
+            notes.append(f"sliding_window {window} with max_window_layers is not modelled: full attention")
+            return {}
+        if not isinstance(window, int) or window < 1:
+            raise cfg._error("sliding_window", "must be a positive integer")
+        return {"layer_types": ["sliding"] * num_layers, "sliding_window": window}
+    return {}
 
 
 def _rope_note(cfg: _Config, notes: list[str]) -> None:
@@ -220,7 +312,7 @@ def _assemble(
         "hidden_size": hidden,
         "num_layers": num_layers,
         "vocab_size": vocab,
-        "attention": attention,
+        "attention": attention | _layer_types(cfg, num_layers, notes),
         "ffn_size": ffn_size,
         "ffn_gated": True,
         "moe": moe,
@@ -248,7 +340,6 @@ def _llama_like(cfg: _Config) -> dict[str, Any]:
     if cfg.flag("mlp_bias", False):
         notes.append("mlp_bias: FFN biases are not counted")
     attention = _attention(cfg, hidden, qkv_bias=qkv_bias, qk_norm=(t == "qwen3"))
-    _sliding_window_note(cfg, notes)
     _rope_note(cfg, notes)
     return _assemble(
         cfg,
@@ -275,7 +366,6 @@ def _mixtral_like(cfg: _Config) -> dict[str, Any]:
         if cfg.flag("lm_head_bias", False):
             notes.append("lm_head_bias: the LM-head bias is not counted")
     moe = _moe(cfg.integer("num_local_experts"), cfg.integer("num_experts_per_tok"), cfg.integer("intermediate_size"))
-    _sliding_window_note(cfg, notes)
     _rope_note(cfg, notes)
     return _assemble(
         cfg,
@@ -320,7 +410,6 @@ def _qwen_moe(cfg: _Config) -> dict[str, Any]:
             offset=step - 1,
             **extra,
         )
-    _sliding_window_note(cfg, notes)
     _rope_note(cfg, notes)
     return _assemble(
         cfg,
@@ -415,8 +504,6 @@ def _olmoe(cfg: _Config) -> dict[str, Any]:
 def _gpt_oss(cfg: _Config) -> dict[str, Any]:
     """gpt-oss: biased experts and attention, MXFP4 expert weights, attention sinks."""
     notes = [
-        "experts ship in MXFP4 (4.25 bits per weight); attention, router, embedding and LM head in bf16. "
-        "The schema has one weight precision: bf16 is used, which overstates expert bytes about 3.8x",
         "attention sinks (one scalar per head per layer), the output-projection bias and the router bias "
         "are not counted",
     ]
@@ -425,16 +512,13 @@ def _gpt_oss(cfg: _Config) -> dict[str, Any]:
     moe = _moe(
         cfg.integer("num_local_experts"), cfg.integer(top_k_key), cfg.integer("intermediate_size"), expert_bias=True
     )
-    window = cfg.data.get("sliding_window")
-    if window is not None:
-        notes.append(f"alternating sliding-window layers (window {window}) treated as full attention")
     _rope_note(cfg, notes)
     return _assemble(
         cfg,
         hidden=hidden,
         num_layers=cfg.integer("num_hidden_layers"),
         vocab=cfg.integer("vocab_size"),
-        attention=_attention(cfg, hidden, qkv_bias=cfg.flag("attention_bias", True)),
+        attention=_attention(cfg, hidden, qkv_bias=cfg.flag("attention_bias", True)) | {"sinks": True},
         moe=moe,
         dense_ffn_key=None,
         precision=_precision(cfg, notes),
@@ -515,8 +599,6 @@ def _llama4(cfg: _Config, outer: _Config | None = None) -> dict[str, Any]:
     )
     if cfg.flag("use_qk_norm", False):
         notes.append("use_qk_norm is a weightless L2 norm: no QK-norm weights counted")
-    if cfg.has("attention_chunk_size"):
-        notes.append(f"chunked local attention (chunk {cfg.data['attention_chunk_size']}) treated as full attention")
     _rope_note(cfg, notes)
     tie = cfg.flag("tie_word_embeddings", outer.flag("tie_word_embeddings", False) if outer else False)
     return _assemble(

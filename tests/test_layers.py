@@ -58,7 +58,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {"solve": ("placer.solve", "placer.serving_solve")},
     {
         "compare": ("placer.compare", "placer.sweep"),  # a sweep solves like compare, on its executors
-        "fidelity": ("placer.fidelity",),
+        "fidelity": ("placer.fidelity", "placer.fidelity_broad"),
         "simulate": ("placer.simulate",),
         "frontier": ("placer.frontier",),
         "calibrate": ("placer.calibrate",),

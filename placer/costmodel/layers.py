@@ -30,6 +30,7 @@ class Op:
     hbm_bytes: float
     kind: str  # "gemm" or "attention"
     phase: str = "prefill"  # "prefill" or "decode": picks the phase's MFU
+    precision: str | None = None  # peak-FLOPS figure of a GEMM whose weights differ from the model's default
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,53 @@ def attention_dims(model: ModelSpec, tp: int) -> AttentionDims:
 
 
 def kv_bytes_per_token(model: ModelSpec) -> float:
-    """KV-cache bytes per token of context, all layers, unsplit."""
+    """KV-cache bytes per token of context, all layers, unsplit (full-attention layers; see
+    :func:`kv_bytes_for_context` for sliding and chunked layers, whose cache stops growing)."""
     return model.num_layers * attention_dims(model, 1).kv_bytes_per_token
+
+
+def kv_tokens_held(model: ModelSpec, layer: int, context: float) -> float:
+    """(M3a) Tokens of a ``context``-token sequence that ``layer`` keeps in its KV cache.
+
+    Full attention keeps all of them; a sliding-window layer the last ``sliding_window``; a
+    chunked-local layer at most one chunk (the engine frees a chunk's keys once the next chunk
+    starts, as vLLM's and TensorRT-LLM's chunked-attention caches do)."""
+    window = model.attention.window(layer)
+    return context if window is None else min(context, float(window))
+
+
+def kv_bytes_for_context(model: ModelSpec, context: float) -> float:
+    """KV-cache bytes of one ``context``-token sequence, all layers, unsplit."""
+    per_token = attention_dims(model, 1).kv_bytes_per_token
+    return sum(kv_tokens_held(model, layer, context) for layer in range(model.num_layers)) * per_token
+
+
+def attended_tokens(model: ModelSpec, layer: int, context: float) -> float:
+    """(O3a) Keys one decode query of ``layer`` reads at a context of ``context`` tokens.
+
+    Full: all of them. Sliding: ``min(context, window)``. Chunked: the query's own chunk, which
+    holds ``context`` keys while the context is within the first chunk and on average
+    ``(chunk + 1) / 2`` beyond it (a decode step lands anywhere in its chunk)."""
+    kind = model.attention.layer_kind(layer)
+    window = model.attention.window(layer)
+    if window is None or context <= window:
+        return context
+    return float(window) if kind == "sliding" else (window + 1) / 2
+
+
+def causal_pairs(model: ModelSpec, layer: int, length: int) -> float:
+    """(O3b) (query, key) pairs of a causal prefill of ``length`` tokens in ``layer``.
+
+    Full: ``L (L + 1) / 2``. Sliding window ``w``: each query sees ``min(i, w)`` keys, so
+    ``w (w + 1) / 2 + (L - w) w`` beyond the window. Chunked ``k``: every whole chunk is a small
+    causal block, ``q k (k + 1) / 2 + r (r + 1) / 2`` with ``L = q k + r``."""
+    window = model.attention.window(layer)
+    if window is None or length <= window:
+        return length * (length + 1) / 2
+    if model.attention.layer_kind(layer) == "sliding":
+        return window * (window + 1) / 2 + (length - window) * window
+    whole, rest = divmod(length, window)
+    return whole * window * (window + 1) / 2 + rest * (rest + 1) / 2
 
 
 def attention_flops_per_context_token(model: ModelSpec) -> float:
@@ -116,7 +162,25 @@ def attention_flops_per_context_token(model: ModelSpec) -> float:
 
 def layer_weight_bytes(model: ModelSpec, layer: int, par: Parallelism, distinct_experts_max: int) -> float:
     """(M2) Weight bytes of one layer on the fullest GPU of its stage."""
-    w_bytes = DTYPE_BYTES[model.precision.weights]
+    prec = model.precision
+    h = model.hidden_size
+    if not prec.mixed:  # one precision: the sum of parameters times its bytes, as always
+        return _layer_params_on_gpu(model, layer, par, distinct_experts_max) * DTYPE_BYTES[prec.weights]
+    att_b, mlp_b, exp_b = (DTYPE_BYTES[prec.of(c)] for c in ("attention", "dense_mlp", "experts"))
+    total = (attention_dims(model, par.tp).proj_params + 2 * h) * att_b  # + the two RMSNorm vectors
+    moe = model.moe
+    if moe is not None and model.is_moe_layer(layer):
+        total += h * moe.num_experts * att_b  # router, replicated, kept with the attention weights
+        total += moe.num_shared_experts * ffn_params(h, moe.shared_ffn_size, moe.gated) / par.tp * mlp_b
+        expert = ffn_params(h, moe.expert_ffn_size, moe.gated, moe.expert_bias) / par.tp_moe
+        total += distinct_experts_max * expert * exp_b
+    else:
+        assert model.ffn_size is not None
+        total += ffn_params(h, model.ffn_size, model.ffn_gated) / par.tp * mlp_b
+    return total
+
+
+def _layer_params_on_gpu(model: ModelSpec, layer: int, par: Parallelism, distinct_experts_max: int) -> float:
     h = model.hidden_size
     params = attention_dims(model, par.tp).proj_params + 2 * h  # + the two RMSNorm vectors
     moe = model.moe
@@ -127,12 +191,18 @@ def layer_weight_bytes(model: ModelSpec, layer: int, par: Parallelism, distinct_
     else:
         assert model.ffn_size is not None
         params += ffn_params(h, model.ffn_size, model.ffn_gated) / par.tp
-    return params * w_bytes
+    return params
 
 
-def layer_kv_bytes(model: ModelSpec, par: Parallelism, seqs_resident: int, context_tokens: int) -> float:
-    """(M3) KV cache of one layer on one GPU: resident sequences x context x bytes per token."""
-    return seqs_resident * context_tokens * attention_dims(model, par.tp).kv_bytes_per_token
+def layer_kv_bytes(
+    model: ModelSpec, par: Parallelism, seqs_resident: int, context_tokens: int, layer: int | None = None
+) -> float:
+    """(M3) KV cache of one layer on one GPU: resident sequences x tokens held x bytes per token.
+
+    ``layer`` None is a full-attention layer (the largest any layer holds); a sliding or chunked
+    layer holds :func:`kv_tokens_held`."""
+    held = context_tokens if layer is None else kv_tokens_held(model, layer, context_tokens)
+    return seqs_resident * held * attention_dims(model, par.tp).kv_bytes_per_token
 
 
 def op_time_s(op: Op, hardware: HardwareProfile, precision: str) -> float:
@@ -143,6 +213,8 @@ def op_time_s(op: Op, hardware: HardwareProfile, precision: str) -> float:
     """
     eff = hardware.efficiency
     mfu = eff.mfu(op.kind, op.phase)
+    if op.kind == "gemm" and op.precision is not None:
+        precision = op.precision
     peak = hardware.peak_flops_per_s(precision if op.kind == "gemm" else "bf16")
     compute = op.flops / (peak * mfu)
     memory = op.hbm_bytes / (hardware.hbm_bytes_per_s * eff.hbm_bandwidth_utilisation)
@@ -232,6 +304,12 @@ def _op_times(ctx: LayerContext, ops: tuple[Op, ...]) -> tuple[float, ...]:
     return tuple(op_time_s(op, ctx.hardware, precision) for op in ops)
 
 
+def _own_precision(model: ModelSpec, dtype: str) -> str | None:
+    """The peak-FLOPS figure of a component stored in ``dtype``, or None where it is the model's
+    default (so models with one precision build exactly the ops they always did)."""
+    return None if dtype == model.precision.weights else COMPUTE_PRECISION[dtype]
+
+
 def _layer_ops(
     ctx: LayerContext, layer: int, traffic: LayerTraffic | None
 ) -> tuple[tuple[Op, ...], tuple[Collective, ...]]:
@@ -240,7 +318,9 @@ def _layer_ops(
     phase = shape.phase
     h = model.hidden_size
     a_bytes = DTYPE_BYTES[model.precision.activations]
-    w_bytes = DTYPE_BYTES[model.precision.weights]
+    att_dtype, mlp_dtype = model.precision.of("attention"), model.precision.of("dense_mlp")
+    att_b, mlp_b = DTYPE_BYTES[att_dtype], DTYPE_BYTES[mlp_dtype]
+    att_p, mlp_p = _own_precision(model, att_dtype), _own_precision(model, mlp_dtype)
     n = shape.tokens_per_rank
     reads = shape.forwards_per_micro_batch
     dims = attention_dims(model, par.tp)
@@ -253,18 +333,23 @@ def _layer_ops(
         Op(
             "attn_proj",
             2 * n * dims.proj_params,
-            reads * dims.proj_params * w_bytes + 4 * n * h * a_bytes,
+            reads * dims.proj_params * att_b + 4 * n * h * a_bytes,
             "gemm",
             phase,
+            att_p,
         )
     )
     # (O3) attention core
     if shape.phase == "prefill":
         length = shape.context_tokens
-        flops = shape.seqs_per_rank * length * (length + 1) * dims.heads * (dims.qk_dim_prefill + dims.v_dim_prefill)
+        width = dims.qk_dim_prefill + dims.v_dim_prefill
+        if model.attention.window(layer) is None:  # written as before, so full-attention figures stay bit-identical
+            flops = shape.seqs_per_rank * length * (length + 1) * dims.heads * width
+        else:
+            flops = shape.seqs_per_rank * 2 * causal_pairs(model, layer, length) * dims.heads * width
         moved = n * dims.kv_bytes_per_token + 2 * n * dims.heads * (dims.qk_dim_prefill + dims.v_dim_prefill) * a_bytes
     else:
-        ctx_len = shape.context_tokens
+        ctx_len = attended_tokens(model, layer, shape.context_tokens)
         flops = 2 * n * ctx_len * dims.heads * (dims.qk_dim_decode + dims.v_dim_decode)
         # Each sequence's cache is read once per step, however many tokens (drafts) it verifies.
         kv_read = shape.seqs_per_rank * ctx_len * dims.kv_bytes_per_token
@@ -284,9 +369,10 @@ def _layer_ops(
             Op(
                 "dense_ffn",
                 2 * n * params,
-                reads * params * w_bytes + n * (2 * h + 2 * model.ffn_size / par.tp) * a_bytes,
+                reads * params * mlp_b + n * (2 * h + 2 * model.ffn_size / par.tp) * a_bytes,
                 "gemm",
                 phase,
+                mlp_p,
             )
         )
         colls.append(
@@ -296,11 +382,11 @@ def _layer_ops(
         )
     else:
         assert traffic is not None
-        ops.append(Op("router", 2 * n * h * moe.num_experts, reads * h * moe.num_experts * w_bytes, "gemm", phase))
+        ops.append(Op("router", 2 * n * h * moe.num_experts, reads * h * moe.num_experts * att_b, "gemm", phase, att_p))
         if moe.num_shared_experts:
             params = moe.num_shared_experts * ffn_params(h, moe.shared_ffn_size, moe.gated) / par.tp
             ops.append(
-                Op("shared_experts", 2 * n * params, reads * params * w_bytes + 4 * n * h * a_bytes, "gemm", phase)
+                Op("shared_experts", 2 * n * params, reads * params * mlp_b + 4 * n * h * a_bytes, "gemm", phase, mlp_p)
             )
         ops.append(_routed_expert_op(ctx, traffic))
         colls += _moe_collectives(ctx, traffic)
@@ -351,7 +437,8 @@ def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
     assert moe is not None
     h = model.hidden_size
     a_bytes = DTYPE_BYTES[model.precision.activations]
-    w_bytes = DTYPE_BYTES[model.precision.weights]
+    exp_dtype = model.precision.of("experts")
+    w_bytes = DTYPE_BYTES[exp_dtype]
     expert_params = ffn_params(h, moe.expert_ffn_size, moe.gated, moe.expert_bias) / par.tp_moe
     pairs = shape.tokens_per_stage * np.asarray(traffic.gpu_pairs_per_token)  # per GPU
     distinct = np.asarray(traffic.gpu_distinct_experts, dtype=float)
@@ -362,7 +449,7 @@ def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
         shape.forwards_per_micro_batch * touched * expert_params * w_bytes
         + pairs * (2 * h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
     )
-    precision = COMPUTE_PRECISION[model.precision.weights]
+    precision = COMPUTE_PRECISION[exp_dtype]
     phase = shape.phase
     # GPUs with the same work take the same time: time each distinct (FLOPs, bytes) pair once
     by_work: dict[tuple[float, float], float] = {}
@@ -373,7 +460,8 @@ def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
             t = by_work[(f, b)] = op_time_s(Op("x", f, b, "gemm", phase), ctx.hardware, precision)
         times.append(t)
     busiest = int(np.argmax(times))
-    return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm", phase)
+    own = _own_precision(model, exp_dtype)
+    return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm", phase, own)
 
 
 def _moe_collectives(ctx: LayerContext, traffic: LayerTraffic) -> list[Collective]:

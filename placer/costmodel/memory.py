@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 
-from placer.costmodel.params import count_params
+from placer.costmodel.params import weight_bytes
 from placer.problem import Problem
-from placer.schema import DTYPE_BYTES
 
 
 def usable_memory_bytes(problem: Problem) -> float:
@@ -21,5 +20,5 @@ def usable_memory_bytes(problem: Problem) -> float:
 def fewest_gpus_for_weights(problem: Problem) -> int:
     """Every weight is held at least once: ``ceil(weight bytes / usable HBM per GPU)`` GPUs is a
     lower bound on any plan's GPU count, from the architecture alone (no search)."""
-    weights = count_params(problem.model).total * DTYPE_BYTES[problem.model.precision.weights]
+    weights = weight_bytes(problem.model)
     return max(1, math.ceil(weights / usable_memory_bytes(problem)))

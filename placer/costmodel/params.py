@@ -124,6 +124,27 @@ def count_params(model: ModelSpec) -> ParamCounts:
     return ParamCounts(layers, embedding, lm_head, model.hidden_size, top_k)
 
 
+def weight_bytes(model: ModelSpec, counts: ParamCounts | None = None) -> float:
+    """Bytes of every stored weight, each component at its own precision (``PrecisionSpec.of``):
+    attention, norms and router at ``attention``; dense FFNs and shared experts at ``dense_mlp``;
+    routed experts at ``experts``; embedding table and LM head at ``embeddings``. With one
+    precision this is ``total x bytes(weights)``."""
+    from placer.schema import DTYPE_BYTES
+
+    counts = counts or count_params(model)
+    components = ("attention", "dense_mlp", "experts", "embeddings")
+    att, mlp, exp, emb = (DTYPE_BYTES[model.precision.of(c)] for c in components)
+    if not model.precision.mixed:
+        return counts.total * DTYPE_BYTES[model.precision.weights]
+    body = sum(
+        (layer.attention + layer.norms + layer.router) * att
+        + (layer.dense_ffn + layer.shared_experts) * mlp
+        + layer.routed_total * exp
+        for layer in counts.layers
+    )
+    return body + (counts.embedding + counts.lm_head) * emb + counts.final_norm * att
+
+
 #: Relative disagreement between a declared and a computed count that triggers a warning.
 DECLARED_TOLERANCE = 0.05
 

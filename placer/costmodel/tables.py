@@ -20,6 +20,7 @@ from placer.costmodel.layers import (
     LayerPhaseCost,
     Op,
     attention_dims,
+    kv_tokens_held,
     layer_kv_bytes,
     layer_phase_cost,
     layer_weight_bytes,
@@ -225,6 +226,7 @@ class PhaseCostMemo:
             ctx.tp_crosses_domain,
             ctx.stage_crosses_domain,
             ctx.model.is_moe_layer(layer),
+            ctx.model.attention.layer_kind(layer),
             traffic,
         )
         cost = self._costs.get(key)
@@ -347,14 +349,16 @@ def layer_costs(
     moe_index = {layer: i for i, layer in enumerate(model.moe_layers)} if model.moe is not None else {}
     # A layer's cost depends on the layer only through its kind (dense or MoE), its expert map and
     # its routing statistics (one entry per MoE layer): cost each kind once, then lay the kinds out.
-    kind_of_layer: list[tuple[bool, object, int | None]] = []
-    rows: dict[tuple[bool, object, int | None], LayerRow] = {}
+    # Sliding-window and chunked layers are a kind of their own (their attention span differs).
+    kind_of_layer: list[tuple[bool, object, int | None, str]] = []
+    rows: dict[tuple[bool, object, int | None, str], LayerRow] = {}
     for layer in range(model.num_layers):
         is_moe = layer in moe_index
         kind = (
             is_moe,
             expert_maps.get(layer) if is_moe else None,
             moe_index[layer] if routing is not None and is_moe else None,
+            model.attention.layer_kind(layer),
         )
         if kind not in rows:
             stats = routing.layers[moe_index[layer]] if routing is not None and is_moe else None
@@ -362,9 +366,16 @@ def layer_costs(
             rows[kind] = layer_row(problem, contexts, pattern, layer, expert_map, stats, memo)
         kind_of_layer.append(kind)
     laid = [rows[kind] for kind in kind_of_layer]
+    context = problem.workload.max_context_tokens
+    kv = [
+        contexts.kv_bytes
+        if model.attention.window(layer) is None
+        else contexts.kv_bytes * kv_tokens_held(model, layer, context) / context
+        for layer in range(model.num_layers)
+    ]
     return LayerCosts(
         np.asarray([r.weight_bytes for r in laid]),
-        np.asarray([contexts.kv_bytes] * len(laid)),
+        np.asarray(kv),
         np.asarray([r.prefill.time_s for r in laid]),
         np.asarray([r.decode.time_s for r in laid]),
         tuple(r.traffic for r in laid),
@@ -401,9 +412,9 @@ def edge_costs(
     statistics and the expert map by the (T3) local-first rule, else uniform."""
     model, hw, fabric, params = problem.model, problem.hardware, problem.fabric, problem.params
     h, vocab = model.hidden_size, model.vocab_size
-    w_bytes = DTYPE_BYTES[model.precision.weights]
+    w_bytes = DTYPE_BYTES[model.precision.of("embeddings")]
     a_bytes = DTYPE_BYTES[model.precision.activations]
-    precision = COMPUTE_PRECISION[model.precision.weights]
+    precision = COMPUTE_PRECISION[model.precision.of("embeddings")]
     shapes = phase_shapes(problem, par)
     pre, dec = shapes
     table_bytes = vocab * h / par.tp * w_bytes  # vocab-parallel over the TP group

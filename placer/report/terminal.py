@@ -10,12 +10,13 @@ from rich.panel import Panel
 from rich.table import Table
 
 from placer.costmodel.layers import attention_flops_per_context_token, kv_bytes_per_token
-from placer.costmodel.params import count_params, declared_param_warnings
+from placer.costmodel.params import count_params, declared_param_warnings, weight_bytes
 from placer.evaluator import Evaluation
 from placer.problem import Problem
 from placer.report.objective import describe_terms, objective_phase, term_label, term_text
 from placer.result import Result
-from placer.schema import DTYPE_BYTES, HardwareProfile, ModelSpec
+from placer.schema import HardwareProfile, ModelSpec
+from placer.schema.model import WEIGHT_COMPONENTS
 
 GB = 1e9
 
@@ -175,7 +176,6 @@ def print_checks(console: Console, evaluation: Evaluation) -> None:
 def print_model(console: Console, model: ModelSpec) -> None:
     """Parameter counts, per-layer weights, KV bytes per token and FLOPs per token."""
     counts = count_params(model)
-    w_bytes = DTYPE_BYTES[model.precision.weights]
     warnings_panel(console, declared_param_warnings(model, counts))
     console.print(f"[bold]{model.name}[/] {model.description}")
     summary = Table(show_header=False)
@@ -185,8 +185,18 @@ def print_model(console: Console, model: ModelSpec) -> None:
     summary.add_row("active parameters per token", f"{counts.active / 1e9:.4g}B")
     summary.add_row("  convention", "embedding table and LM head counted in full")
     summary.add_row("active, excluding the input embedding", f"{counts.active_excluding_embedding / 1e9:.4g}B")
-    summary.add_row("weights", f"{counts.total * w_bytes / GB:.4g} GB ({model.precision.weights})")
+    summary.add_row("weights", f"{weight_bytes(model, counts) / GB:.4g} GB ({model.precision.weights})")
+    if model.precision.mixed:
+        parts = ", ".join(f"{c} {model.precision.of(c)}" for c in WEIGHT_COMPONENTS)
+        summary.add_row("  per component", parts)
     summary.add_row("KV cache per token", f"{kv_bytes_per_token(model):,.0f} B ({model.precision.kv_cache})")
+    att = model.attention
+    if att.layer_types is not None:
+        kinds = {k: att.layer_types.count(k) for k in ("full", "sliding", "chunked") if k in att.layer_types}
+        spans = {"sliding": f" (window {att.sliding_window})", "chunked": f" (chunk {att.attention_chunk_size})"}
+        summary.add_row("attention layers", ", ".join(f"{n} {k}{spans.get(k, '')}" for k, n in kinds.items()))
+    if att.sinks:
+        summary.add_row("attention sinks", "yes (one logit per head; no KV, negligible work)")
     summary.add_row(
         "linear FLOPs per token", f"{2 * counts.active_excluding_embedding / 1e9:.4g} GFLOP (+ attention, see below)"
     )

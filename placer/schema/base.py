@@ -16,9 +16,14 @@ DTYPE_BYTES: dict[str, float] = {
     "fp8": 1.0,
     "int8": 1.0,
     "fp4": 4.25 / 8.0,
+    # Per-component formats (docs/cost-model.md, "Per-component precision"):
+    "mxfp4": 4.25 / 8.0,  # OCP MX: 4-bit E2M1 + one 8-bit E8M0 scale per 32 elements
+    "nvfp4": 4.5 / 8.0,  # NVIDIA: 4-bit E2M1 + one 8-bit E4M3 scale per 16 elements (+ a per-tensor fp32)
+    "fp8_block": 1.0 + 4.0 / (128 * 128),  # fp8 + one fp32 scale per 128x128 weight block (DeepSeek-V3)
+    "int4": (4.0 + 16.0 / 128) / 8.0,  # weight-only int4 (AWQ/GPTQ): one 16-bit scale per group of 128
 }
 
-Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4"]
+Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "mxfp4", "nvfp4", "fp8_block", "int4"]
 
 #: Which peak-FLOPS figure of a GPU a GEMM in a given storage precision runs at.
 COMPUTE_PRECISION: dict[str, str] = {
@@ -28,6 +33,10 @@ COMPUTE_PRECISION: dict[str, str] = {
     "fp8": "fp8",
     "int8": "fp8",
     "fp4": "fp4",
+    "mxfp4": "fp4",  # falls back to the 16-bit peak on GPUs without FP4 tensor cores (weight-only there)
+    "nvfp4": "fp4",
+    "fp8_block": "fp8",
+    "int4": "bf16",  # weight-only: dequantised to 16 bits in the GEMM's main loop
 }
 
 

@@ -16,6 +16,9 @@ from placer.schema.limits import AtMost
 
 MODEL_SCHEMA_VERSION = "placer.model/1"
 
+#: How one layer's queries see the context (``AttentionSpec.layer_types``).
+LayerAttention = Literal["full", "sliding", "chunked"]
+
 
 class AttentionSpec(StrictModel):
     """Self-attention block.
@@ -41,6 +44,14 @@ class AttentionSpec(StrictModel):
     qk_nope_head_dim: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = None
     qk_rope_head_dim: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = None
     v_head_dim: Annotated[PositiveInt, AtMost("MAX_HEAD_DIM")] | None = None
+    layer_types: list[LayerAttention] | None = Field(
+        None,
+        description="per layer: full, sliding (last sliding_window tokens) or chunked (the token's "
+        "attention_chunk_size block); null = every layer full",
+    )
+    sliding_window: Annotated[PositiveInt, AtMost("MAX_TOKENS")] | None = None
+    attention_chunk_size: Annotated[PositiveInt, AtMost("MAX_TOKENS")] | None = None
+    sinks: bool = Field(False, description="one learned sink logit per head (gpt-oss): no KV, negligible work")
 
     @model_validator(mode="after")
     def _check_heads(self) -> AttentionSpec:
@@ -59,7 +70,28 @@ class AttentionSpec(StrictModel):
             ]
             if missing:
                 raise ValueError(f"{missing[0]}: required for MLA attention")
+        kinds = set(self.layer_types or ())
+        if "sliding" in kinds and self.sliding_window is None:
+            raise ValueError("sliding_window: required when layer_types has sliding layers")
+        if "chunked" in kinds and self.attention_chunk_size is None:
+            raise ValueError("attention_chunk_size: required when layer_types has chunked layers")
         return self
+
+    def layer_kind(self, layer: int) -> str:
+        """``full``, ``sliding`` or ``chunked`` for transformer layer ``layer``."""
+        return self.layer_types[layer] if self.layer_types is not None else "full"
+
+    def window(self, layer: int) -> int | None:
+        """Tokens a query of ``layer`` may see at most (``None``: the whole context).
+
+        A chunked layer sees at most one chunk; where in the chunk a token falls is handled by
+        :func:`attended_tokens`."""
+        kind = self.layer_kind(layer)
+        if kind == "sliding":
+            return self.sliding_window
+        if kind == "chunked":
+            return self.attention_chunk_size
+        return None
 
     @property
     def kv_heads(self) -> int:
@@ -120,12 +152,38 @@ class MoESpec(StrictModel):
         return self.num_experts // self.num_groups
 
 
+#: Weight components that may carry their own storage precision (``PrecisionSpec.of``).
+WEIGHT_COMPONENTS = ("attention", "dense_mlp", "experts", "embeddings")
+
+
 class PrecisionSpec(StrictModel):
-    """Storage precision of weights, KV cache and activations."""
+    """Storage precision of weights, KV cache and activations.
+
+    ``weights`` is the default of every weight component; ``attention`` (projections and the
+    router), ``dense_mlp`` (dense FFNs and shared experts), ``experts`` (routed experts) and
+    ``embeddings`` (input table and LM head) override it where a checkpoint mixes formats
+    (gpt-oss: MXFP4 experts, bf16 elsewhere). Unset components follow ``weights``, so a model
+    file that names one precision is costed as before.
+    """
 
     weights: Dtype = "bf16"
     kv_cache: Dtype = "bf16"
     activations: Dtype = "bf16"
+    attention: Dtype | None = Field(None, description="attention projections and router; default weights")
+    dense_mlp: Dtype | None = Field(None, description="dense FFNs and shared experts; default weights")
+    experts: Dtype | None = Field(None, description="routed experts; default weights")
+    embeddings: Dtype | None = Field(None, description="embedding table and LM head; default weights")
+
+    def of(self, component: str) -> str:
+        """The storage precision of one weight component (``WEIGHT_COMPONENTS``)."""
+        if component not in WEIGHT_COMPONENTS:
+            raise KeyError(component)
+        value = getattr(self, component)
+        return value if value is not None else self.weights
+
+    @property
+    def mixed(self) -> bool:
+        return any(getattr(self, c) not in (None, self.weights) for c in WEIGHT_COMPONENTS)
 
 
 class DeclaredParams(StrictModel):
@@ -170,6 +228,8 @@ class ModelSpec(StrictModel):
         has_dense = any(not self.is_moe_layer(i) for i in range(self.num_layers))
         if has_dense and self.ffn_size is None:
             raise ValueError("ffn_size: required because the model has dense (non-MoE) layers")
+        if att.layer_types is not None and len(att.layer_types) != self.num_layers:
+            raise ValueError(f"attention.layer_types: {len(att.layer_types)} entries for {self.num_layers} layers")
         return self
 
     @property
