@@ -309,7 +309,8 @@ def compare(
 def sweep_cmd(
     spec: Annotated[Path, typer.Argument(help="sweep file, YAML or JSON (placer schema sweep)")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="write table.csv/.parquet, timings.csv and pictures here")
+        Path | None,
+        typer.Option("--out", help="write table.csv/.parquet, timings.csv and pictures here (default sweeps/NAME)"),
     ] = None,
     jobs: Annotated[
         int | None, typer.Option("--jobs", min=1, help="local solves in parallel (default: CPU count)")

@@ -273,6 +273,18 @@ def test_a_failed_point_is_a_row_with_its_error(tmp_path: Path, monkeypatch: pyt
     assert counter.hardware[4:] == ["h200", "h200"] and not retried.failed
 
 
+def test_cli_work_limit_exits_4_and_the_rerun_finishes(tmp_path: Path) -> None:
+    path = write_spec(tmp_path, {"hardware": ["h100-sxm", "h200"], "demand": [1000]})
+    args = ["sweep", str(path), "--out", str(tmp_path / "out"), "--jobs", "1"]
+    first = CliRunner().invoke(app, [*args, "--max-solves", "1"])
+    assert first.exit_code == 4 and "1 not solved yet" in first.output
+    second = CliRunner().invoke(app, [*args, "--json"])
+    assert second.exit_code == 0, second.output
+    document = json.loads(second.output)
+    assert (document["solved_this_run"], document["cached"], document["complete"]) == (1, 1, True)
+    assert [row["hardware"] for row in document["rows"]] == ["h100-sxm", "h200"]
+
+
 def test_a_worker_that_dies_is_a_row_too() -> None:
     """An executor error (a lost worker, a task the pool could not run) comes back as an error."""
     finished = list(LocalExecutor(2).map_unordered(os._exit, [3, 4]))  # each worker process exits at once
