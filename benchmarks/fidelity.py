@@ -23,8 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "fidelity.md")
+    parser.add_argument(
+        "--write-engine-profiles",
+        action="store_true",
+        help="also write the fitted engine factors to placer/data/engine_profiles.json",
+    )
     args = parser.parse_args(argv)
-    text, deepseek_ok = render_all(args.out)
+    text, deepseek_ok = render_all(
+        args.out, ROOT / "placer" / "data" / "engine_profiles.json" if args.write_engine_profiles else None
+    )
     write_atomic(args.out, text)
     sys.stdout.write(text)
     return 0 if deepseek_ok else 1

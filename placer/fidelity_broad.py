@@ -34,6 +34,7 @@ family, fit without it and predict it), reported per metric class, engine and GP
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable, Iterable
@@ -46,6 +47,7 @@ from placer.data.measurements import Measurement, load_measurements
 from placer.errors import InputError
 from placer.evaluator import evaluate
 from placer.fidelity import expert_map
+from placer.files import write_atomic
 from placer.loading import load_hardware, load_model
 from placer.problem import Problem, build_problem
 from placer.schema import HardwareProfile, Instance, ModelSpec, Plan
@@ -526,17 +528,60 @@ def plot(report: BroadReport, path: Path) -> None:
 PICTURE_NAME = "fidelity-broad.png"
 
 
-def render_all(out: Path | None = None) -> tuple[str, bool]:
+def render_all(out: Path | None = None, profiles_out: Path | None = None) -> tuple[str, bool]:
     """Both fidelity sections (the DeepSeek-V3 points of issue 6, then the broad set) as one
-    Markdown text; with ``out`` the picture is written beside it. Returns the text and whether the
-    DeepSeek-V3 target of issue 6 holds (the broad set reports its own target in the text)."""
+    Markdown text; with ``out`` the picture is written beside it, with ``profiles_out`` the fitted
+    engine profiles. Returns the text and whether the DeepSeek-V3 target of issue 6 holds (the
+    broad set reports its own target in the text)."""
     from placer.fidelity import render_markdown as render_deepseek
     from placer.fidelity import run_fidelity
 
     deepseek = run_fidelity()
     broad = run()
     picture = None
+    if profiles_out is not None:
+        write_atomic(profiles_out, json.dumps(engine_profiles_document(broad), indent=1) + "\n")
     if out is not None:
         plot(broad, out.parent / PICTURE_NAME)
         picture = PICTURE_NAME
     return render_deepseek(deepseek) + "\n" + render_markdown(broad, picture), deepseek.meets_target
+
+
+def engine_profiles_document(report: BroadReport) -> dict[str, object]:
+    """The fitted factors as ``placer/data/engine_profiles.json`` (read by
+    :mod:`placer.catalogue.engine_profiles`), every figure with the measurements it came from."""
+    rows = [r.base.measurement for r in report.rows]
+
+    def record(f: Factors, ids: list[str]) -> dict[str, object]:
+        return {
+            "prefill_scale": round(f.prefill_scale, 4),
+            "decode_scale": round(f.decode_scale, 4),
+            "decode_knee_batch": None if math.isinf(f.decode_knee_batch) else f.decode_knee_batch,
+            "layer_overhead_us": f.layer_overhead_us,
+            "request_overhead_ms": f.request_overhead_ms,
+            "points": f.points,
+            "source": f"fitted by placer fidelity (placer/fidelity_broad.py, least squares on log error) on "
+            f"{len(ids)} measurements of placer/data/measurements.json: {', '.join(ids)}",
+        }
+
+    engines: dict[str, object] = {}
+    for engine, pooled in sorted(report.factors.engines.items()):
+        ids = [m.id for m in rows if m.engine == engine]
+        by_gpu = {
+            gpu: record(f, [m.id for m in rows if m.engine == engine and m.hardware == gpu])
+            for (gpu, e), f in sorted(report.factors.groups.items())
+            if e == engine
+        }
+        ttft_ids = [m.id for m in rows if m.engine == engine and m.metric_class == "ttft"]
+        engines[engine] = {
+            "ttft_floor_ms": pooled.ttft_floor_ms,
+            "ttft_floor_source": f"fitted on the TTFT measurements {', '.join(ttft_ids) or '(none: 0)'}",
+            "pooled": record(pooled, ids),
+            "by_gpu": by_gpu,
+        }
+    return {
+        "schema": "placer.engine_profiles/1",
+        "note": "Engine factors fitted on the broad calibration set (docs/cost-model.md, 'Engine profiles'). "
+        "Written by python benchmarks/fidelity.py --write-engine-profiles; do not edit by hand.",
+        "engines": engines,
+    }

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from placer.catalogue.engine_profiles import engine_factors
 from placer.data.measurements import DATA_FILE, load_measurements, parse_measurement
 from placer.errors import InputError
 from placer.fidelity_broad import (
@@ -28,6 +29,7 @@ from placer.fidelity_broad import (
     base_figures,
     build,
     corrected,
+    engine_profiles_document,
     fit_group,
     model_spec,
     render_markdown,
@@ -158,7 +160,18 @@ def test_sliding_layers_and_mxfp4_experts_reach_the_serving_model(records: list)
     assert base.fits and base.value > 0 and math.isfinite(base.value)
 
 
-def test_leave_one_family_out_on_a_slice(records: list) -> None:
+def test_shipped_engine_profiles_have_a_source_for_every_figure() -> None:
+    for engine in ("vllm", "sglang", "trtllm"):
+        pooled = engine_factors(engine, "no-such-gpu")
+        assert pooled.gpu is None and "measurements.json" in pooled.source
+        assert pooled.cost_parameters() == {"layer_overhead_us": pooled.layer_overhead_us}
+    own = engine_factors("trtllm", "h200")
+    assert own.gpu == "h200" and "trtllm-deepseek-r1-h200-1024-1024" in own.source
+    with pytest.raises(InputError, match="engine"):
+        engine_factors("llama.cpp", "h100-sxm")
+
+
+def test_leave_one_family_out_on_a_slice(records: list, tmp_path: Path) -> None:
     """Two families on one GPU and engine: each family's held-out prediction uses factors fitted on
     the other family only, so it differs from the in-sample one."""
     chosen = [m for m in records if m.hardware == "b200" and m.family in ("llama3", "qwen3")]
@@ -167,3 +180,10 @@ def test_leave_one_family_out_on_a_slice(records: list) -> None:
     assert any(abs(r.held_out - r.in_sample) > 1e-6 * r.measured for r in report.rows)
     text = render_markdown(report)
     assert "held-out" in text and "## Sources" in text and "NVIDIA/TensorRT-LLM@" in text
+    # the fitted factors round-trip through the engine-profile loader, sources and all
+    path = tmp_path / "profiles.json"
+    path.write_text(json.dumps(engine_profiles_document(report)))
+    fitted = report.factors.groups[("b200", "trtllm")]
+    loaded = engine_factors("trtllm", "b200", path)
+    assert loaded.decode_scale == pytest.approx(fitted.decode_scale, abs=1e-4)
+    assert loaded.layer_overhead_us == fitted.layer_overhead_us and loaded.decode_knee_batch == fitted.decode_knee_batch

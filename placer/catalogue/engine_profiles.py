@@ -1,0 +1,108 @@
+"""Engine profiles: what a serving engine adds to the kernels' roofline time, beside the hardware profile.
+
+A hardware profile says what the GPU can do; an engine profile says how far one engine's kernels
+and scheduler are from that, per GPU (``docs/cost-model.md``, "Engine profiles"):
+
+* ``prefill_scale``, ``decode_scale``: prefill and decode kernels take that many times their
+  roofline time;
+* ``decode_knee_batch``: the decode part of a step takes ``1 + b / knee`` times longer at a
+  decode batch of ``b`` (``null``: flat);
+* ``layer_overhead_us``: fixed time per layer per engine step (launches, graph replay, router,
+  sampling and scheduling spread over the layers); it is the cost model's
+  ``cost_parameters.layer_overhead_us``;
+* ``request_overhead_ms``: serial time per request outside the GPU (API server, tokeniser);
+* ``ttft_floor_ms`` (per engine): fixed time added to every first token.
+
+The figures live in ``placer/data/engine_profiles.json``, written by ``python
+benchmarks/fidelity.py --write-engine-profiles`` from the fit of :mod:`placer.fidelity_broad`
+on ``placer/data/measurements.json``; each carries the measurements it was fitted on as its source.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from placer.errors import InputError
+
+PROFILES_FILE = Path(__file__).resolve().parents[1] / "data" / "engine_profiles.json"
+FACTOR_FIELDS = (
+    "prefill_scale",
+    "decode_scale",
+    "decode_knee_batch",
+    "layer_overhead_us",
+    "request_overhead_ms",
+)
+
+
+@dataclass(frozen=True)
+class EngineFactors:
+    """One engine on one GPU (or pooled over GPUs), with where the figures come from."""
+
+    engine: str
+    gpu: str | None  # None: pooled over every GPU of the engine
+    prefill_scale: float
+    decode_scale: float
+    decode_knee_batch: float  # math.inf: flat
+    layer_overhead_us: float
+    request_overhead_ms: float
+    ttft_floor_ms: float
+    source: str
+
+    def cost_parameters(self) -> dict[str, float]:
+        """The cost-model parameters this profile sets (``Instance.cost_parameters``)."""
+        return {"layer_overhead_us": self.layer_overhead_us}
+
+
+def _factors(record: Any, where: str, source: str) -> dict[str, float]:
+    if not isinstance(record, dict):
+        raise InputError.single(where, "must be an object of engine factors", source)
+    out = {}
+    for name in FACTOR_FIELDS:
+        value = record.get(name)
+        if name == "decode_knee_batch" and value is None:
+            out[name] = math.inf
+            continue
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 or not math.isfinite(value):
+            raise InputError.single(f"{where}.{name}", f"must be a non-negative number, got {value!r}", source)
+        out[name] = float(value)
+    if not isinstance(record.get("source"), str) or not record["source"]:
+        raise InputError.single(f"{where}.source", "every figure needs its source", source)
+    return out
+
+
+def load_engine_profiles(path: str | Path = PROFILES_FILE) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError.single("", f"engine profiles file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError.single("", f"not valid JSON ({exc.msg} at line {exc.lineno})", str(path)) from None
+    if not isinstance(data, dict) or not isinstance(data.get("engines"), dict):
+        raise InputError.single("engines", "must be an object keyed by engine", str(path))
+    return data
+
+
+def engine_factors(engine: str, gpu: str, path: str | Path = PROFILES_FILE) -> EngineFactors:
+    """The profile of ``engine`` on hardware ``gpu``: its own fit where one exists, else the engine's
+    fit pooled over GPUs."""
+    data = load_engine_profiles(path)
+    source = str(path)
+    profile = data["engines"].get(engine)
+    if not isinstance(profile, dict):
+        known = ", ".join(sorted(data["engines"]))
+        raise InputError.single("engine", f"no profile for engine {engine!r}; known: {known}", source)
+    floor = profile.get("ttft_floor_ms")
+    if not isinstance(floor, int | float) or floor < 0:
+        raise InputError.single(f"engines.{engine}.ttft_floor_ms", "must be a non-negative number", source)
+    by_gpu = profile.get("by_gpu") or {}
+    if gpu in by_gpu:
+        record, where, on = by_gpu[gpu], f"engines.{engine}.by_gpu.{gpu}", gpu
+    else:
+        record, where, on = profile.get("pooled"), f"engines.{engine}.pooled", None
+    values = _factors(record, where, source)
+    return EngineFactors(engine, on, **values, ttft_floor_ms=float(floor), source=record["source"])
