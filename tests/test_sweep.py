@@ -140,6 +140,22 @@ def test_bad_sweep_files_are_input_errors_naming_the_field(tmp_path: Path, chang
     assert result.exit_code == 2 and "Traceback" not in result.output and named in result.output
 
 
+def test_unreadable_sweep_files_and_a_missing_ray_are_input_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\naxes: [\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["sweep", str(broken)])
+    assert result.exit_code == 2 and "not valid YAML" in result.output and "Traceback" not in result.output
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(InputError, match="one object"):
+        load_spec(listed)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(InputError, match=r"--ray: Ray is not installed; pip install 'placer\[ray\]'"):
+        list(RayExecutor("local").map_unordered(str, [1]))
+
+
 def test_schema_sweep() -> None:
     result = CliRunner().invoke(app, ["schema", "sweep"])
     assert result.exit_code == 0
@@ -197,6 +213,16 @@ def test_compare_runs_on_the_same_executors(ray_local) -> None:  # type: ignore[
     local = compare(MOE10B, ["instance", "h100-sxm"], settings, jobs=1)
     on_ray = compare(MOE10B, ["instance", "h100-sxm"], settings, executor=RayExecutor())
     assert comparison_document(on_ray, timings=False) == comparison_document(local, timings=False)
+
+
+def test_cli_on_ray(tmp_path: Path, ray_local) -> None:  # type: ignore[no-untyped-def]
+    """``--ray`` joins the Ray instance this process runs (the fixture's) and leaves it running."""
+    path = write_spec(tmp_path, {"hardware": ["h100-sxm", "mi300x"], "demand": [1000]})
+    result = CliRunner().invoke(app, ["sweep", str(path), "--out", str(tmp_path / "out"), "--ray", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["solved_this_run"] == 2 and [r["status"] for r in document["rows"]] == ["optimal"] * 2
+    assert ray_local.is_initialized()
 
 
 # --- resuming ---------------------------------------------------------------------------------------
