@@ -427,7 +427,8 @@ def render_markdown(report: BroadReport, picture: str | None = None) -> str:
         "",
         f"Target (issue 14): held-out median |error| <= {TARGET_MEDIAN_ABS_ERROR:.0%} per metric and >= "
         f"{TARGET_WITHIN_2X:.0%} of points within 2x: **{'met' if meets_target(report) else 'NOT met'}**. "
-        "TPOT and TTFT rest on 4 small-batch points each (too few to judge).",
+        f"TPOT rests on {_count(rows, 'tpot')} and TTFT on {_count(rows, 'ttft')} small-batch points (few "
+        "families per engine, so leaving a family out often leaves the engine without small-batch points).",
         "",
         "## By engine",
         "",
@@ -482,6 +483,10 @@ def render_markdown(report: BroadReport, picture: str | None = None) -> str:
         lines.append(f"* {source} ({len(ids)} values)")
     lines.append("")
     return "\n".join(lines)
+
+
+def _count(rows: list[Row], metric_class: str) -> int:
+    return sum(r.base.measurement.metric_class == metric_class for r in rows)
 
 
 def _source_document(source: str) -> str:

@@ -7,6 +7,9 @@ file and table, or a URL), the engine and its version, every setting the source 
 (``offline``: the batch filled to memory; ``concurrency``: a closed loop of ``concurrency``
 requests) and compares the cost model's figure with ``value``.
 
+``precision`` overrides the model file's precision field by field (a component left out keeps the
+model's own: gpt-oss's config already has MXFP4 experts, so its BF16 runs name ``experts: bf16``).
+
 This module only reads and checks the file; errors are :class:`~placer.errors.InputError` naming
 the record and field (``measurements[3].metric``).
 """
