@@ -64,6 +64,8 @@ REQUEST_GRID_MS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 KNEE_GRID = (math.inf, 16384.0, 8192.0, 4096.0, 2048.0, 1024.0)
 OVERHEAD_GRID_US = np.linspace(0.0, 200.0, 11)  # the issue's measured range is 35-150 us per layer
 FLOOR_GRID_MS = np.linspace(0.0, 400.0, 81)
+#: A point at or below this decode batch identifies the per-layer overhead (fixed time per step).
+SMALL_BATCH = 16
 #: Targets of issue 14 (leave-one-family-out): median |error| per metric class, share within 2x.
 TARGET_MEDIAN_ABS_ERROR = 0.20
 TARGET_WITHIN_2X = 0.90
@@ -272,24 +274,30 @@ def _log_errors(pred: np.ndarray, bases: list[Base]) -> np.ndarray:
     return np.log(pred / meas)
 
 
-def fit_group(bases: list[Base], scope: str) -> Factors:
+def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Factors:
     """Least squares on log error over the grid: scales, knee and per-layer overhead from every
-    point of the group (the TTFT floor at 0), then the floor from the TTFT points alone."""
+    point of the group (the TTFT floor at 0), then the floor from the TTFT points alone.
+
+    A factor the group's points cannot identify is taken from ``prior`` (the next wider fit): the
+    per-layer overhead needs a point at a decode batch of at most ``SMALL_BATCH`` (at large batch
+    it trades off against the decode scale), the TTFT floor a TTFT point."""
     if not bases:
-        return Factors()
+        return prior or Factors()
+    small = any(b.decode_batch <= SMALL_BATCH for b in bases)
+    overheads = OVERHEAD_GRID_US if small or prior is None else np.asarray([prior.layer_overhead_us])
     best: tuple[float, Factors] | None = None
     for knee in KNEE_GRID:
         for request_ms in REQUEST_GRID_MS:
-            grid = corrected_array(bases, SCALE_GRID, SCALE_GRID, knee, OVERHEAD_GRID_US, request_ms, 0.0)
+            grid = corrected_array(bases, SCALE_GRID, SCALE_GRID, knee, overheads, request_ms, 0.0)
             loss = np.sum(_log_errors(grid, bases) ** 2, axis=3)
             i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)
             if best is None or loss[i, j, k] < best[0] - 1e-12:
                 scales = float(SCALE_GRID[i]), float(SCALE_GRID[j])
-                best = (float(loss[i, j, k]), Factors(*scales, knee, float(OVERHEAD_GRID_US[k]), request_ms))
+                best = (float(loss[i, j, k]), Factors(*scales, knee, float(overheads[k]), request_ms))
     assert best is not None
     args = args_of(best[1])
     ttft = [b for b in bases if b.measurement.metric_class == "ttft"]
-    floor = 0.0
+    floor = prior.ttft_floor_ms if prior is not None else 0.0
     if ttft:
         losses = [float(np.sum(_log_errors(corrected_array(ttft, *args, fl), ttft) ** 2)) for fl in FLOOR_GRID_MS]
         floor = float(FLOOR_GRID_MS[int(np.argmin(losses))])
@@ -325,10 +333,16 @@ def fit_factors(bases: list[Base]) -> FittedFactors:
     for b in usable:
         groups.setdefault((b.measurement.hardware, b.measurement.engine), []).append(b)
         engines.setdefault(b.measurement.engine, []).append(b)
+    overall = fit_group(usable, "all")
+    pooled = {key: fit_group(items, "engine", overall) for key, items in engines.items()}
     return FittedFactors(
-        {key: fit_group(items, "gpu+engine") for key, items in groups.items() if len(items) >= MIN_GROUP_POINTS},
-        {key: fit_group(items, "engine") for key, items in engines.items()},
-        fit_group(usable, "all"),
+        {
+            key: fit_group(items, "gpu+engine", pooled[key[1]])
+            for key, items in groups.items()
+            if len(items) >= MIN_GROUP_POINTS
+        },
+        pooled,
+        overall,
     )
 
 
