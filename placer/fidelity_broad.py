@@ -216,7 +216,9 @@ def base_figures(measurements: Iterable[Measurement]) -> list[Base]:
         point = serving_point(problem, plan, timer)
         fits = point.stable and math.isfinite(point.step_s) and point.step_s > 0
         value = metric_of(m, point) if fits else math.nan
-        pre = min(point.step_s, timer.prefill_s(point.prefill_tokens_per_step)) if fits else 0.0
+        # the decode part is the decode batch's own forward; the rest of the step is prefill (with the
+        # wait for the attention-DP rank holding the largest chunk)
+        pre = max(0.0, point.step_s - timer.decode_s_real(point.decode_batch)) if fits else 0.0
         steps = max(1, math.ceil(m.prompt_tokens / chunk))
         reason = None if fits else point.reason
         rps = point.requests_per_s if fits else math.nan
