@@ -10,7 +10,7 @@ from pathlib import Path
 
 from placer.errors import InputError
 from placer.hf import model_from_hf_config
-from placer.schema import HardwareProfile, Instance, ModelSpec, Plan
+from placer.schema import AnyPlan, DisaggregatedPlan, HardwareProfile, Instance, ModelSpec, Plan
 from placer.validation import _field_path, read_json, validate, validation_problems
 
 __all__ = [
@@ -79,3 +79,18 @@ def load_plan(path: str | Path) -> Plan:
     """Read and validate a plan file."""
     path = Path(path)
     return validate(Plan, read_json(path), str(path))
+
+
+#: The schema version of disaggregated plans.
+PLAN_2 = "placer.plan/2"
+
+
+def load_any_plan(path: str | Path) -> AnyPlan:
+    """Read and validate a plan file of either kind: ``"mode": "disaggregated"`` (schema
+    ``placer.plan/2``) is a :class:`DisaggregatedPlan`, anything else an aggregated :class:`Plan`
+    (every ``placer.plan/1`` file keeps loading as it did)."""
+    path = Path(path)
+    data = read_json(path)
+    if isinstance(data, dict) and (data.get("mode") == "disaggregated" or data.get("schema_version") == PLAN_2):
+        return validate(DisaggregatedPlan, data, str(path))
+    return validate(Plan, data, str(path))

@@ -21,7 +21,7 @@ from placer.problem import Problem
 from placer.schema import Plan, PromptTokens
 
 
-def _burst(problem: Problem, batch_size: int, prompt_tokens: int | None = None) -> Problem:
+def burst_probe(problem: Problem, batch_size: int, prompt_tokens: int | None = None) -> Problem:
     """``problem`` with a burst workload of ``batch_size`` sequences (optionally another prompt length)."""
     w = problem.workload
     changes: dict[str, object] = {
@@ -73,8 +73,10 @@ class StepTimer:
         self.prompt_tokens: int = max(1, round(w.serving_prompt_tokens))
         self._decode_s: dict[int, float] = {0: 0.0}
 
-        probe = _burst(problem, par.replicas * par.dp_attn, self.prompt_tokens)
+        probe = burst_probe(problem, par.replicas * par.dp_attn, self.prompt_tokens)
         ev = evaluate(probe, plan)
+        #: The evaluator's figures at one prompt per attention-DP rank (memory and rule checks).
+        self.probe_evaluation: Evaluation = ev
         #: Seconds of replica step per prompt token of chunked prefill (Q2).
         self.prefill_s_per_token: float = ev.ttft_s / (par.dp_attn * self.prompt_tokens)
         self.kv_capacity_tokens: int = self._kv_capacity(probe, ev)
@@ -103,7 +105,7 @@ class StepTimer:
             raise ValueError(f"decode_seqs: {decode_seqs} is negative")
         t = self._decode_s.get(decode_seqs)
         if t is None:
-            ev = evaluate(_burst(self.problem, decode_seqs * self.replicas), self.plan)
+            ev = evaluate(burst_probe(self.problem, decode_seqs * self.replicas), self.plan)
             t = self._decode_s[decode_seqs] = ev.tpot_s * self.tokens_per_decode_step
         return t
 

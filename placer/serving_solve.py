@@ -30,16 +30,18 @@ from dataclasses import dataclass
 
 from placer.backends import run_selection
 from placer.catalogue.engines import fixed_stage_starts
+from placer.disagg_solve import PairScored, PairScoring, score_pairs
 from placer.errors import InputError, PlanMismatchError
 from placer.evaluator import Evaluation, evaluate
 from placer.formulation.data import Config, FormulationData, build_formulation
 from placer.formulation.partition import best_partition
 from placer.formulation.selection import SelectionData
-from placer.formulation.terms import StageBounds, objective_terms, primary_term
+from placer.formulation.terms import StageBounds, objective_terms, primary_term, terms_for
 from placer.problem import Problem
 from placer.result import Result, SearchInfo, SolveStatus
-from placer.schema import Plan
+from placer.schema import DisaggregatedPlan, Plan
 from placer.serving import ServingModel, StepTimer, evaluate_serving
+from placer.serving_disagg import DecodePool, evaluate_disaggregated
 from placer.stopping import StopToken
 from placer.strategy import RELATIVE_TOLERANCE, plan_from_starts
 
@@ -183,13 +185,16 @@ def choose_concurrency(problem: Problem, plan: Plan) -> int:
     return _largest_true(meets, _largest_true(fits, hi))
 
 
-def score(problem: Problem, data: FormulationData, index: int, terms: list[str]) -> Scored | None:
-    """The configuration's plan and figures under the serving workload (``None``: no partition fits)."""
+def score(problem: Problem, data: FormulationData, index: int, terms: list[str]) -> Scored | str | None:
+    """The configuration's plan and figures under the serving workload (``None``: no partition fits;
+    :data:`REJECTED_BY_BOUND`: proven infeasible without the full serving model)."""
     config = data.configs[index]
     starts = partition_for(data, config)
     if starts is None:
         return None
     plan = plan_from_starts(problem, config.par, starts, "serving")
+    if decode_bound_rejects(problem, plan):
+        return REJECTED_BY_BOUND
     concurrency = problem.workload.concurrency
     judged = problem
     if auto_concurrency(problem):
@@ -200,6 +205,26 @@ def score(problem: Problem, data: FormulationData, index: int, terms: list[str])
         judged = with_concurrency(problem, concurrency)
     evaluation = evaluate_serving(judged, plan)
     return Scored(index, plan, concurrency, evaluation, serving_terms(terms, evaluation))
+
+
+#: :func:`score`'s answer for a configuration the decode-only bound proves infeasible.
+REJECTED_BY_BOUND = "rejected by the decode-only bound"
+
+
+def decode_bound_rejects(problem: Problem, plan: Plan) -> bool:
+    """Kind ``rate``: the plan cannot carry the arrivals within the TPOT SLO even if its steps held
+    no prefill. An aggregated step is the decode step plus the prefill chunk and its KV holds the
+    prefilling requests too, so its decode rate at any batch is at most the decode-only rate, its
+    batch ceiling at most the decode-only ceiling and its TPOT at the arrival rate at least the
+    decode-only TPOT there (decode step time non-decreasing in the batch). A rejection is therefore
+    a proof, and skipping the full serving model for it keeps the solve exact."""
+    w = problem.workload
+    if w.kind != "rate" or w.serving_rate_rps is None:
+        return False
+    tpot = DecodePool(problem, plan).tpot_at_rate_s(w.serving_rate_rps)
+    if not math.isfinite(tpot):
+        return True
+    return problem.slo.tpot_ms is not None and tpot * 1e3 > problem.slo.tpot_ms * (1 + 1e-9)
 
 
 def _degrees(config: Config) -> str:
@@ -220,6 +245,7 @@ class Scoring:
     closest: Scored | None  # an infeasible configuration breaking the fewest checks
     build_s: float
     score_s: float
+    bounded_out: int = 0  # configurations the decode-only bound proved infeasible (kind rate)
 
 
 def score_configurations(
@@ -239,6 +265,7 @@ def score_configurations(
     scoring = token.share(SCORING_SHARE)
     feasible: list[Scored] = []
     closest: Scored | None = None
+    bounded_out = 0
     complete = data.complete
     next_gpus: int | None = None
     scored_count = 0
@@ -252,8 +279,12 @@ def score_configurations(
             break
         scored = score(problem, data, index, terms)
         scored_count += 1
+        if scored == REJECTED_BY_BOUND:
+            bounded_out += 1
+            continue
         if scored is None:
             continue
+        assert isinstance(scored, Scored)
         if scored.feasible:
             feasible.append(scored)
         elif closest is None or len(scored.broken()) < len(closest.broken()):
@@ -263,7 +294,7 @@ def score_configurations(
     values = tuple(tuple(s.terms[t] for t in terms) for s in feasible)
     selection = SelectionData(tuple(terms), values, complete, bound)
     score_s = time.perf_counter() - started - build_s
-    return Scoring(data, terms, feasible, selection, scored_count, complete, closest, build_s, score_s)
+    return Scoring(data, terms, feasible, selection, scored_count, complete, closest, build_s, score_s, bounded_out)
 
 
 def solve_serving(
@@ -288,37 +319,107 @@ def solve_serving(
             "objective.concurrency",
             f"'auto' chooses the concurrency of kind 'concurrency', not {problem.workload.kind!r}",
         )
+    mode = problem.objective.disaggregation
+    if auto and mode != "off":
+        raise InputError.single(
+            "objective.disaggregation",
+            f"{mode!r} with objective.concurrency 'auto' is not supported yet: give workload.concurrency "
+            "with concurrency 'given', or a rate",
+        )
     token = StopToken.within(stop, time_limit_s)
     started = time.perf_counter()
-    scoring = score_configurations(problem, token, max_gpus, work_limit)
+    pairs: PairScoring | None = None
+    if mode == "off":
+        scoring = score_configurations(problem, token, max_gpus, work_limit)
+    elif mode == "only" or fewest_gpus_first(problem):
+        # fewest GPUs first: the smallest disaggregated total caps the aggregated scan (a larger
+        # aggregated deployment cannot win), which spares scoring every bigger configuration
+        pairs = _score_disaggregated(problem, terms_for(problem.objective), token, max_gpus, work_limit, None)
+        cap = max_gpus
+        if pairs.feasible and pairs.complete:
+            smallest = min(c.evaluation.gpus for c in pairs.feasible)
+            cap = smallest if cap is None else min(cap, smallest)
+        scoring = score_configurations(problem, token, cap, 0 if mode == "only" else work_limit)
+    else:
+        scoring = score_configurations(problem, token, max_gpus, work_limit)
+        primary = primary_term(problem.objective)
+        values = [c.terms[primary] for c in scoring.feasible if primary in c.terms]
+        incumbent = min(values) if values and scoring.complete else None
+        pairs = _score_disaggregated(problem, scoring.terms, token, max_gpus, work_limit, incumbent)
+    candidates: list[Scored | PairScored] = [*scoring.feasible, *(pairs.feasible if pairs else [])]
+    complete = (scoring.complete or mode == "only") and (pairs is None or pairs.complete)
+    selection = scoring.selection
+    if pairs is not None:
+        values = tuple(tuple(c.terms[t] for t in scoring.terms) for c in candidates)
+        bound = selection.bound if pairs.complete else None
+        selection = SelectionData(tuple(scoring.terms), values, complete, bound)
     search_started = time.perf_counter()
-    solution = run_selection(backend, scoring.selection, token, workers, seed)
+    solution = run_selection(backend, selection, token, workers, seed)
     data = scoring.data
+    scored = (0 if mode == "only" else scoring.scored) + (pairs.scored if pairs else 0)
+    described = f"{len(candidates)} feasible of {scored} scored"
+    if pairs is not None:
+        described += (
+            f" ({len(pairs.feasible)} feasible of {pairs.scored} disaggregated pairs of {pairs.pools_prefill} "
+            f"prefill and {pairs.pools_decode} decode pools, {pairs.pruned} more pruned by their throughput bound)"
+        )
     info = SearchInfo(
         configurations_enumerated=data.considered,
         configurations_in_model=len(data.configs),
         fixed_by_presolve=data.presolved_out,
         gpu_cap=data.gpu_cap,
         gpu_cap_reason=data.gpu_cap_reason,
-        backend_choice=f"{solution.backend} selection over {len(scoring.feasible)} feasible of "
-        f"{scoring.scored} scored configurations (serving model oracle)",
+        backend_choice=f"{solution.backend} selection over {described} candidates (serving model oracle)",
         passes=solution.pass_statuses,
-        formulation_complete=scoring.complete,
-        stopped=None if scoring.complete else (token.why() or "scoring limit reached"),
+        formulation_complete=complete,
+        stopped=None if complete else (token.why() or "scoring limit reached"),
         interrupted=token.interrupted,
         build_s=scoring.build_s,
         search_wall_s=scoring.score_s + time.perf_counter() - search_started,
     )
     primary = primary_term(problem.objective)
     if solution.config_index is None:
+        closest = scoring.closest if mode != "only" else None
+        if pairs is not None and closest is None and pairs.closest is not None:
+            closest = pairs.closest
+        scoring = dataclasses.replace(scoring, complete=complete, closest=closest, scored=scored)
         return _no_plan(problem, scoring, solution.backend, started, info, primary)
-    chosen = scoring.feasible[solution.config_index]
-    return _result(problem, chosen, solution, scoring.selection, scoring.terms, primary, started, info)
+    chosen = candidates[solution.config_index]
+    return _result(problem, chosen, solution, selection, scoring.terms, primary, started, info)
+
+
+def fewest_gpus_first(problem: Problem) -> bool:
+    """The objective ranks deployments by their GPU count first: fewest GPUs, or throughput per GPU
+    under a fixed arrival rate (the demand over the GPUs)."""
+    primary = primary_term(problem.objective)
+    return primary == "min_gpus" or (primary == "max_throughput_per_gpu" and problem.workload.kind == "rate")
+
+
+def _score_disaggregated(
+    problem: Problem,
+    terms: list[str],
+    token: StopToken,
+    max_gpus: int | None,
+    work_limit: float | None,
+    incumbent: float | None,
+) -> PairScoring:
+    """Every pair of pools that can matter (each pool a configuration admitted on its own at one
+    request per attention-DP rank) priced by the disaggregated serving model."""
+    share = token.share(SCORING_SHARE)
+    data = build_formulation(burst_surrogate(problem, 1), max_gpus, should_stop=share.should_stop)
+
+    def plan_for(index: int) -> Plan | None:
+        config = data.configs[index]
+        starts = partition_for(data, config)
+        return None if starts is None else plan_from_starts(problem, config.par, starts, "pool")
+
+    gpus = {index: config.gpus for index, config in enumerate(data.configs)}
+    return score_pairs(problem, gpus, plan_for, terms, serving_terms, share, data.gpu_cap, work_limit, incumbent)
 
 
 def _result(
     problem: Problem,
-    chosen: Scored,
+    chosen: Scored | PairScored,
     solution: object,
     selection: SelectionData,
     terms: list[str],
@@ -328,7 +429,10 @@ def _result(
 ) -> Result:
     """Re-check the chosen plan from scratch and assemble the result with an honest status."""
     judged = problem if chosen.concurrency is None else with_concurrency(problem, chosen.concurrency)
-    evaluation = evaluate_serving(judged, chosen.plan)
+    if isinstance(chosen.plan, DisaggregatedPlan):
+        evaluation = evaluate_disaggregated(judged, chosen.plan)
+    else:
+        evaluation = evaluate_serving(judged, chosen.plan)
     recomputed = serving_terms(terms, evaluation)
     if not evaluation.feasible:
         raise PlanMismatchError(f"serving solve chose a plan evaluate_serving rejects: {chosen.broken()}")
@@ -345,12 +449,22 @@ def _result(
     if status == SolveStatus.OPTIMAL:
         gap = 0.0
     point = evaluation.serving
-    resolve = (
-        f"serving plan {_degrees_par(chosen.plan)}: concurrency {point.concurrency_per_replica:g} per replica "
-        f"({point.concurrency_per_replica * point.replicas:g} on the deployment), decode batch "
-        f"{point.decode_batch:.1f}, {point.output_tokens_per_s_per_gpu:.1f} output tokens/s/GPU",
-        "not placed: contiguous expert map (the serving solve prices uniform routing)",
-    )
+    if isinstance(chosen.plan, DisaggregatedPlan):
+        plan = chosen.plan
+        resolve: tuple[str, ...] = (
+            f"disaggregated plan: prefill pool {plan.prefill.label}, decode pool {plan.decode.label}; "
+            f"{point.rate_rps:.3g} requests/s, decode batch {point.decode_batch:.1f} per replica, "
+            f"KV {point.transfer.bytes_per_request / 1e6:.1f} MB/request over {point.transfer.path.kind} "
+            f"({point.transfer.mean_s * 1e3:.2f} ms), {point.output_tokens_per_s_per_gpu:.1f} output tokens/s/GPU",
+            "not placed: contiguous expert maps (the serving solve prices uniform routing)",
+        )
+    else:
+        resolve = (
+            f"serving plan {_degrees_par(chosen.plan)}: concurrency {point.concurrency_per_replica:g} per replica "
+            f"({point.concurrency_per_replica * point.replicas:g} on the deployment), decode batch "
+            f"{point.decode_batch:.1f}, {point.output_tokens_per_s_per_gpu:.1f} output tokens/s/GPU",
+            "not placed: contiguous expert map (the serving solve prices uniform routing)",
+        )
     info = dataclasses.replace(info, resolve=resolve)
     return Result(
         status=status,
@@ -379,9 +493,20 @@ def _no_plan(
     data, closest = scoring.data, scoring.closest
     if scoring.complete:
         lines = [f"no admitted configuration meets the SLOs under the serving model ({scoring.scored} scored)"]
-        if closest is not None:
+        if isinstance(closest, PairScored):
+            plan = closest.plan
+            lines.append(
+                f"closest: disaggregated, prefill {plan.prefill.label} + decode {plan.decode.label} "
+                f"breaks {', '.join(closest.broken())}"
+            )
+        elif closest is not None:
             lines.append(
                 f"closest: {_degrees(data.configs[closest.config_index])} breaks {', '.join(closest.broken())}"
+            )
+        if scoring.bounded_out:
+            lines.append(
+                f"{scoring.bounded_out} configurations cannot carry the arrival rate within the TPOT SLO even "
+                "with no prefill in their steps (decode-only bound: capacity or TPOT at the rate)"
             )
         if not data.configs:
             lines.append("no configuration passes the engine rules and the memory presolve")

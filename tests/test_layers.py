@@ -51,11 +51,11 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     },
     {"problem": ("placer.problem", "placer.plancheck")},
     {"cost model": ("placer.costmodel",)},
-    {"formulation": ("placer.formulation",), "evaluator": ("placer.evaluator", "placer.serving")},
+    {"formulation": ("placer.formulation",), "evaluator": ("placer.evaluator", "placer.serving", "placer.serving_disagg")},
     {"placement": ("placer.placement",), "explain": ("placer.explain",)},
     {"result": ("placer.result",)},
     {"backends": ("placer.backends",), "strategy": ("placer.strategy",)},
-    {"solve": ("placer.solve", "placer.serving_solve")},
+    {"solve": ("placer.solve", "placer.serving_solve", "placer.disagg_solve")},
     {
         "compare": ("placer.compare", "placer.sweep"),  # a sweep solves like compare, on its executors
         "fidelity": ("placer.fidelity", "placer.fidelity_broad"),

@@ -68,7 +68,11 @@ def primary_term(objective: Objective) -> str:
 
 def objective_terms(data: FormulationData) -> list[str]:
     """The lexicographic order of terms the instance asks for (J1)."""
-    objective = data.problem.objective
+    return terms_for(data.problem.objective)
+
+
+def terms_for(objective: Objective) -> list[str]:
+    """(J1) of an objective: its primary term, then each known tie-break once."""
     order = [primary_term(objective)]
     for term in objective.tie_breaks:
         if term in TERMS and term not in order:

@@ -6,12 +6,15 @@ from placer.schema.costparams import CostParameters
 from placer.schema.hardware import EfficiencySpec, HardwareProfile
 from placer.schema.instance import Instance
 from placer.schema.model import AttentionSpec, DeclaredParams, ModelSpec, MoESpec, PrecisionSpec
-from placer.schema.plan import ExpertLayerMap, Parallelism, Plan, SolverInfo, Stage
+from placer.schema.plan import AnyPlan, DisaggregatedPlan, ExpertLayerMap, Parallelism, Plan, Pool, SolverInfo, Stage
 from placer.schema.routing import FileRouting, LoadsRouting, SyntheticRouting
 from placer.schema.workload import Objective, PromptTokens, SLOs, Workload
 
 __all__ = [
     "DTYPE_BYTES",
+    "AnyPlan",
+    "DisaggregatedPlan",
+    "Pool",
     "AttentionSpec",
     "ClusterSpec",
     "CostParameters",

@@ -94,6 +94,27 @@ class SolverInfo(StrictModel):
     status: str | None = None
 
 
+def check_layout(gpus: int, par: Parallelism, stages: list[Stage]) -> None:
+    """The degrees multiply to the GPUs and the stages partition the layers (``ValueError`` naming
+    the field): shared by an aggregated plan and each pool of a disaggregated one."""
+    if par.gpus != gpus:
+        raise ValueError(
+            f"gpus: {gpus} does not equal replicas x pp x tp x dp_attn = "
+            f"{par.replicas} x {par.pp} x {par.tp} x {par.dp_attn} = {par.gpus}"
+        )
+    if len(stages) != par.pp:
+        raise ValueError(f"stages: {len(stages)} stages listed for pp = {par.pp}")
+    expected_first = 0
+    for index, stage in enumerate(stages):
+        if stage.first != expected_first:
+            kind = "skips" if stage.first > expected_first else "overlaps"
+            raise ValueError(
+                f"stages[{index}].layers: starts at layer {stage.first}, expected {expected_first}; "
+                f"the partition {kind} layers"
+            )
+        expected_first = stage.last + 1
+
+
 class Plan(StrictModel):
     """A deployment plan. Output-only fields (``metrics``, ``slo``, ``status``, ``solver``,
     ``evaluation``, ``objective``, ``search``) may be present in a file read back; the evaluator
@@ -126,23 +147,7 @@ class Plan(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> Plan:
-        par = self.parallelism
-        if par.gpus != self.gpus:
-            raise ValueError(
-                f"gpus: {self.gpus} does not equal replicas x pp x tp x dp_attn = "
-                f"{par.replicas} x {par.pp} x {par.tp} x {par.dp_attn} = {par.gpus}"
-            )
-        if len(self.stages) != par.pp:
-            raise ValueError(f"stages: {len(self.stages)} stages listed for pp = {par.pp}")
-        expected_first = 0
-        for index, stage in enumerate(self.stages):
-            if stage.first != expected_first:
-                kind = "skips" if stage.first > expected_first else "overlaps"
-                raise ValueError(
-                    f"stages[{index}].layers: starts at layer {stage.first}, expected {expected_first}; "
-                    f"the partition {kind} layers"
-                )
-            expected_first = stage.last + 1
+        check_layout(self.gpus, self.parallelism, self.stages)
         if self.rank_to_node is not None and len(self.rank_to_node) != self.gpus:
             raise ValueError(f"rank_to_node: {len(self.rank_to_node)} entries for {self.gpus} GPUs")
         return self
@@ -150,3 +155,97 @@ class Plan(StrictModel):
     @property
     def num_layers(self) -> int:
         return self.stages[-1].last + 1
+
+
+DISAGG_PLAN_SCHEMA_VERSION = "placer.plan/2"
+
+
+class Pool(StrictModel):
+    """One pool of a disaggregated deployment: the GPUs that run one phase (prefill or decode) for
+    every request, with their own degrees, partition and expert map. ``replicas`` of the pool's
+    parallelism are its engine instances (the ``x`` of xPyD). ``nodes`` lists the node indices the
+    pool occupies (its ranks fill them in order); omitted, the pools are packed: prefill from node 0,
+    decode from the next node with room (the same node when both fit in one)."""
+
+    gpus: Annotated[PositiveInt, AtMost("MAX_GPUS")]
+    parallelism: Parallelism
+    stages: list[Stage] = Field(min_length=1)
+    expert_map: list[ExpertLayerMap] | None = None
+    nodes: list[Annotated[StrictInt, Field(ge=0)]] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Pool:
+        check_layout(self.gpus, self.parallelism, self.stages)
+        if self.nodes is not None and len(set(self.nodes)) != len(self.nodes):
+            raise ValueError(f"nodes: {self.nodes} lists a node twice")
+        return self
+
+    @property
+    def num_layers(self) -> int:
+        return self.stages[-1].last + 1
+
+    @property
+    def label(self) -> str:
+        return f"{self.parallelism.label} ({self.gpus} GPUs)"
+
+    def as_plan(self, name: str, instance: str | None = None, hardware: str | None = None) -> Plan:
+        """The pool as an aggregated plan of its own GPUs, which the evaluator prices phase by phase."""
+        return Plan(
+            name=name,
+            instance=instance,
+            hardware=hardware,
+            gpus=self.gpus,
+            parallelism=self.parallelism,
+            stages=self.stages,
+            expert_map=self.expert_map,
+        )
+
+
+class DisaggregatedPlan(StrictModel):
+    """A prefill/decode disaggregated deployment: a prefill pool and a decode pool, the KV cache of
+    every request sent from the first to the second. ``gpus`` is the total. Output-only fields as
+    in :class:`Plan` may be present in a file read back and are never trusted."""
+
+    schema_version: Literal["placer.plan/2"] = DISAGG_PLAN_SCHEMA_VERSION
+    mode: Literal["disaggregated"] = "disaggregated"
+    name: str = ""
+    description: str = ""
+    instance: str | None = None
+    hardware: str | None = None
+    gpus: Annotated[PositiveInt, AtMost("MAX_GPUS")]
+    prefill: Pool
+    decode: Pool
+    claimed: dict[str, float | str] = Field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    slo: dict[str, Any] | None = None
+    status: str | None = None
+    solver: SolverInfo | None = None
+    evaluation: dict[str, Any] | None = None
+    objective: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DisaggregatedPlan:
+        if self.prefill.gpus + self.decode.gpus != self.gpus:
+            raise ValueError(
+                f"gpus: {self.gpus} does not equal prefill.gpus + decode.gpus = "
+                f"{self.prefill.gpus} + {self.decode.gpus} = {self.prefill.gpus + self.decode.gpus}"
+            )
+        if self.prefill.num_layers != self.decode.num_layers:
+            raise ValueError(
+                f"decode.stages: the pools cover {self.prefill.num_layers} and {self.decode.num_layers} layers; "
+                "both run the whole model"
+            )
+        return self
+
+    def pool(self, phase: str) -> Pool:
+        return self.prefill if phase == "prefill" else self.decode
+
+    def pool_plan(self, phase: str) -> Plan:
+        """The pool of ``phase`` as an aggregated plan (named ``<name>.<phase>``)."""
+        return self.pool(phase).as_plan(f"{self.name or 'plan'}.{phase}", self.instance, self.hardware)
+
+
+#: Either kind of plan document.
+AnyPlan = Plan | DisaggregatedPlan

@@ -399,3 +399,9 @@ class Objective(StrictModel):
         "placer solve choose the largest concurrency per replica that meets the SLOs, workload.concurrency "
         "then being the most on the deployment",
     )
+    disaggregation: Literal["off", "allow", "only"] = Field(
+        "off",
+        description="serving kinds: 'off' solves aggregated plans (every GPU runs prefill and decode); 'allow' "
+        "also considers prefill/decode disaggregation (a prefill pool and a decode pool, the KV cache sent "
+        "between them) and keeps the better; 'only' considers disaggregated plans alone",
+    )
