@@ -10,12 +10,46 @@ from __future__ import annotations
 import numpy as np
 
 
+def _make_room(
+    packs: list[list[int]], totals: np.ndarray, experts: np.ndarray, weights: np.ndarray, i: int, slots: int
+) -> bool:
+    """Every rank with a free slot already holds ``experts[i]``: move an item ``j`` of a rank
+    ``p`` without that expert into a free slot of rank ``q`` (which must not hold ``experts[j]``)
+    and put ``i`` in its place; the exchange that leaves the lighter of ``p`` and ``q`` heavier
+    the least. False when no such exchange exists (then the caller overfills, as before)."""
+    best: tuple[float, int, int, int] | None = None
+    for q, pack_q in enumerate(packs):
+        if len(pack_q) >= slots:
+            continue
+        held_q = {int(experts[x]) for x in pack_q}
+        for p, pack_p in enumerate(packs):
+            if p == q or any(experts[x] == experts[i] for x in pack_p):
+                continue
+            for j in pack_p:
+                if int(experts[j]) in held_q:
+                    continue
+                peak = max(totals[p] - weights[j] + weights[i], totals[q] + weights[j])
+                if best is None or peak < best[0]:
+                    best = (peak, p, q, j)
+    if best is None:
+        return False
+    _, p, q, j = best
+    packs[p].remove(j)
+    packs[q].append(j)
+    packs[p].append(i)
+    totals[p] += weights[i] - weights[j]
+    totals[q] += weights[j]
+    return True
+
+
 def pack_ranks(experts: np.ndarray, weights: np.ndarray, ranks: int, slots: int) -> list[list[int]]:
     """Indices into ``experts`` per rank."""
     packs: list[list[int]] = [[] for _ in range(ranks)]
     totals = np.zeros(ranks)
     for i in np.argsort(-weights, kind="stable"):
         ok = np.array([len(p) < slots and all(experts[j] != experts[i] for j in p) for p in packs])
+        if not ok.any() and _make_room(packs, totals, experts, weights, int(i), slots):
+            continue
         r = int(np.argmin(np.where(ok, totals, np.inf)))
         packs[r].append(int(i))
         totals[r] += weights[i]

@@ -90,6 +90,7 @@ def place_plan(
     stats: RoutingStats | None = None,
     stop: Callable[[], bool] | None = None,
     remaining_s: Callable[[], float] | None = None,
+    method: str = "search",
 ) -> PlacementReport | None:
     """Place the plan's MoE layers (stage 0 of replica 0 gives the EP group's node pattern).
 
@@ -102,7 +103,9 @@ def place_plan(
     command's deadline or Ctrl-C, polled between steps) cuts the work short: no further slot-count
     candidate, and each layer left gets the greedy construction of its first step only.
     ``remaining_s`` (seconds left before that deadline) paces the layers: a layer stops early when
-    the time left would not cover the layers after it (:func:`placement.planner.place_layers`)."""
+    the time left would not cover the layers after it (:func:`placement.planner.place_layers`).
+    ``method``: "search" (local search seeded by EPLB's map; ``node_solver`` unused) or "model"
+    (the node-model ladder with ``node_solver``), see :func:`placement.planner.place_layer`."""
     model = problem.model
     if model.moe is None:
         return None
@@ -126,7 +129,9 @@ def place_plan(
         if i > 0 and (share < MIN_SECONDS_PER_LAYER * len(stats.layers) or (stop is not None and stop())):
             trade.append(SlotCandidate(r, base + r, placed=False, reason="skipped: time limit"))
             continue
-        layers = _place_layers(problem, stats, rank_node, base + r, target, node_solver, share, warm, stop, remaining_s)
+        layers = _place_layers(
+            problem, stats, rank_node, base + r, target, node_solver, share, warm, stop, remaining_s, method
+        )
         warm = [p.node_assign for p in layers]
         runs[r] = layers
         candidate, evaluations[r] = price_candidate(
@@ -175,7 +180,9 @@ FALLBACK_SHARE = 0.25
 MIN_SECONDS_PER_LAYER = 0.02
 
 
-def _place_layers(problem, stats, rank_node, slots, target, node_solver, budget_s, warm, stop=None, remaining_s=None):  # type: ignore[no-untyped-def]
+def _place_layers(
+    problem, stats, rank_node, slots, target, node_solver, budget_s, warm, stop=None, remaining_s=None, method="search"
+):  # type: ignore[no-untyped-def]
     """Every layer with ``slots`` per rank, each with an equal share of ``budget_s`` of work
     (:func:`~placer.placement.planner.place_layers`, paced by ``remaining_s`` when given).
 
@@ -183,12 +190,12 @@ def _place_layers(problem, stats, rank_node, slots, target, node_solver, budget_
     n = len(stats.layers)
     if stats.uniform and n > 0:
         lp = LayerPlacementProblem(stats.layers[0], rank_node, slots, stats.expert_group, stats.groups_per_token)
-        return [place_layer(lp, target, node_solver, time_limit_s=budget_s, warm=warm[0], stop=stop)] * n
+        return [place_layer(lp, target, node_solver, time_limit_s=budget_s, warm=warm[0], stop=stop, method=method)] * n
     problems = [
         LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
         for layer in stats.layers
     ]
-    return place_layers(problems, target, node_solver, budget_s, stop, remaining_s, warm)
+    return place_layers(problems, target, node_solver, budget_s, stop, remaining_s, warm, method)
 
 
 def _with_map(plan: Plan, layers: list[int], placed: list[LayerPlacement], par, problem: Problem) -> Plan:  # type: ignore[no-untyped-def]

@@ -26,9 +26,11 @@ from placer.placement.balance import balance_lower_bound, global_balanced
 from placer.placement.baselines import eplb_global, replicate
 from placer.placement.data import LayerPlacementProblem, Placement, without_duplicates
 from placer.placement.greedy import UNITS_PER_S, greedy_assign
+from placer.placement.improve import search_layer
 from placer.placement.metrics import PlacementMetrics, max_over_mean, placement_metrics
 from placer.placement.nodemodel import NodeModel, NodeSolution, NodeSolver, build_node_model, node_copies
 from placer.placement.packing import pack_ranks
+from placer.placement.search import counts_from_placement
 
 #: node-level share of the balance allowance tried in turn until the ranks meet the target
 NODE_SLACK_STEPS = (0.8, 0.5, 0.2, 0.0)
@@ -109,6 +111,11 @@ def _steps(problem: LayerPlacementProblem, aim: float) -> list[tuple[int, float]
     return steps
 
 
+#: placement methods: "search" (local search on the measured objective seeded by EPLB's map,
+#: :mod:`placer.placement.improve`), "model" (the node model ladder with an exact node solver)
+METHODS = ("search", "model")
+
+
 def place_layer(
     problem: LayerPlacementProblem,
     target_max_over_mean: float = 1.05,
@@ -118,6 +125,7 @@ def place_layer(
     seed: int = 0,
     warm: np.ndarray | None = None,
     stop: Callable[[], bool] | None = None,
+    method: str | None = None,
 ) -> LayerPlacement:
     """Least-traffic placement of one layer whose busiest rank is within ``target`` of the mean,
     or the best-balanced one found when the target cannot be met. ``node_solver``: the exact
@@ -131,7 +139,16 @@ def place_layer(
     command's wall-clock deadline or Ctrl-C) is the one exception: once it is set, the layer keeps
     the best step so far, or runs its first step's greedy search alone. ``warm`` is a
     node assignment from another slot count, used as the hint where it fits the step's model. When
-    the slots cannot reach the target (:func:`balance_lower_bound`), the steps aim at the bound."""
+    the slots cannot reach the target (:func:`balance_lower_bound`), the steps aim at the bound.
+
+    ``method="search"`` runs :func:`placer.placement.improve.search_layer` instead (no node
+    solver: its status says which seed gave the map); ``"model"`` runs the ladder above; ``None``:
+    "model" when a node solver is given, else "search"."""
+    method = method or ("model" if node_solver is not None else "search")
+    if method == "search":
+        return _searched(problem, target_max_over_mean, time_limit_s, stop)
+    if method != "model":
+        raise ValueError(f"placement method {method!r}: choose from {', '.join(METHODS)}")
     problem.require_slots()
     started = time.perf_counter()
     floor = balance_lower_bound(problem.routing.loads, problem.num_ranks, problem.slots_per_rank)
@@ -183,6 +200,27 @@ def place_layer(
     return dataclasses.replace(best, wall_s=time.perf_counter() - started, timed_out=unproven)
 
 
+def _searched(
+    problem: LayerPlacementProblem, target: float, time_limit_s: float, stop: Callable[[], bool] | None
+) -> LayerPlacement:
+    """:func:`search_layer`'s map as a :class:`LayerPlacement` (no node model: ``objective`` is
+    the traffic it saved against EPLB hierarchical's map on the search's tokens, no bound)."""
+    found = search_layer(problem, target, time_limit_s, stop)
+    counts = counts_from_placement(found.placement, problem)
+    return LayerPlacement(
+        found.placement,
+        found.metrics,
+        found.status,
+        found.seed_traffic - found.search_traffic,
+        None,
+        found.wall_s,
+        found.balance_bound,
+        int(((counts > 0).sum(axis=1) > 1).sum()),
+        found.budget_spent,
+        counts > 0,
+    )
+
+
 def place_layers(
     problems: list[LayerPlacementProblem],
     target_max_over_mean: float,
@@ -191,6 +229,8 @@ def place_layers(
     stop: Callable[[], bool] | None = None,
     remaining_s: Callable[[], float] | None = None,
     warm: list[np.ndarray | None] | None = None,
+    method: str | None = None,
+    processes: int = 1,
 ) -> list[LayerPlacement]:
     """Every layer, each with an equal share of ``work_s`` of work (:func:`place_layer`).
 
@@ -198,7 +238,14 @@ def place_layers(
     not count (about 0.1-0.2 s a layer at 128 ranks). So with ``remaining_s`` (the seconds left
     before the command's deadline) a layer is also told to stop once the time left no longer
     covers it and the layers after it at the least wall time a layer has taken so far: the deadline then
-    holds for the whole run, not only for the layer that sees it pass."""
+    holds for the whole run, not only for the layer that sees it pass.
+
+    ``processes > 1`` (method "search" only) places the layers in that many processes, each
+    layer with the same work budget, so the maps are those of one process; a wall-clock
+    deadline is passed as its end time (``remaining_s`` read once), and each layer stops at it."""
+    method = method or ("model" if node_solver is not None else "search")
+    if processes > 1 and method == "search" and len(problems) > 1:
+        return _in_processes(problems, target_max_over_mean, work_s / len(problems), stop, remaining_s, processes)
     out: list[LayerPlacement] = []
     least_s = math.inf
     for i, problem in enumerate(problems):
@@ -212,11 +259,39 @@ def place_layers(
         hint = warm[i] if warm is not None else None
         paced = layer_stop if stop is not None or remaining_s is not None else None
         result = place_layer(
-            problem, target_max_over_mean, node_solver, time_limit_s=work_s / len(problems), warm=hint, stop=paced
+            problem,
+            target_max_over_mean,
+            node_solver,
+            time_limit_s=work_s / len(problems),
+            warm=hint,
+            stop=paced,
+            method=method,
         )
         least_s = min(least_s, result.wall_s)
         out.append(result)
     return out
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    """A picklable stop: true once the wall clock passes ``end`` (seconds since the epoch)."""
+
+    end: float
+
+    def __call__(self) -> bool:
+        return time.time() >= self.end
+
+
+def _in_processes(problems, target, layer_s, stop, remaining_s, processes):  # type: ignore[no-untyped-def]
+    from concurrent.futures import ProcessPoolExecutor
+
+    left = remaining_s() if remaining_s is not None else None
+    if stop is not None and stop():
+        left = 0.0
+    deadline = _Deadline(time.time() + left) if left is not None else None
+    with ProcessPoolExecutor(max_workers=processes) as pool:
+        futures = [pool.submit(_searched, lp, target, layer_s, deadline) for lp in problems]
+        return [f.result() for f in futures]
 
 
 def _balance_fallback(

@@ -1,0 +1,122 @@
+"""One layer placed by local search on the measured objective, seeded by EPLB's map.
+
+Pipeline (docs/placement.md, "Local search"):
+
+1. seed: EPLB hierarchical's map (:func:`placer.placement.baselines.eplb_hierarchical`: the
+   declared groups packed onto nodes, copies inside them), its second copies on one GPU dropped;
+2. node stage (:class:`placer.placement.nodesearch.NodeSearch`) under node caps loosened by the
+   slack steps ``NODE_SLACK_STEPS``, then the node's copies packed onto its ranks;
+3. rank stage (:class:`placer.placement.search.RankSearch`) at the target itself: the ranks the
+   packing left over the cap are repaired, and traffic moves that keep every rank under it are
+   taken;
+4. the first slack step whose map meets the target is kept; when none does, the balance-only maps
+   (EPLB global without its duplicates, LPT over every rank) seed the rank stage as well, and the
+   most balanced map is kept, named ``balance-only`` when it came from one of them.
+
+Work is counted in units (elements of the search's delta arrays), never the clock: the same input
+gives the same map on any machine; ``stop`` (a deadline or Ctrl-C) ends the stages early.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from placer.placement.balance import balance_lower_bound, global_balanced
+from placer.placement.baselines import eplb_global, eplb_hierarchical
+from placer.placement.data import LayerPlacementProblem, Placement, without_duplicates
+from placer.placement.metrics import PlacementMetrics, max_over_mean, placement_metrics
+from placer.placement.nodesearch import NodeSearch
+from placer.placement.search import RankSearch, counts_from_placement, model_traces
+
+#: share of the node-level balance allowance tried in turn (1: the whole target allowance)
+NODE_SLACK_STEPS = (1.0, 0.6, 0.3, 0.0)
+#: work units per second of budget, measured on the 2-core CI machine (one layer, 64 GPUs)
+UNITS_PER_S = 5e7
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    placement: Placement
+    metrics: PlacementMetrics
+    status: str  # "search" (met the target), "over target" (best found), "balance-only"
+    search_traffic: float  # node-dedup copies/token on the search's tokens
+    seed_traffic: float  # the same for EPLB hierarchical's map
+    balance_bound: float  # (B1): no placement with these slots has a lower max/mean
+    wall_s: float
+    units: float
+    budget_spent: bool  # the work budget (or the deadline) ended the search before it converged
+
+
+def search_layer(
+    problem: LayerPlacementProblem,
+    target: float = 1.05,
+    time_limit_s: float | None = 1.0,
+    stop: Callable[[], bool] | None = None,
+    seed: Placement | None = None,
+) -> SearchResult:
+    """Least-traffic map of one layer whose busiest rank is within ``target`` of the mean, from
+    ``seed`` (default: EPLB hierarchical's map); ``time_limit_s`` is a work budget (``None``:
+    until no move improves)."""
+    problem.require_slots()
+    started = time.perf_counter()
+    floor = balance_lower_bound(problem.routing.loads, problem.num_ranks, problem.slots_per_rank).max_over_mean
+    aim = max(target, floor)
+    traces = model_traces(problem)
+    mean = problem.routing.loads.sum() / problem.num_ranks
+    rank_cap = mean * aim * (1 - 1e-9)
+    budget = None if time_limit_s is None else max(0.0, time_limit_s) * UNITS_PER_S
+    seed = without_duplicates(seed if seed is not None else eplb_hierarchical(problem))
+    counts = counts_from_placement(seed, problem)
+    units = 0.0
+    state = None
+    best: tuple[tuple[int, float], Placement, float, str] | None = None
+    seed_traffic = None
+
+    def left() -> float | None:
+        return None if budget is None else max(0.0, budget - units)
+
+    for step, slack in enumerate(NODE_SLACK_STEPS):
+        if step > 0 and stop is not None and stop():
+            break
+        node_cap = problem.ranks_per_node * mean * (1 + slack * (aim - 1))
+        node = NodeSearch(problem, counts, traces, node_cap, rank_cap, like=state)
+        state = node
+        if seed_traffic is None:
+            seed_traffic = node.traffic
+        share = left()
+        node.run(None if share is None else share / (2 * (len(NODE_SLACK_STEPS) - step)), stop)
+        units += node.units
+        counts = node.cnt.copy()
+        ranks = RankSearch(problem, node.placement(), traces, rank_cap, like=node)
+        share = left()
+        ranks.run(None if share is None else share / (len(NODE_SLACK_STEPS) - step), stop)
+        units += ranks.units
+        key = (0 if ranks.penalty() <= 0 else 1, ranks.traffic if ranks.penalty() <= 0 else ranks.max_over_mean())
+        if best is None or key < best[0]:
+            best = (key, ranks.placement(), ranks.traffic, "search" if key[0] == 0 else "over target")
+        if key[0] == 0:
+            break
+    assert best is not None and seed_traffic is not None
+    if best[0][0] != 0:
+        for make in (lambda: without_duplicates(eplb_global(problem)), lambda: global_balanced(problem, stop)):
+            if stop is not None and stop():
+                break
+            ranks = RankSearch(problem, make(), traces, rank_cap, like=state)
+            ranks.run(left(), stop)
+            units += ranks.units
+            key = (0 if ranks.penalty() <= 0 else 1, ranks.traffic if ranks.penalty() <= 0 else ranks.max_over_mean())
+            if key < best[0]:
+                best = (key, ranks.placement(), ranks.traffic, "balance-only")
+    placement = best[1]
+    metrics = placement_metrics(placement, problem)
+    spent = (budget is not None and units >= budget) or (stop is not None and stop())
+    return SearchResult(
+        placement, metrics, best[3], best[2], seed_traffic, floor, time.perf_counter() - started, units, spent
+    )
+
+
+def worst_balance(placements: list[Placement], problems: list[LayerPlacementProblem]) -> float:
+    """Worst layer's max/mean of ``placements`` on ``problems`` (e.g. a later window's)."""
+    return max(max_over_mean(p, lp) for p, lp in zip(placements, problems, strict=True))
