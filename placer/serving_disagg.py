@@ -35,10 +35,10 @@ import math
 from dataclasses import dataclass, field, replace
 
 from placer.costmodel.kvtransfer import KvPath, KvTransfer, kv_path, kv_transfer
-from placer.evaluator import Check, Evaluation, evaluate
+from placer.evaluator import Check, Evaluation
 from placer.problem import Problem
 from placer.schema import DisaggregatedPlan, Plan
-from placer.serving import PERCENTILES, StepTimer, burst_probe, wait_quantile_s
+from placer.serving import PERCENTILES, StepTimer, wait_quantile_s
 from placer.topology import Fabric
 
 #: A rate this close under a capacity counts as at it (the bisections' resolution).
@@ -69,32 +69,20 @@ def mdc_wait_s(servers: int, rate_rps: float, service_s: float) -> tuple[float, 
     return mmc / 2, p_wait
 
 
-def _unloaded(problem: Problem, batch: int, prompt_tokens: int | None = None) -> Problem:
-    """A burst probe without the latency and throughput SLOs (the serving model judges those)."""
-    probe = burst_probe(problem, batch, prompt_tokens)
-    slo = probe.slo.model_copy(
-        update={
-            "ttft_s": None,
-            "tpot_ms": None,
-            "min_prefill_tokens_per_ms_per_gpu": None,
-            "min_decode_tokens_per_ms_per_gpu": None,
-        }
-    )
-    return probe.replace(slo=slo)
-
-
 class PrefillPool:
-    """(D1)-(D2) The prefill pool: latency of one prompt and its queue."""
+    """(D1)-(D2) The prefill pool: latency of one prompt and its queue, on a :class:`StepTimer` of
+    its own plan (the same prefill cost per token as an aggregated replica's chunked prefill)."""
 
     def __init__(self, problem: Problem, plan: Plan) -> None:
         par = plan.parallelism
         self.plan = plan
         self.replicas = par.replicas
         self.servers = par.dp_attn
-        isl = max(1, round(problem.workload.serving_prompt_tokens))
-        #: The pool under one prompt per attention-DP rank: its memory and rule checks and ``P``.
-        self.evaluation: Evaluation = evaluate(_unloaded(problem, par.replicas * par.dp_attn, isl), plan)
-        self.prompt_s: float = self.evaluation.ttft_s
+        timer = StepTimer(problem, plan)
+        #: The pool under one prompt per attention-DP rank: its memory and rule checks.
+        self.evaluation: Evaluation = timer.probe_evaluation
+        #: (D1) one prompt of the serving length on every attention-DP rank of a replica
+        self.prompt_s: float = timer.prefill_s(par.dp_attn * problem.workload.serving_prompt_tokens)
 
     @property
     def capacity_rps(self) -> float:
