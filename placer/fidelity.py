@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from placer.errors import InputError
 from placer.evaluator import Evaluation, evaluate
 from placer.loading import load_hardware
 from placer.problem import Problem, build_problem
-from placer.schema import HardwareProfile, Instance, Plan
+from placer.schema import DisaggregatedPlan, HardwareProfile, Instance, Plan, Pool
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "calibration_points.json"
 GPUS_PER_NODE = 8
@@ -49,6 +49,7 @@ class FidelityRow:
     memory_limit_gb: float
     notes: str
     source: str
+    deployment: str | None = None  # the disaggregated deployment this point is one pool of
 
     @property
     def error(self) -> float:
@@ -90,6 +91,8 @@ class FidelityReport:
     memory: tuple[MemoryFactRow, ...]
     hardware: dict[str, HardwareProfile]
     sglang_imbalance: float = 1.0
+    #: the measured disaggregated deployments, each as one plan of its two pools
+    deployments: dict[str, DisaggregatedPlan] = field(default_factory=dict)
 
     def summary(self, in_target_only: bool = True, balanced: bool = False) -> dict[str, float]:
         """Median absolute error and worst ratio; ``balanced`` scores the perfectly balanced column."""
@@ -231,14 +234,25 @@ def run_fidelity(
 
     sglang_imbalance = ablation_imbalance(data, profile)
     factors = {"balanced": 1.0, "sglang_default": sglang_imbalance}
-    rows = []
+    cases = []
     for point in data["points"]:
         setting = dict(point["setting"], label=point["label"])
         imbalance = factors[setting.get("expert_distribution", "balanced")]
         hardware = profile(setting["hardware"])
         problem, plan = build_case(setting, hardware, data["model"], data["precision"], imbalance=imbalance)
+        cases.append((point, setting, imbalance, hardware, problem, plan))
+    deployments = disaggregated_deployments([(c[0], c[5]) for c in cases])
+    rows = []
+    for point, setting, imbalance, hardware, problem, plan in cases:
+        where = point.get("deployment")
+        if where is not None:
+            # the pool of the measured disaggregated deployment, priced as the evaluator prices a pool
+            plan = deployments[where["name"]].pool_plan(where["pool"])
         evaluation = evaluate(problem, plan)
-        even = evaluate(*build_case(setting, hardware, data["model"], data["precision"]))
+        even_problem, even_plan = build_case(setting, hardware, data["model"], data["precision"])
+        if where is not None:
+            even_plan = plan
+        even = evaluate(even_problem, even_plan)
         usable = problem.hardware.hbm_bytes * (1 - problem.params.memory_margin_fraction)
         rows.append(
             FidelityRow(
@@ -256,13 +270,50 @@ def run_fidelity(
                 memory_limit_gb=usable / 1e9,
                 notes=setting.get("notes", ""),
                 source=point["published"]["source"],
+                deployment=None if where is None else where["name"],
             )
         )
     memory = [
         memory_fact(fact, profile(fact["hardware"]), data, factors[fact.get("expert_distribution", "balanced")])
         for fact in data.get("memory_facts", [])
     ]
-    return FidelityReport(tuple(rows), tuple(memory), profiles, sglang_imbalance)
+    return FidelityReport(tuple(rows), tuple(memory), profiles, sglang_imbalance, deployments)
+
+
+def disaggregated_deployments(cases: list[tuple[dict[str, Any], Plan]]) -> dict[str, DisaggregatedPlan]:
+    """The points measured on one prefill/decode disaggregated deployment (``"deployment": {"name",
+    "pool"}``), each pair written as one plan: the prefill point's degrees as the prefill pool, the
+    decode point's as the decode pool, on separate nodes (as measured: the pools never share one)."""
+    pools: dict[str, dict[str, Plan]] = {}
+    for point, plan in cases:
+        where = point.get("deployment")
+        if where is not None:
+            pools.setdefault(where["name"], {})[where["pool"]] = plan
+    plans = {}
+    for name, pair in pools.items():
+        if set(pair) != {"prefill", "decode"}:
+            raise InputError.single("deployment", f"{name}: needs one prefill and one decode point, has {sorted(pair)}")
+        pre, dec = pair["prefill"], pair["decode"]
+        pre_nodes = -(-pre.gpus // GPUS_PER_NODE)
+        plans[name] = DisaggregatedPlan(
+            name=name,
+            gpus=pre.gpus + dec.gpus,
+            prefill=Pool(
+                gpus=pre.gpus,
+                parallelism=pre.parallelism,
+                stages=pre.stages,
+                expert_map=pre.expert_map,
+                nodes=list(range(pre_nodes)),
+            ),
+            decode=Pool(
+                gpus=dec.gpus,
+                parallelism=dec.parallelism,
+                stages=dec.stages,
+                expert_map=dec.expert_map,
+                nodes=list(range(pre_nodes, pre_nodes + -(-dec.gpus // GPUS_PER_NODE))),
+            ),
+        )
+    return plans
 
 
 def ablation_imbalance(data: dict[str, Any], profile: Any) -> float:
@@ -316,6 +367,10 @@ def memory_fact(
     )
 
 
+def _nodes(nodes: list[int] | None) -> str:
+    return "packed" if not nodes else f"nodes {nodes[0]}-{nodes[-1]}"
+
+
 def render_markdown(report: FidelityReport) -> str:
     """The fidelity table as Markdown (``results/fidelity.md``)."""
     lines = [
@@ -353,6 +408,20 @@ def render_markdown(report: FidelityReport) -> str:
         f"{b['median_abs_error']:.1%}, worst {b['max_ratio']:.2f}x off.",
         f"All points ({int(a['points'])}, including 24-hour production averages): median absolute error "
         f"{a['median_abs_error']:.1%}, worst {a['max_ratio']:.2f}x off.",
+        "",
+        "## Disaggregated deployments",
+        "",
+        "Points measured on one prefill/decode disaggregated deployment are priced as the pools of one",
+        "`placer.plan/2` plan (each pool by the evaluator as a plan of its own GPUs, at the measured batch):",
+        "",
+        "| deployment | prefill pool (nodes) | decode pool (nodes) | GPUs | points |",
+        "|---|---|---|---:|---|",
+        *[
+            f"| {name} | {plan.prefill.label} ({_nodes(plan.prefill.nodes)}) | {plan.decode.label} "
+            f"({_nodes(plan.decode.nodes)}) | {plan.gpus} | "
+            f"{', '.join(r.label for r in report.rows if r.deployment == name)} |"
+            for name, plan in report.deployments.items()
+        ],
         "",
         "## Memory facts",
         "",

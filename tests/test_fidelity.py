@@ -121,3 +121,33 @@ def test_controlled_points_meet_the_accuracy_target(report):
     summary = report.summary()
     assert summary["median_abs_error"] < 0.25
     assert summary["max_ratio"] <= 2.0
+
+
+def test_disaggregated_deployments_are_priced_as_their_pools():
+    """The points measured on a disaggregated deployment are the pools of one placer.plan/2 plan,
+    and pricing them so moves no figure: each pool is the plan the point alone would be."""
+    from placer.fidelity import build_case, load_points, run_fidelity
+    from placer.loading import load_hardware
+    from placer.schema import DisaggregatedPlan
+
+    report = run_fidelity()
+    assert set(report.deployments) == {"sglang-overall-12node", "deepseek-day6"}
+    day6 = report.deployments["deepseek-day6"]
+    assert isinstance(day6, DisaggregatedPlan)
+    assert (day6.prefill.gpus, day6.decode.gpus, day6.gpus) == (32, 144, 176)
+    assert not set(day6.prefill.nodes) & set(day6.decode.nodes)
+    assert DisaggregatedPlan.model_validate_json(day6.model_dump_json()) == day6
+    data = load_points()
+    by_label = {p["label"]: p for p in data["points"]}
+    for row in report.rows:
+        if row.deployment is None:
+            continue
+        point = by_label[row.label]
+        setting = dict(point["setting"], label=point["label"])
+        problem, plan = build_case(
+            setting, load_hardware(setting["hardware"]), data["model"], data["precision"], imbalance=row.imbalance
+        )
+        from placer.evaluator import evaluate
+        from placer.fidelity import predicted_per_node
+
+        assert row.predicted == predicted_per_node(setting, evaluate(problem, plan)), row.label
