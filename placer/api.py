@@ -27,7 +27,7 @@ from placer.solve import solve
 from placer.stopping import StopToken
 
 if TYPE_CHECKING:
-    from placer.export import ExportInput
+    from placer.export import DisaggInput, ExportInput
     from placer.placement.command import PlaceOutcome
     from placer.sweep.executors import Executor
     from placer.sweep.point import PointAnswer
@@ -185,17 +185,23 @@ def write_outputs(
     return [plan_path, report_path]
 
 
-def export_input(plan_path: str | Path, instance: str | Path | None = None, hosts: Sequence[str] = ()) -> ExportInput:
+def export_input(
+    plan_path: str | Path, instance: str | Path | None = None, hosts: Sequence[str] = ()
+) -> ExportInput | DisaggInput:
     """The plan and its problem for an engine export. Without ``instance``, the plan's
     ``instance`` name is looked up as ``instances/<name>.json`` beside the plan's folder or in the
     working directory. A plan for other hardware than the instance's gets the instance reshaped
-    to that hardware (the rule of :func:`placer.compare.problem_on_hardware`)."""
+    to that hardware (the rule of :func:`placer.compare.problem_on_hardware`). A disaggregated
+    plan gives a :class:`placer.export.DisaggInput` (each pool checked against the model, and its
+    GPUs against its nodes)."""
     from placer.compare import problem_on_hardware
     from placer.evaluator import check_plan_fits_model
-    from placer.export import ExportInput
+    from placer.export import DisaggInput, ExportInput
+    from placer.loading import load_any_plan
+    from placer.schema import DisaggregatedPlan
 
     plan_file = Path(plan_path)
-    plan = load_plan(plan_file)
+    plan = load_any_plan(plan_file)
     if instance is None:
         if not plan.instance:
             raise InputError.single("--instance", "the plan names no instance; give --instance", str(plan_file))
@@ -214,6 +220,18 @@ def export_input(plan_path: str | Path, instance: str | Path | None = None, host
         if plan.hardware not in hardware_catalogue():
             raise InputError.single("hardware", f"unknown hardware {plan.hardware!r}", str(plan_file))
         problem = problem_on_hardware(problem, plan.hardware)
+    if isinstance(plan, DisaggregatedPlan):
+        for phase in ("prefill", "decode"):  # each pool as an aggregated plan; errors name prefill./decode. fields
+            try:
+                check_plan_fits_model(problem, plan.pool_plan(phase), str(plan_file))
+            except InputError as exc:
+                raise InputError([(f"{phase}.{f}" if f else phase, r) for f, r in exc.problems], exc.source) from None
+        data = DisaggInput(problem, plan, tuple(hosts))
+        try:
+            data.places  # noqa: B018 - each pool's GPUs on its nodes, or an InputError naming <phase>.nodes
+        except InputError as exc:
+            raise InputError(exc.problems, str(plan_file)) from None
+        return data
     check_plan_fits_model(problem, plan, str(plan_file))
     return ExportInput(problem, plan, tuple(hosts))
 

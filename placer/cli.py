@@ -381,11 +381,15 @@ def export_cmd(
     hosts: Annotated[str | None, typer.Option("--hosts", help="comma-separated host names, in node order")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the launch as JSON")] = False,
 ) -> None:
-    """Launch arguments for a serving engine from a plan; warns about anything it cannot express."""
-    from placer.export import export_plan
+    """Launch arguments for a serving engine from a plan; warns about anything it cannot express.
+    A disaggregated plan gets a line per node of every prefill and decode instance, and the router."""
+    from placer.export import DisaggExport, export_plan
 
     data = api.export_input(plan, instance, hosts.split(",") if hosts else ())
     result, paths = export_plan(engine.value, data, out)
+    if as_json and isinstance(result, DisaggExport):
+        emit_json(result.to_dict())
+        return
     if as_json:
         emit_json({"engine": result.engine, "argv": result.argv, "env": result.env, "warnings": result.warnings,
                    "files": sorted(result.files), "sources": result.sources})  # fmt: skip

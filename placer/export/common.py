@@ -76,10 +76,14 @@ class EngineExport:
     sources: dict[str, str] = field(default_factory=dict)  # flag -> where its name was checked
 
     def command_line(self) -> str:
-        """The shell line; ``${VAR}`` arguments stay expandable, everything else is quoted."""
-        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
-        words = [f'"{a}"' if a.startswith("${") and a.endswith("}") else shlex.quote(a) for a in self.argv]
-        return (env + " " if env else "") + " ".join(words)
+        return shell_line(self.argv, self.env)
+
+
+def shell_line(argv: list[str], env: dict[str, str]) -> str:
+    """The shell line; ``${VAR}`` arguments stay expandable, everything else is quoted."""
+    assignments = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    words = [f'"{a}"' if a.startswith("${") and a.endswith("}") else shlex.quote(a) for a in argv]
+    return (assignments + " " if assignments else "") + " ".join(words)
 
 
 def capability_findings(engine: str, data: ExportInput) -> tuple[list[str], list[str]]:
@@ -233,6 +237,11 @@ def notes_markdown(export: EngineExport) -> str:
     lines += ["## Command", "", "```bash", export.command_line(), "```", ""]
     if export.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in export.notes] + [""]
-    lines += ["## Where each flag name was checked", "", "| flag | source |", "|---|---|"]
-    lines += [f"| `{flag}` | {source} |" for flag, source in export.sources.items()]
+    lines += notes_table(export.sources)
     return "\n".join(lines) + "\n"
+
+
+def notes_table(sources: dict[str, str]) -> list[str]:
+    """The NOTES.md table of where each flag name was checked."""
+    lines = ["## Where each flag name was checked", "", "| flag | source |", "|---|---|"]
+    return lines + [f"| `{flag}` | {source} |" for flag, source in sources.items()]

@@ -62,6 +62,22 @@ def expert_location(data: ExportInput) -> dict[str, list[list[int]]]:
 
 
 def export(data: ExportInput) -> EngineExport:
+    nodes = data.nodes_per_replica()
+    node_args = []
+    if nodes > 1:
+        node_args = ["--nnodes", str(nodes), "--node-rank", "${NODE_RANK}", "--dist-init-addr", f"{data.host(0)}:5000"]
+    result = server(data, node_args)
+    if nodes > 1:
+        result.notes.append(
+            f"Run the command on each of the replica's {nodes} nodes with NODE_RANK = 0..{nodes - 1} in hostfile order."
+        )
+    result.sources = {k: v for k, v in SOURCES.items() if k in result.argv or k in result.env}
+    return result
+
+
+def server(data: ExportInput, node_args: list[str] | None = None) -> EngineExport:
+    """One server's arguments for the plan's degrees, partition and expert map; ``node_args``
+    (the multi-node options, which depend on the node a line runs on) go after the degrees."""
     par = data.plan.parallelism
     argv = [
         "python",
@@ -79,12 +95,7 @@ def export(data: ExportInput) -> EngineExport:
     if par.pp > 1:
         argv += ["--pp-size", str(par.pp)]
         result.env["SGLANG_PP_LAYER_PARTITION"] = ",".join(str(n) for n in data.layers_per_stage)
-    nodes = data.nodes_per_replica()
-    if nodes > 1:
-        argv += ["--nnodes", str(nodes), "--node-rank", "${NODE_RANK}", "--dist-init-addr", f"{data.host(0)}:5000"]
-        result.notes.append(
-            f"Run the command on each of the replica's {nodes} nodes with NODE_RANK = 0..{nodes - 1} in hostfile order."
-        )
+    argv += node_args or []
     if data.is_moe and par.ep > 1:
         argv += ["--ep-size", str(par.ep)]
         redundant = redundant_slots(data)
@@ -110,5 +121,4 @@ def export(data: ExportInput) -> EngineExport:
                         f"{EXPERT_LOCATION_FILE} holds all {data.problem.model.num_layers} layers; each pipeline stage "
                         "uses the rows of its own layers."
                     )
-    result.sources = {k: v for k, v in SOURCES.items() if k in argv or k in result.env}
     return result

@@ -31,6 +31,17 @@ SOURCES = {
 
 
 def export(data: ExportInput) -> EngineExport:
+    result = server(data)
+    if data.nodes_per_replica() > 1:
+        result.notes.append(
+            "The replica spans several nodes: start vLLM's multi-node setup (Ray cluster, or the data-parallel "
+            "address/rank options) on the hosts in hostfile order; those per-node options are not generated here."
+        )
+    return result
+
+
+def server(data: ExportInput) -> EngineExport:
+    """One server's arguments for the plan's degrees (the same on every node of a replica)."""
     par = data.plan.parallelism
     argv = [
         "vllm",
@@ -48,11 +59,6 @@ def export(data: ExportInput) -> EngineExport:
         argv += ["--data-parallel-size", str(par.dp_attn)]
     if data.is_moe and par.ep > 1:
         argv.append("--enable-expert-parallel")
-    if data.nodes_per_replica() > 1:
-        result.notes.append(
-            "The replica spans several nodes: start vLLM's multi-node setup (Ray cluster, or the data-parallel "
-            "address/rank options) on the hosts in hostfile order; those per-node options are not generated here."
-        )
     if par.pp > 1:
         result.env["VLLM_PP_LAYER_PARTITION"] = ",".join(str(n) for n in data.layers_per_stage)
     if data.is_moe and has_custom_expert_map(data):
