@@ -111,6 +111,8 @@ def test_sglang_pools_and_router(data: DisaggInput) -> None:
     ]  # fmt: skip
     assert {"prefill/expert_location.json", "decode/expert_location.json"} <= set(result.files)
     assert written_flags([*result.launches, result.router]) <= set(result.sources)
+    assert any(n.startswith("placer priced the KV transfer over the scale-out fabric") for n in result.notes)
+    assert not any("MC_FORCE_MNNVL" in n for n in result.notes)
 
 
 def test_sglang_shared_node_offsets() -> None:
@@ -121,6 +123,9 @@ def test_sglang_shared_node_offsets() -> None:
     assert f["--base-gpu-id"] == "4" and f["--port"] == "30001"  # second server on the node: next port
     assert "--disaggregation-decode-tp" not in flags(pre.argv)  # same shape in both pools
     assert "http://node-000:30001" in result.router.argv
+    # one node: placer priced the KV transfer over NVLink, and says what SGLang documents for that
+    assert any(n.startswith("placer priced the KV transfer over NVLink") for n in result.notes)
+    assert any("MC_FORCE_MNNVL=True" in n for n in result.notes)
 
 
 def test_vllm_kv_transfer_and_proxy(data: DisaggInput) -> None:

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from placer.costmodel.kvtransfer import KvPath, kv_path
 from placer.errors import InputError
 from placer.export.common import ExportInput, hostfile, notes_table, ranks_document, shell_line
 from placer.problem import Problem
@@ -247,12 +248,24 @@ def summary_notes(data: DisaggInput) -> list[str]:
             f"{phase} pool: {pool.gpus} GPUs = {par.replicas} instance(s) x pp {par.pp} x (tp {par.tp} x dp_attn "
             f"{par.dp_attn} = ep {par.ep} x tp_moe {par.tp_moe}); instances on {hosts}."
         )
+    path = kv_path_of(data)
+    notes.append(
+        f"placer priced the KV transfer over {'NVLink' if path.kind == 'nvlink' else 'the scale-out fabric'} "
+        f"({path.bytes_per_s / 1e9:g} GB/s per direction); the engine's transfer backend picks its own transport, "
+        "so check it uses that path."
+    )
     notes.append(f"Replace {MODEL_PLACEHOLDER} with the model's path or name.")
     notes.append(
         "On every host run ./launch.sh (or launch_prefill.sh / launch_decode.sh): each starts only the lines for "
         "its own host (PLACER_HOST overrides `hostname`); router.sh starts the router, which clients talk to."
     )
     return notes
+
+
+def kv_path_of(data: DisaggInput) -> KvPath:
+    """The path the plan's KV transfer was priced over (between the pools' node sets)."""
+    nodes = {phase: sorted({node for node, _ in data.places[phase]}) for phase in PHASES}
+    return kv_path(data.problem.fabric, nodes["prefill"], nodes["decode"])
 
 
 def _pool_script(phase: str, launches: list[Launch]) -> str:

@@ -15,6 +15,7 @@ from placer.export.disagg import (
     DisaggInput,
     Launch,
     PoolInstance,
+    kv_path_of,
     pool_files,
     pool_findings,
     summary_notes,
@@ -106,6 +107,11 @@ def export_disaggregated(data: DisaggInput) -> DisaggExport:
         "Each instance's HTTP port is its --port on its first host; the router is given each prefill URL with its "
         "bootstrap port, and each decode URL.",
     ]
+    if kv_path_of(data).kind == "nvlink":
+        result.notes.append(
+            "The pools share one NVLink domain: SGLang's PD documentation gives SGLANG_MOONCAKE_CUSTOM_MEM_POOL=True "
+            "and MC_FORCE_MNNVL=True for mooncake transfers over NVLink (recommended there for NVL72); not set here."
+        )
     if _decode_shape_args(data):
         result.notes.append(
             "The pools differ in tp/dp: the prefill servers are told the decode servers' "
