@@ -32,6 +32,44 @@ class PlacementMetrics:
     rank_load: tuple[float, ...]  # selections per token served by each rank (sum = top_k)
 
 
+#: ranks above which the figures come from the closed form of (T3) (:func:`local_first_loads`,
+#: :func:`local_first_node_shares`) instead of the ``[S, E, R]`` weights (800 MB at 512 ranks);
+#: ``tests/test_placement_scale.py`` checks that both give the same figures
+CLOSED_FORM_RANKS = 64
+
+
+def local_first_loads(present: np.ndarray, rank_node: np.ndarray, loads: np.ndarray) -> np.ndarray:
+    """[R] (T5) rank loads of (T3) local-first serving in closed form: a copy of e on rank r of node n
+    serves r's own tokens, its share of the tokens of n's ranks without e (``rpn_n - c_en`` of
+    them, split over n's ``c_en`` copies) and of the ranks on nodes without e (over all ``C_e``)."""
+    num_ranks = rank_node.size
+    num_nodes = int(rank_node.max()) + 1
+    rpn = np.bincount(rank_node, minlength=num_nodes)
+    onehot = rank_node[:, None] == np.arange(num_nodes)[None, :]  # [R, N]
+    cnt = present.astype(np.int64) @ onehot.astype(np.int64)  # [E, N]
+    total = cnt.sum(axis=1)
+    without = ((cnt == 0) * rpn[None, :]).sum(axis=1)  # [E]
+    c_rank = cnt[:, rank_node]  # [E, R] copies of e on r's node
+    per_copy = (
+        1.0
+        + (rpn[rank_node][None, :] - c_rank) / np.maximum(c_rank, 1)
+        + without[:, None] / np.maximum(total, 1)[:, None]
+    )
+    return (loads[:, None] * np.where(present, per_copy, 0.0)).sum(axis=0) / num_ranks
+
+
+def local_first_node_shares(present: np.ndarray, rank_node: np.ndarray) -> np.ndarray:
+    """[A, E, N] (T3) in closed form at node level: a source on node a holding e serves it there,
+    else the copies split it, node n taking ``c_en / C_e``."""
+    num_nodes = int(rank_node.max()) + 1
+    onehot = (rank_node[:, None] == np.arange(num_nodes)[None, :]).astype(np.int64)
+    cnt = present.astype(np.int64) @ onehot  # [E, N]
+    frac = cnt / np.maximum(cnt.sum(axis=1), 1)[:, None]
+    held = cnt > 0  # [E, N]
+    own = np.eye(num_nodes)[:, None, :]  # [A, 1, N]
+    return np.where(held.T[:, :, None], own, frac[None, :, :])
+
+
 def node_shares(weights: np.ndarray, rank_node: np.ndarray, num_nodes: int) -> np.ndarray:
     """[A, E, N] share of expert e's tokens from a source on node a served on node n: the rank
     shares (T3) summed per node; every rank of a node gives the same node shares, take the first."""
@@ -49,8 +87,11 @@ def touched_nodes(shares: np.ndarray, problem: LayerPlacementProblem) -> np.ndar
 
 def max_over_mean(placement: Placement, problem: LayerPlacementProblem) -> float:
     """Only the balance of ``placement`` (as in :func:`placement_metrics`), without the traffic."""
-    copies = copies_matrix(placement, problem.num_experts)
-    rank_load = rank_pair_loads(serving_weights(copies > 0, problem.rank_node), problem.routing.loads)
+    present = copies_matrix(placement, problem.num_experts) > 0
+    if problem.num_ranks > CLOSED_FORM_RANKS:
+        rank_load = local_first_loads(present, problem.rank_node, problem.routing.loads)
+    else:
+        rank_load = rank_pair_loads(serving_weights(present, problem.rank_node), problem.routing.loads)
     mean = rank_load.mean()
     return float(rank_load.max() / mean) if mean > 0 else 1.0
 
@@ -63,10 +104,14 @@ def placement_metrics(placement: Placement, problem: LayerPlacementProblem) -> P
     num_nodes = problem.num_nodes
     loads = problem.routing.loads
     num_ranks = problem.num_ranks
-    weights = serving_weights(present, rank_node)  # [S, E, R]
-    rank_load = rank_pair_loads(weights, loads)
+    if num_ranks > CLOSED_FORM_RANKS:
+        rank_load = local_first_loads(present, rank_node, loads)
+        shares = local_first_node_shares(present, rank_node)
+    else:
+        weights = serving_weights(present, rank_node)  # [S, E, R]
+        rank_load = rank_pair_loads(weights, loads)
+        shares = node_shares(weights, rank_node, num_nodes)
     mean = rank_load.mean()
-    shares = node_shares(weights, rank_node, num_nodes)
     touched = touched_nodes(shares, problem)  # [A, N]
     remote = ~np.eye(num_nodes, dtype=bool)
     dedup_by_node = (touched * remote).sum(axis=1)  # [A]

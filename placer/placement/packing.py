@@ -46,13 +46,22 @@ def pack_ranks(experts: np.ndarray, weights: np.ndarray, ranks: int, slots: int)
     """Indices into ``experts`` per rank."""
     packs: list[list[int]] = [[] for _ in range(ranks)]
     totals = np.zeros(ranks)
+    ids, local = np.unique(experts, return_inverse=True)
+    holds = np.zeros((ranks, ids.size), dtype=bool)  # rank already holds the expert
+    fill = np.zeros(ranks, dtype=np.int64)
     for i in np.argsort(-weights, kind="stable"):
-        ok = np.array([len(p) < slots and all(experts[j] != experts[i] for j in p) for p in packs])
+        ok = (fill < slots) & ~holds[:, local[i]]
         if not ok.any() and _make_room(packs, totals, experts, weights, int(i), slots):
+            holds[:] = False
+            for r, pack in enumerate(packs):
+                holds[r, local[pack]] = True
+            fill = np.array([len(p) for p in packs])
             continue
         r = int(np.argmin(np.where(ok, totals, np.inf)))
         packs[r].append(int(i))
         totals[r] += weights[i]
+        holds[r, local[i]] = True
+        fill[r] += 1
     for _ in range(200):
         top = int(np.argmax(totals))
         best = (0.0, None)

@@ -40,11 +40,11 @@ from placer.placement.data import LayerPlacementProblem, Placement, copies_matri
 PENALTY_WEIGHT = 100.0
 #: tokens drawn from the declared routing when only loads are known
 MODEL_TOKENS = 2048
+#: expert copies written into a slot by each kind of rank move (the bytes a migration moves)
+MOVE_COPIES = {"swap": 2, "move": 1, "add": 1, "replace": 1}
 #: at most this many (token, source node, node) terms are kept: the traces are cut to their first
 #: ``TERM_CELLS / N^2`` tokens (4,096 up to 32 nodes, 1,024 at 64), which bounds memory and a sweep
 TERM_CELLS = 1 << 22
-#: work units (elements of the delta arrays) per second, measured on the 2-core CI machine
-UNITS_PER_S = 6e7
 #: at most this many destination nodes scored per expert (the least loaded ones and those with
 #: free slots first), so that a sweep stays linear in the nodes at 32-64 nodes
 MAX_TARGETS = 12
@@ -217,6 +217,8 @@ class RankSearch(TrafficState):
         super().__init__(problem, counts, traces, like)
         self.rank_cap = rank_cap
         self.rank_load = self._rank_loads()
+        self.moves_left: int | None = None  # migration budget: copies that may still change slot
+        self.moved = 0  # copies moved so far (a swap moves two, a move, add or replace one)
 
     def _rank_loads(self) -> np.ndarray:
         loads = self.per_copy[np.maximum(self.items, 0), self.rank_node[:, None]]
@@ -356,8 +358,14 @@ class RankSearch(TrafficState):
             ranks, experts = self._touched(move)
             if ranks & used_r or experts & used_e or tries.get(move[1], 0) >= max_tries // 4:
                 continue
+            cost = MOVE_COPIES[move[1]]
+            if self.moves_left is not None and cost > self.moves_left:
+                continue
             tries[move[1]] = tries.get(move[1], 0) + 1
             if self._try(move):
+                self.moved += cost
+                if self.moves_left is not None:
+                    self.moves_left -= cost
                 applied += 1
                 used_r |= ranks
                 used_e |= experts

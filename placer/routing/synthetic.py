@@ -34,9 +34,13 @@ def synthetic_traces(
     cluster_affinity: float = 0.0,
     expert_group: np.ndarray | None = None,
     groups_per_token: int | None = None,
+    ranking: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``[tokens, top_k]`` expert ids of one layer (see the module docstring)."""
-    ranking = rng.permutation(num_experts) + 1
+    """``[tokens, top_k]`` expert ids of one layer (see the module docstring). ``ranking``: the
+    popularity rank of each expert (1 = hottest), drawn at random when not given (a later window
+    of drifted routing passes :func:`drifted_ranking` of the earlier one)."""
+    if ranking is None:
+        ranking = rng.permutation(num_experts) + 1
     log_w = -zipf_exponent * np.log(ranking.astype(float))
     scores = log_w[None, :] + rng.gumbel(size=(tokens, num_experts))
     if clusters is not None and cluster_affinity > 0:
@@ -57,6 +61,15 @@ def synthetic_traces(
             scores = np.where(allowed[:, expert_group], scores, -np.inf)
     top = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
     return top.astype(np.int64)
+
+
+def drifted_ranking(ranking: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Routing drift between two windows: ``fraction`` of the experts, drawn at random, trade
+    their popularity ranks among themselves (a random permutation of their ranks)."""
+    moved = rng.choice(ranking.size, size=int(round(fraction * ranking.size)), replace=False)
+    out = ranking.copy()
+    out[moved] = ranking[rng.permutation(moved)]
+    return out
 
 
 def planted_clusters(num_experts: int, num_clusters: int, rng: np.random.Generator) -> np.ndarray:
