@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,34 @@ def test_per_pool_expert_map(data: DisaggInput, tmp_path: Path) -> None:
     assert [w for w in vllm.warnings if w.startswith("decode pool: custom expert map")]
     assert not [w for w in vllm.warnings if w.startswith("prefill pool:")]
     assert "decode pool: custom expert map" in (tmp_path / "NOTES.md").read_text()
+
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm", "trtllm"])
+def test_scripts_start_each_hosts_lines(engine: str, data: DisaggInput, tmp_path: Path) -> None:
+    """Run the written launch.sh as two hosts with the engines' commands replaced by stubs that
+    record their arguments: each host starts exactly its own lines, arguments intact."""
+    out = tmp_path / "export"
+    result, _ = export_plan(engine, data, out)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.jsonl"
+    stub = (
+        "#!/usr/bin/env python3\n"
+        "import json, os, sys\n"
+        f"with open({str(log)!r}, 'a') as f:\n"
+        "    env = {k: v for k, v in os.environ.items() if k.startswith(('VLLM_', 'CUDA_', 'SGLANG_'))}\n"
+        "    f.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:], env]) + '\\n')\n"
+    )
+    for name in ("python", "vllm", "trtllm-serve", "trtllm-llmapi-launch"):
+        (bin_dir / name).write_text(stub)
+        (bin_dir / name).chmod(0o755)
+    for host in ("h0", "node-003"):
+        log.unlink(missing_ok=True)
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PLACER_HOST": host}
+        subprocess.run(["bash", str(out / "launch.sh")], env=env, check=True, timeout=60)
+        calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+        expected = [launch for launch in [*result.launches, result.router] if launch.host == host]
+        assert sorted(json.dumps(c[:-1]) for c in calls) == sorted(json.dumps(launch.argv) for launch in expected)
+        for call in calls:
+            launch = next(la for la in expected if la.argv == call[:-1])
+            assert all(call[-1].get(k) == v for k, v in launch.env.items())
