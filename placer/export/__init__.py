@@ -2,7 +2,9 @@
 
 Each engine module maps the plan's degrees onto that engine's arguments (each flag with the place
 its name was checked), writes the files the engine loads, and warns about every part of the plan
-the engine cannot express.
+the engine cannot express. A disaggregated plan (``placer.plan/2``) goes through
+:class:`DisaggInput` to each engine's ``*_disagg`` module: prefill and decode instances with a
+line per node, and the router in front of them (:mod:`placer.export.disagg`).
 """
 
 from __future__ import annotations
