@@ -154,7 +154,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="placer's processes over layers")
     parser.add_argument("--case", choices=[c.name.split()[0] for c in CASES], default=None)
     parser.add_argument("--drift", type=float, default=0.0, help="share of experts whose popularity moves")
-    parser.add_argument("--migrate", action="store_true", help="re-placement table, K = 0, 8, 32, 128")
+    parser.add_argument("--migrate", action="store_true", help="re-placement table, K = 0, 8, 32, 128 (with --drift)")
+    parser.add_argument("--shrink", type=float, default=0.3, help="hedged placer: blend with uniform loads")
     args = parser.parse_args()
     shape = SHAPES[args.shape]
     layers = args.layers or shape.layers
@@ -188,8 +189,8 @@ def main() -> None:
                 maps = [method(p) for p in seen_p]
                 _row(case.name, name, maps, fit_p, test_p, time.perf_counter() - started, pool)
             variants = [(f"placer <= {args.target:g}", seen_p)]
-            if args.drift and not case.loads_only:
-                variants.append(("placer hedged", [hedged_problem(p) for p in seen_p]))
+            if args.drift:
+                variants.append((f"placer hedged {args.shrink:g}", [hedged_problem(p, 4, args.shrink) for p in seen_p]))
             placed = None
             for name, problems in variants:
                 started = time.perf_counter()
@@ -199,7 +200,7 @@ def main() -> None:
                 _row(case.name, name, maps, fit_p, test_p, wall, pool, _status(results))
                 placed = placed or maps
             if args.migrate:
-                _migration(case, shape, seen_p, placed, args, rank_node, slots, pool)
+                _migration(case, test_stats, placed, args, rank_node, slots, pool)
 
 
 def _migrate_one(job):  # type: ignore[no-untyped-def]
@@ -207,18 +208,20 @@ def _migrate_one(job):  # type: ignore[no-untyped-def]
     return migrate_layer(problem, in_service, k, target, layer_time)
 
 
-def _migration(case, shape, seen_p, placed, args, rank_node, slots, pool):  # type: ignore[no-untyped-def]
-    """Map in service: placer's on the fit window. New statistics: a later window whose
-    popularity drifted (a quarter of the experts re-ranked); K copies may move per layer."""
-    _, new_fit, new_test = windows(case, shape, len(seen_p), args.tokens, args.test_tokens, args.seed + 1, 0.25)
+def _migration(case, later, placed, args, rank_node, slots, pool):  # type: ignore[no-untyped-def]
+    """Map in service: placer's on the fit window. New statistics: the first half of the later
+    (with --drift, drifted) window; scored on it and on its second half; K copies may move per
+    layer (each a copy of one expert's weights written into a slot)."""
+    half = args.test_tokens // 2
+    meta = _meta(later)
+    new_fit = stats_from_traces([la.traces[:half] for la in later.layers], later.num_experts, "new", **meta)
+    new_test = stats_from_traces([la.traces[half:] for la in later.layers], later.num_experts, "new+", **meta)
     new_seen = (
-        stats_from_loads([la.loads for la in new_fit.layers], TOP_K, "new loads", **_meta(new_fit))
+        stats_from_loads([la.loads for la in new_fit.layers], TOP_K, "new loads", **meta)
         if case.loads_only
         else new_fit
     )
     new_p, fit_p, test_p = (_problems(s, rank_node, slots) for s in (new_seen, new_fit, new_test))
-    # the map in service came from the old window: its layers keep their own experts' ids, but the
-    # new window's popularity is a fresh draw, so the old map is as good as unplaced for it
     for k in (0, 8, 32, 128):
         started = time.perf_counter()
         jobs = [(p, m, k, args.target, args.layer_time) for p, m in zip(new_p, placed, strict=True)]

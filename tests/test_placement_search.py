@@ -100,4 +100,6 @@ def test_hedged_loads_keep_total_and_raise_varying_experts():
     assert hedged.routing.loads.sum() == pytest.approx(problem.routing.loads.sum())
     assert hedged.routing.traces is problem.routing.traces
     loads_only = _grouped(True)
-    assert hedged_problem(loads_only) is loads_only
+    assert hedged_problem(loads_only).routing.loads == pytest.approx(loads_only.routing.loads)
+    flat = hedged_problem(loads_only, shrink=1.0).routing.loads
+    assert flat == pytest.approx(np.full(64, 4 / 64))

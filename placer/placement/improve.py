@@ -168,15 +168,18 @@ def migrate_layer(
     return Migration(placement, placement_metrics(placement, problem), ranks.moved, time.perf_counter() - started)
 
 
-def hedged_problem(problem: LayerPlacementProblem, windows: int = 4) -> LayerPlacementProblem:
-    """The layer with loads hedged against drift: each expert's largest load over ``windows``
-    consecutive parts of the traces (a margin on the experts whose load moves), rescaled to the
-    same total; the traces are kept for traffic. Without traces the problem is returned as is."""
+def hedged_problem(problem: LayerPlacementProblem, windows: int = 4, shrink: float = 0.0) -> LayerPlacementProblem:
+    """The layer with loads hedged against drift, for a map that must serve a later window: each
+    expert's largest load over ``windows`` consecutive parts of the traces (a margin on the experts
+    whose load moves; loads only: the loads), blended with the uniform load by ``shrink`` (a margin
+    on every cold expert, which drift may heat), rescaled to the same total; the traces are kept
+    for traffic."""
     routing = problem.routing
-    if routing.traces is None or routing.traces.shape[0] < windows:
-        return problem
-    parts = np.array_split(np.asarray(routing.traces), windows)
-    per_part = np.array([np.bincount(p.ravel(), minlength=routing.num_experts) / p.shape[0] for p in parts])
-    hedged = per_part.max(axis=0)
-    hedged *= routing.loads.sum() / hedged.sum()
+    loads = routing.loads
+    if routing.traces is not None and routing.traces.shape[0] >= windows:
+        parts = np.array_split(np.asarray(routing.traces), windows)
+        per_part = np.array([np.bincount(p.ravel(), minlength=routing.num_experts) / p.shape[0] for p in parts])
+        loads = per_part.max(axis=0)
+    hedged = (1 - shrink) * loads / loads.sum() + shrink / loads.size
+    hedged = hedged * routing.loads.sum()
     return dataclasses.replace(problem, routing=LayerRouting(hedged, routing.traces))
