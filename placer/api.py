@@ -15,14 +15,15 @@ from placer.costmodel.params import count_params, declared_param_warnings
 from placer.errors import EXIT_INFEASIBLE, EXIT_NO_PLAN_IN_TIME, EXIT_OK, InputError
 from placer.evaluator import Evaluation, check_plan_fits_model, evaluate
 from placer.files import write_atomic
+from placer.loading import load_any_plan, load_plan
 from placer.loading import load_model as _load_model
-from placer.loading import load_plan
 from placer.problem import Problem, load_problem
 from placer.report.plan_json import dumps, plan_with_figures
 from placer.report.result_json import result_document
 from placer.result import Result, SolveStatus
-from placer.schema import HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
+from placer.schema import DisaggregatedPlan, HardwareProfile, Instance, ModelSpec, Plan, SolverInfo
 from placer.serving import evaluate_serving
+from placer.serving_disagg import DisaggEvaluation
 from placer.solve import solve
 from placer.stopping import StopToken
 
@@ -58,18 +59,37 @@ def load_model(ref: str | Path) -> ModelSpec:
     return _load_model(ref)
 
 
-def evaluate_files(instance: str | Path, plan: str | Path) -> tuple[Problem, Evaluation]:
-    """Load both files and evaluate the plan on the instance."""
+def evaluate_files(instance: str | Path, plan: str | Path) -> tuple[Problem, Evaluation | DisaggEvaluation]:
+    """Load both files and evaluate the plan on the instance (aggregated or disaggregated)."""
 
     problem = load_problem(instance)
-    plan_spec = load_plan(plan)
+    plan_spec = load_any_plan(plan)
+    if isinstance(plan_spec, DisaggregatedPlan):
+        return problem, evaluate_disaggregated_file(problem, plan_spec, str(plan))
     check_plan_fits_model(problem, plan_spec, str(plan))  # here, so that its errors name the plan file
     # serving workloads take TTFT / TPOT / throughput from the steady-state model; burst: evaluate()
     return problem, evaluate_serving(problem, plan_spec)
 
 
+def evaluate_disaggregated_file(problem: Problem, plan: DisaggregatedPlan, source: str | None) -> DisaggEvaluation:
+    """Each pool checked against the model and cluster as an aggregated plan of its own GPUs (errors
+    name ``prefill.``/``decode.`` fields of ``source``), then the whole priced; a workload the
+    disaggregated model does not serve is an input error naming ``workload.kind``."""
+    from placer.serving_disagg import evaluate_disaggregated
+
+    for phase in ("prefill", "decode"):
+        try:
+            check_plan_fits_model(problem, plan.pool_plan(phase), source)
+        except InputError as exc:
+            raise InputError([(f"{phase}.{f}" if f else phase, r) for f, r in exc.problems], exc.source) from None
+    if problem.workload.kind == "burst":
+        reason = "a disaggregated plan serves requests (kinds rate, concurrency, offline), not a burst of one batch"
+        raise InputError.single("workload.kind", reason, problem.name)
+    return evaluate_disaggregated(problem, plan)
+
+
 def plan_document(
-    evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None
+    evaluation: Evaluation | DisaggEvaluation, status: str | None = None, solver: SolverInfo | None = None
 ) -> dict[str, Any]:
     """The plan JSON with every computed figure."""
     return plan_with_figures(evaluation, status, solver)
@@ -172,7 +192,7 @@ def sweep(
 
 
 def write_outputs(
-    out_dir: str | Path, problem: Problem, evaluation: Evaluation, document: dict[str, Any]
+    out_dir: str | Path, problem: Problem, evaluation: Evaluation | DisaggEvaluation, document: dict[str, Any]
 ) -> list[Path]:
     """Write ``<instance>.plan.json`` and ``<instance>.md`` into ``out_dir``."""
     from placer.report.markdown import evaluation_markdown

@@ -126,6 +126,7 @@ def frontier(
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="points solved in parallel")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the points as JSON")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="write frontier.png, .md and .json here")] = None,
+    disaggregation: Annotated[Disaggregation | None, typer.Option("--disaggregation", help=DISAGGREGATION_HELP)] = None,
 ) -> None:
     """Output tokens/s per GPU against tokens/s per user: each point the proven optimum at a TPOT
     bound, with its degrees and concurrency; and GPUs needed against demand."""
@@ -135,7 +136,7 @@ def frontier(
 
     bounds = _numbers(tpot_ms, "--tpot-ms") or list(DEFAULT_TPOT_MS)
     demands = _numbers(demand_rps, "--demand-rps")
-    problem = api.load_problem(instance)
+    problem = _disaggregated(api.load_problem(instance), disaggregation)
     points = run_frontier(problem, bounds, demands, time_limit_s=time_limit, jobs=jobs)
     written = write_frontier(out, problem.name, points) if out is not None else []
     if as_json:
@@ -188,6 +189,25 @@ def schema(kind: Annotated[SchemaKind, typer.Argument(help="which document")]) -
     emit_json(api.json_schema(kind.value))
 
 
+class Disaggregation(str, Enum):
+    off = "off"
+    allow = "allow"
+    only = "only"
+
+
+#: ``--disaggregation``: the same option on ``solve``, ``compare`` and ``frontier``.
+DISAGGREGATION_HELP = (
+    "prefill/decode disaggregation: off, allow (aggregated or two pools, whichever is better) or only; "
+    "overrides the instance's objective.disaggregation"
+)
+
+
+def _disaggregated(problem: Any, mode: Disaggregation | None) -> Any:
+    from placer.compare import with_disaggregation
+
+    return with_disaggregation(problem, mode.value if mode is not None else None)
+
+
 class Backend(str, Enum):
     auto = "auto"
     cpsat = "cpsat"
@@ -216,6 +236,7 @@ def solve(
     no_timings: Annotated[
         bool, typer.Option("--no-timings", help="leave out the wall-clock 'timings' (output comparable across runs)")
     ] = False,
+    disaggregation: Annotated[Disaggregation | None, typer.Option("--disaggregation", help=DISAGGREGATION_HELP)] = None,
 ) -> None:
     """Find the best plan under the instance's objective, proven optimal or with its gap.
 
@@ -226,7 +247,7 @@ def solve(
     # The limit counts from here: loading the instance and every step of the solve are inside it.
     token = StopToken.after(time_limit)
     with sigint_stops(token):
-        problem = api.load_problem(instance)
+        problem = _disaggregated(api.load_problem(instance), disaggregation)
         result = api.solve(problem, backend=backend.value, time_limit_s=None, workers=workers, seed=seed,
                            max_gpus=max_gpus, stop=token)  # fmt: skip
     document = api.result_document(result, problem, timings=not no_timings)
@@ -262,6 +283,7 @@ def compare(
     no_timings: Annotated[
         bool, typer.Option("--no-timings", help="leave out the wall-clock 'timings' (output comparable across runs)")
     ] = False,
+    disaggregation: Annotated[Disaggregation | None, typer.Option("--disaggregation", help=DISAGGREGATION_HELP)] = None,
 ) -> None:
     """Solve each instance on each hardware profile (in parallel processes) and compare the plans.
 
@@ -276,7 +298,10 @@ def compare(
     sweep_spec = cmp.parse_sweep(sweep) if sweep else None
     for path in instances:  # every input is checked before the first solve
         api.load_problem(path)
-    settings = cmp.SolveSettings(backend=backend.value, time_limit_s=time_limit, workers=workers, seed=seed)
+    mode = disaggregation.value if disaggregation is not None else None
+    settings = cmp.SolveSettings(
+        backend=backend.value, time_limit_s=time_limit, workers=workers, seed=seed, disaggregation=mode
+    )
     documents = []
     for path in instances:
         tasks = len(names) * (1 + (len(sweep_spec[1]) if sweep_spec else 0))

@@ -37,6 +37,7 @@ from placer.evaluator import Evaluation
 from placer.problem import Problem, load_problem
 from placer.result import Result, SolveStatus
 from placer.schema import ClusterSpec, SLOs
+from placer.serving_disagg import DisaggEvaluation
 from placer.sweep.executors import Executor, LocalExecutor
 
 GB = 1e9
@@ -56,6 +57,20 @@ class SolveSettings:
     workers: int = 1
     seed: int = 0
     max_gpus: int | None = None
+    disaggregation: str | None = None  # "off" | "allow" | "only" overrides objective.disaggregation
+
+
+#: The values of ``objective.disaggregation`` (and of the CLI's ``--disaggregation``).
+DISAGGREGATION_MODES = ("off", "allow", "only")
+
+
+def with_disaggregation(problem: Problem, mode: str | None) -> Problem:
+    """``problem`` with ``objective.disaggregation`` set to ``mode`` (None: as the instance says)."""
+    if mode is None or mode == problem.objective.disaggregation:
+        return problem
+    if mode not in DISAGGREGATION_MODES:
+        raise InputError.single("--disaggregation", f"expected one of {', '.join(DISAGGREGATION_MODES)}, got {mode!r}")
+    return problem.replace(objective=problem.objective.model_copy(update={"disaggregation": mode}))
 
 
 @dataclass(frozen=True)
@@ -76,7 +91,7 @@ class Entry:
     result: Result
 
     @property
-    def evaluation(self) -> Evaluation | None:
+    def evaluation(self) -> Evaluation | DisaggEvaluation | None:
         return self.result.evaluation
 
 
@@ -147,8 +162,8 @@ def problem_on_hardware(problem: Problem, hardware_name: str) -> Problem:
     return problem.replace(hardware=hardware, cluster=cluster)
 
 
-def problem_for_task(base: Problem, task: Task) -> Problem:
-    problem = problem_on_hardware(base, task.hardware)
+def problem_for_task(base: Problem, task: Task, disaggregation: str | None = None) -> Problem:
+    problem = with_disaggregation(problem_on_hardware(base, task.hardware), disaggregation)
     if task.slo_overrides:
         slo = SLOs.model_validate({**problem.slo.model_dump(), **dict(task.slo_overrides)})
         problem = problem.replace(slo=slo)
@@ -159,7 +174,7 @@ def run_task(task: Task, settings: SolveSettings) -> tuple[Task, Problem, Result
     """Load, reshape and solve one task (top level so that worker processes can import it)."""
     from placer.solve import solve
 
-    problem = problem_for_task(load_problem(task.instance), task)
+    problem = problem_for_task(load_problem(task.instance), task, settings.disaggregation)
     result = solve(
         problem,
         backend=settings.backend,
@@ -221,7 +236,7 @@ def compare(
     hardware = list(dict.fromkeys(base.hardware.name if hw == OWN_HARDWARE else hw for hw in hardware))
     tasks = compare_tasks(instance, hardware, sweep)
     for task in tasks:  # reshaping and SLO overrides fail here, not in a worker
-        problem_for_task(base, task)
+        problem_for_task(base, task, settings.disaggregation)
     done = run_tasks(tasks, settings, jobs, on_done, executor)
     entries = [Entry(t, p, r) for t, p, r in done]
     count = len(hardware)
@@ -261,16 +276,19 @@ def entry_row(entry: Entry) -> dict[str, Any]:
         else:
             row["reason"] = "no plan within the time limit"
         return row
-    par = evaluation.plan.parallelism
-    memory = next(c for c in evaluation.slo if c.name == "memory_per_gpu")
+    row.update({"mode": "aggregated", "gpus": evaluation.gpus, "nodes": evaluation.nodes})
+    if isinstance(evaluation, DisaggEvaluation):
+        row["mode"] = "disaggregated"
+        row.update(_pool_columns(evaluation))
+        memory = max((c for c in evaluation.rules if c.name.endswith(".memory_per_gpu")), key=lambda c: c.value)
+    else:
+        row["parallelism"] = evaluation.plan.parallelism.model_dump()
+        row["stages"] = [list(st.layers) for st in evaluation.stages]
+        memory = next(c for c in evaluation.slo if c.name == "memory_per_gpu")
     binding = evaluation.binding
     price = problem.hardware.price_per_gpu_hour_usd
     row.update(
         {
-            "gpus": evaluation.gpus,
-            "nodes": evaluation.nodes,
-            "parallelism": par.model_dump(),
-            "stages": [list(st.layers) for st in evaluation.stages],
             "ttft_s": evaluation.ttft_s,
             "tpot_ms": evaluation.tpot_s * 1e3,
             "prefill_tokens_per_ms_per_gpu": evaluation.prefill_tokens_per_ms_per_gpu,
@@ -285,6 +303,25 @@ def entry_row(entry: Entry) -> dict[str, Any]:
         }
     )
     return row
+
+
+def _pool_columns(evaluation: DisaggEvaluation) -> dict[str, Any]:
+    """A disaggregated row's own columns: each pool's degrees, GPUs, nodes and partition, and the
+    KV path between them with its transfer time."""
+    plan = evaluation.plan
+    columns: dict[str, Any] = {}
+    for phase, nodes in (("prefill", evaluation.nodes_prefill), ("decode", evaluation.nodes_decode)):
+        pool = plan.pool(phase)
+        columns[phase] = {
+            "gpus": pool.gpus,
+            "nodes": list(nodes),
+            "parallelism": pool.parallelism.model_dump(),
+            "stages": [list(st.layers) for st in pool.stages],
+        }
+    transfer = evaluation.point.transfer
+    columns["kv_path"] = transfer.path.kind
+    columns["kv_transfer_ms"] = transfer.mean_s * 1e3 if math.isfinite(transfer.mean_s) else None
+    return columns
 
 
 def comparison_document(comparison: Comparison, timings: bool = True) -> dict[str, Any]:

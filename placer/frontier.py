@@ -7,6 +7,14 @@ per GPU, and the concurrency to ``auto`` (the largest per replica that meets the
 A tighter bound only removes plans, so the optimum never rises as the bound tightens: the points
 form a non-increasing curve (a test checks it). The same loop with a ``rate`` workload and the
 fewest-GPUs objective gives GPUs needed against demand.
+
+Disaggregated plans (``objective.disaggregation`` ``allow`` or ``only``, or ``--disaggregation``):
+the demand points are solved with the instance's mode, so each is the better of the two kinds (or
+a disaggregated plan only) and says which. The interactivity points keep one curve per kind: the
+aggregated one as above (``allow``), and a disaggregated one solved with the instance's own load
+(its ``concurrency``, rate or offline batch, as given) at each TPOT bound, because the serving
+solve does not yet choose the concurrency of a pair of pools (``objective.concurrency: auto``). A
+tighter bound still only removes plans, so each curve is non-increasing on its own.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from typing import Any
 
 from placer.problem import Problem
 from placer.result import Result, SolveStatus
+from placer.schema import AnyPlan, DisaggregatedPlan
+from placer.serving_disagg import DisaggPoint
 from placer.solve import solve
 
 #: TPOT bounds tried when none are given [ms]: 10 to 200 tokens/s per user.
@@ -38,37 +48,57 @@ class FrontierPoint:
     status: str
     gap: float | None
     gpus: int | None = None
-    degrees: str | None = None  # "pp1 tp1 dp8 ep8 tpm1 x1"
+    degrees: str | None = None  # "pp1 tp1 dp8 ep8 tpm1 x1"; disaggregated "P <prefill pool's> + D <decode pool's>"
     concurrency: float | None = None  # requests in flight on the deployment
     tpot_ms: float | None = None
     ttft_s: float | None = None
     tokens_per_s_per_user: float | None = None
     tokens_per_s_per_gpu: float | None = None
     reason: str | None = None
+    #: "aggregated" or "disaggregated": the plan's kind, or (no plan) the kind the point asked for,
+    #: "either" when both were allowed
+    mode: str = "aggregated"
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def point_from(axis: str, value: float, result: Result) -> FrontierPoint:
-    """A frontier point from a solve's result (its evaluation's serving figures)."""
+def degrees_of(plan: AnyPlan | None) -> str:
+    """The plan's degrees in one line; a disaggregated plan's two pools ``P ... + D ...``."""
+    if plan is None:
+        return ""
+    if isinstance(plan, DisaggregatedPlan):
+        return f"P {plan.prefill.parallelism.label} + D {plan.decode.parallelism.label}"
+    return plan.parallelism.label
+
+
+def _asked_mode(problem: Problem) -> str:
+    return {"off": "aggregated", "only": "disaggregated"}.get(problem.objective.disaggregation, "either")
+
+
+def point_from(axis: str, value: float, result: Result, asked: str = "aggregated") -> FrontierPoint:
+    """A frontier point from a solve's result (its evaluation's serving figures); ``asked`` is the
+    kind the solve was allowed (the point's ``mode`` when it has no plan)."""
     evaluation = result.evaluation
     if evaluation is None or evaluation.serving is None or result.status == SolveStatus.INFEASIBLE:
         reason = result.explanation[0] if result.explanation else result.status.value
-        return FrontierPoint(axis, value, result.status.value, result.gap, reason=reason)
+        return FrontierPoint(axis, value, result.status.value, result.gap, reason=reason, mode=asked)
     point = evaluation.serving
+    disaggregated = isinstance(point, DisaggPoint)
+    concurrency = point.concurrency if disaggregated else point.concurrency_per_replica * point.replicas
     return FrontierPoint(
         axis,
         value,
         result.status.value,
         result.gap,
         gpus=evaluation.gpus,
-        degrees=result.plan.parallelism.label if result.plan is not None else "",
-        concurrency=point.concurrency_per_replica * point.replicas,
+        degrees=degrees_of(result.plan),
+        concurrency=concurrency,
         tpot_ms=point.tpot_s * 1e3,
         ttft_s=point.ttft_s,
         tokens_per_s_per_user=1.0 / point.tpot_s if point.tpot_s > 0 else math.inf,
         tokens_per_s_per_gpu=point.output_tokens_per_s_per_gpu,
+        mode="disaggregated" if disaggregated else "aggregated",
     )
 
 
@@ -77,7 +107,22 @@ def tpot_problem(problem: Problem, tpot_ms: float) -> Problem:
     workload = problem.workload
     cap = max(FRONTIER_MAX_CONCURRENCY, workload.concurrency or 0, workload.batch_size or 0)
     workload = workload.model_copy(update={"kind": "concurrency", "concurrency": cap, "batch_size": cap})
-    objective = problem.objective.model_copy(update={"primary": "max_throughput_per_gpu", "concurrency": "auto"})
+    objective = problem.objective.model_copy(
+        update={"primary": "max_throughput_per_gpu", "concurrency": "auto", "disaggregation": "off"}
+    )
+    slo = problem.slo.model_copy(update={"tpot_ms": tpot_ms})
+    return problem.replace(workload=workload, objective=objective, slo=slo)
+
+
+def disagg_tpot_problem(problem: Problem, tpot_ms: float) -> Problem:
+    """``problem`` asking for the most output tokens/s per GPU of a disaggregated plan at TPOT <=
+    ``tpot_ms``, under the instance's own load (a burst becomes that many requests in flight)."""
+    workload = problem.workload
+    if workload.kind == "burst":
+        workload = workload.model_copy(update={"kind": "concurrency", "concurrency": workload.batch_size})
+    objective = problem.objective.model_copy(
+        update={"primary": "max_throughput_per_gpu", "concurrency": "given", "disaggregation": "only"}
+    )
     slo = problem.slo.model_copy(update={"tpot_ms": tpot_ms})
     return problem.replace(workload=workload, objective=objective, slo=slo)
 
@@ -91,7 +136,8 @@ def demand_problem(problem: Problem, rate_rps: float) -> Problem:
 
 def _solve_point(task: tuple[Problem, str, float, float | None, str]) -> FrontierPoint:
     problem, axis, value, time_limit_s, backend = task
-    return point_from(axis, value, solve(problem, backend=backend, time_limit_s=time_limit_s))
+    result = solve(problem, backend=backend, time_limit_s=time_limit_s)
+    return point_from(axis, value, result, _asked_mode(problem))
 
 
 def frontier(
@@ -104,8 +150,14 @@ def frontier(
     on_done: Callable[[FrontierPoint], None] | None = None,
 ) -> list[FrontierPoint]:
     """Solve every point (``jobs`` processes; each solve is deterministic, so the points do not
-    depend on ``jobs``); the interactivity points first, then the demand points, in input order."""
-    tasks = [(tpot_problem(problem, t), "tpot_ms", float(t), time_limit_s, backend) for t in tpot_ms]
+    depend on ``jobs``); the interactivity points first (the aggregated curve, then the
+    disaggregated one, as ``objective.disaggregation`` allows), then the demand points, in input order."""
+    mode = problem.objective.disaggregation
+    tasks: list[tuple[Problem, str, float, float | None, str]] = []
+    if mode != "only":
+        tasks += [(tpot_problem(problem, t), "tpot_ms", float(t), time_limit_s, backend) for t in tpot_ms]
+    if mode != "off":
+        tasks += [(disagg_tpot_problem(problem, t), "tpot_ms", float(t), time_limit_s, backend) for t in tpot_ms]
     tasks += [(demand_problem(problem, d), "rate_rps", float(d), time_limit_s, backend) for d in demands_rps]
     points: list[FrontierPoint] = []
     if jobs <= 1:

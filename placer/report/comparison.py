@@ -14,7 +14,8 @@ from typing import Any
 
 from placer.compare import Comparison, Entry, comparison_document
 from placer.report.plan_json import dumps
-from placer.report.terminal import fmt
+from placer.report.terminal import degrees_text, fmt
+from placer.serving_disagg import DisaggEvaluation
 
 
 def stable_document(document: dict[str, Any]) -> dict[str, Any]:
@@ -45,11 +46,22 @@ def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bo
     if evaluation is not None and pictures:
         from placer.report import plots
 
-        if entry.problem.model.moe is not None:
+        disaggregated = isinstance(evaluation, DisaggEvaluation)
+        if entry.problem.model.moe is not None and disaggregated:
+            for phase in ("prefill", "decode"):  # each pool's own expert load, as an aggregated plan
+                pool_eval = getattr(evaluation, phase)
+                written += plots.placement_heatmap(
+                    entry.problem, pool_eval, folder / f"{hw}-{phase}-placement", formats
+                )
+                figures.append(
+                    (f"Expert load per (MoE layer, GPU), {phase} pool", f"{hw}-{phase}-placement.{formats[0]}")
+                )
+        elif entry.problem.model.moe is not None:
             written += plots.placement_heatmap(entry.problem, evaluation, folder / f"{hw}-placement", formats)
             figures.append(("Expert load per (MoE layer, GPU)", f"{hw}-placement.{formats[0]}"))
         written += plots.topology_picture(entry.problem, evaluation, folder / f"{hw}-topology", formats)
-        figures.append(("Topology with all-to-all traffic per link", f"{hw}-topology.{formats[0]}"))
+        caption = "Pools and the KV path between them" if disaggregated else "Topology with all-to-all traffic per link"
+        figures.append((caption, f"{hw}-topology.{formats[0]}"))
     if evaluation is not None:
         report = evaluation_markdown(entry.problem, evaluation, document, pictures=figures)
     else:
@@ -122,8 +134,7 @@ def comparison_markdown(document: dict[str, Any], charts: Sequence[tuple[str, st
             lines.append(f"| {hw} |" + " — |" * 12 + f" {row['status']} | {gap} | [report]({hw}.md) |")
             reasons.append(f"- **{hw}**: {row.get('reason', '')}")
             continue
-        p = row["parallelism"]
-        degrees = f"{p['pp']}·{p['tp']}·{p['dp_attn']}·{p['ep']}·{p['tp_moe']}·{p['replicas']}"
+        degrees = degrees_text(row)
         binding = (
             f"**{row['binding_constraint']}** ({row['binding_slack']:+.1%})" if row.get("binding_constraint") else "—"
         )
@@ -142,6 +153,12 @@ def comparison_markdown(document: dict[str, Any], charts: Sequence[tuple[str, st
         "fullest GPU; cost is the profile's GPU-hour price over the phase's throughput (— when the profile has no "
         "price).",
     ]
+    if any(row.get("mode") == "disaggregated" for row in document["rows"]):
+        lines += [
+            "",
+            "`P … + D …`: a disaggregated plan, the prefill pool's degrees then the decode pool's; its GPUs, "
+            "throughput per GPU and headroom (fullest GPU of either pool) count both pools.",
+        ]
     sweep = document.get("sweep")
     if sweep:
         key = sweep["slo"]

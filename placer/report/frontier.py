@@ -10,6 +10,20 @@ from rich.table import Table
 
 from placer.frontier import FrontierPoint
 
+#: What a frontier with disaggregated plans shows, under its table.
+DISAGG_NOTE = (
+    "`P … + D …`: a disaggregated plan, the prefill pool's degrees then the decode pool's (GPUs count both). "
+    "The disaggregated TPOT points are solved at the instance's own load (concurrency not chosen: the serving "
+    "solve does not choose it for a pair of pools yet); a demand point is the better of both kinds when both are "
+    "allowed."
+)
+
+
+def _no_plan(point: FrontierPoint) -> str:
+    """Why a point has no plan, naming the kind asked for when it was not only aggregated."""
+    reason = point.reason or ""
+    return reason if point.mode == "aggregated" else f"{point.mode}: {reason}"
+
 
 def _num(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
@@ -37,9 +51,11 @@ def print_frontier(console: Console, name: str, points: Sequence[FrontierPoint])
                 _num(p.ttft_s, 2),
                 _num(p.concurrency),
                 _num(p.gpus),
-                p.degrees or (p.reason or "")[:60],
+                p.degrees or _no_plan(p)[:60],
             )
         console.print(table)
+    if any(p.mode != "aggregated" for p in points):
+        console.print(f"[dim]{DISAGG_NOTE}[/]", highlight=False)
 
 
 def frontier_markdown(name: str, points: Sequence[FrontierPoint], picture: str | None) -> str:
@@ -57,9 +73,15 @@ def frontier_markdown(name: str, points: Sequence[FrontierPoint], picture: str |
         lines.append(
             f"| {p.axis} | {p.value:g} | {p.status} | {_num(p.tokens_per_s_per_gpu)} | "
             f"{_num(p.tokens_per_s_per_user, 1)} | {_num(p.tpot_ms, 1)} | {_num(p.ttft_s, 2)} | "
-            f"{_num(p.concurrency)} | {_num(p.gpus)} | {p.degrees or p.reason or ''} |"
+            f"{_num(p.concurrency)} | {_num(p.gpus)} | {p.degrees or _no_plan(p)} |"
         )
+    if any(p.mode != "aggregated" for p in points):
+        lines += ["", DISAGG_NOTE]
     return "\n".join(lines) + "\n"
+
+
+#: Marker and colour of each curve (the aggregated one as before disaggregation existed).
+SERIES_STYLES = {"aggregated": ("o", "#3b6fb6"), "disaggregated": ("s", "#DD8452")}
 
 
 def frontier_figure(name: str, points: Sequence[FrontierPoint]):  # type: ignore[no-untyped-def]
@@ -75,15 +97,27 @@ def frontier_figure(name: str, points: Sequence[FrontierPoint]):  # type: ignore
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     xs = [p.tokens_per_s_per_user for p in solved]
     ys = [p.tokens_per_s_per_gpu for p in solved]
-    ax.plot(xs, ys, marker="o", color="#3b6fb6")
+    modes = list(dict.fromkeys(p.mode for p in points if p.axis == "tpot_ms"))
+    for mode in modes:  # one curve per kind of plan: aggregated, disaggregated
+        curve = [(x, y) for p, x, y in zip(solved, xs, ys, strict=True) if p.mode == mode]
+        style = SERIES_STYLES.get(mode, SERIES_STYLES["aggregated"])
+        label = f"{mode} plans" if len(modes) > 1 else None
+        ax.plot([c[0] for c in curve], [c[1] for c in curve], marker=style[0], color=style[1], label=label)
+    labelled = set()
     for p, x, y in zip(solved, xs, ys, strict=True):
+        if (x, y, p.degrees) in labelled:  # the same optimum at two bounds: one label
+            continue
+        labelled.add((x, y, p.degrees))
+        degrees = (p.degrees or "").replace(" + ", "\n+ ")  # a disaggregated plan's two pools on two lines
         ax.annotate(
-            f"{p.degrees}\nn={p.concurrency:,.0f}, {p.gpus} GPUs",
+            f"{degrees}\nn={p.concurrency:,.0f}, {p.gpus} GPUs",
             (x, y),
             textcoords="offset points",
             xytext=(6, 6),
             fontsize=7,
         )
+    if len(modes) > 1:
+        ax.legend(fontsize=8, loc="lower left")
     plain = FuncFormatter(lambda v, _pos: f"{v:,.0f}")
     ax.xaxis.set_major_formatter(plain)
     ax.yaxis.set_major_formatter(plain)

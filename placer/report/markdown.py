@@ -10,17 +10,21 @@ from placer.evaluator import Evaluation
 from placer.problem import Problem
 from placer.report.objective import objective_phase, term_label
 from placer.report.terminal import METRIC_LABELS, fmt
+from placer.serving_disagg import DisaggEvaluation
 
 GB = 1e9
 
 
 def evaluation_markdown(
-    problem: Problem, evaluation: Evaluation, document: dict[str, Any], *, pictures: Sequence[tuple[str, str]] = ()
+    problem: Problem,
+    evaluation: Evaluation | DisaggEvaluation,
+    document: dict[str, Any],
+    *,
+    pictures: Sequence[tuple[str, str]] = (),
 ) -> str:
     """A self-contained report: decisions, stages, figures, constraints, assumptions; ``pictures``
-    are ``(caption, relative path)`` pairs shown at the end."""
-    plan = evaluation.plan
-    par = plan.parallelism
+    are ``(caption, relative path)`` pairs shown at the end. A disaggregated plan shares the
+    opening (status, solver, objective), then reads per pool and for the whole."""
     lines = [f"# {problem.name}: {evaluation.gpus} x {problem.hardware.name}", ""]
     if problem.description:
         lines += [problem.description, ""]
@@ -42,6 +46,12 @@ def evaluation_markdown(
         lines.append("")
     for warning in declared_param_warnings(problem.model):
         lines += [f"> **Warning:** {warning}", ""]
+    if isinstance(evaluation, DisaggEvaluation):
+        from placer.report.disagg import disagg_markdown
+
+        return disagg_markdown(problem, evaluation, document, lines, pictures)
+    plan = evaluation.plan
+    par = plan.parallelism
     lines += [
         "## Decisions",
         "",

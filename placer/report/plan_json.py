@@ -9,6 +9,7 @@ from typing import Any
 
 from placer.evaluator import Evaluation
 from placer.schema import Plan, SolverInfo
+from placer.serving_disagg import DisaggEvaluation
 
 
 def dumps(document: Any) -> str:
@@ -80,9 +81,14 @@ def evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
 
 
 def plan_with_figures(
-    evaluation: Evaluation, status: str | None = None, solver: SolverInfo | None = None
+    evaluation: Evaluation | DisaggEvaluation, status: str | None = None, solver: SolverInfo | None = None
 ) -> dict[str, Any]:
-    """The plan file a user keeps: the decisions, then every figure the evaluator computed."""
+    """The plan file a user keeps: the decisions, then every figure the evaluator computed (a
+    disaggregated plan's: :func:`placer.report.disagg.disagg_plan_with_figures`)."""
+    if isinstance(evaluation, DisaggEvaluation):
+        from placer.report.disagg import disagg_plan_with_figures
+
+        return disagg_plan_with_figures(evaluation, status, solver)
     plan: Plan = evaluation.plan
     output_only = {"metrics", "slo", "status", "solver", "evaluation", "objective", "search", "timings"}
     data = plan.model_dump(mode="json", exclude=output_only, exclude_none=True)

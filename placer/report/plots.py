@@ -18,6 +18,7 @@ import numpy as np
 
 from placer.evaluator import Evaluation
 from placer.problem import Problem
+from placer.serving_disagg import DisaggEvaluation
 
 FORMATS = ("png", "svg")
 STAGE_COLOURS = (
@@ -138,14 +139,17 @@ def placement_figure(problem: Problem, evaluation: Evaluation) -> Any:
 
 
 def topology_picture(
-    problem: Problem, evaluation: Evaluation, stem: Path, formats: Sequence[str] = FORMATS
+    problem: Problem, evaluation: Evaluation | DisaggEvaluation, stem: Path, formats: Sequence[str] = FORMATS
 ) -> list[Path]:
     """The NVLink domains a plan uses, each a box of its GPUs (coloured by stage), joined to the
     scale-out network by ONE line whose width is the domain's all-to-all bytes per token per MoE
     layer leaving it (the sum over its GPUs); the box edge's width is the bytes kept on NVLink.
 
     One line per domain, not per GPU: with 128 GPUs per-GPU lines are a wall that hides the labels.
-    Replicas are identical, so every replica's GPUs carry replica 0's figures."""
+    Replicas are identical, so every replica's GPUs carry replica 0's figures. A disaggregated
+    plan draws its pools and the KV path between them (:func:`disagg_topology_figure`)."""
+    if isinstance(evaluation, DisaggEvaluation):
+        return save_figure(disagg_topology_figure(problem, evaluation), stem, formats)
     return save_figure(topology_figure(problem, evaluation), stem, formats)
 
 
@@ -352,3 +356,120 @@ def frontier_figure(rows: Sequence[dict[str, Any]], slo: str, title: str) -> Any
 
 def _slo_unit(slo: str) -> str:
     return {"ttft_s": "s", "tpot_ms": "ms", "max_gpus": "GPUs"}.get(slo, "tokens/ms/GPU")
+
+
+#: Colours of the two pools of a disaggregated plan (the GPUs and the KV path's two legs).
+POOL_COLOURS = {"prefill": "#4C72B0", "decode": "#DD8452"}
+
+
+def pool_slots(evaluation: DisaggEvaluation, gpus_per_node: int) -> dict[int, list[str | None]]:
+    """Per node used (in order), each GPU slot's pool (``None``: idle). A pool's ranks fill its
+    nodes in order (``placer.schema.plan.Pool``); on a node both pools share, the prefill pool's
+    GPUs come first and the decode pool's take the next free slots."""
+    slots: dict[int, list[str | None]] = {}
+    for phase, nodes in (("prefill", evaluation.nodes_prefill), ("decode", evaluation.nodes_decode)):
+        left = evaluation.plan.pool(phase).gpus
+        for node in nodes:
+            row = slots.setdefault(node, [])
+            take = min(left, gpus_per_node - len(row))
+            row.extend([phase] * take)
+            left -= take
+    return {node: row + [None] * max(0, gpus_per_node - len(row)) for node, row in sorted(slots.items())}
+
+
+def disagg_topology_figure(problem: Problem, evaluation: DisaggEvaluation) -> Any:
+    """The nodes of a disaggregated plan, each a box of its GPUs coloured by pool, and the KV
+    cache's path from the prefill pool to the decode pool: over NVLink (a direct arrow, both pools
+    in one NVLink domain) or through the scale-out network (one line from each prefill node to
+    the network and one from it to each decode node), labelled with the bytes per request, the
+    lanes, the link's utilisation and the transfer time."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    plt = _pyplot()
+    gpn = problem.fabric.gpus_per_node
+    slots = pool_slots(evaluation, gpn)
+    transfer = evaluation.point.transfer
+    nvlink = transfer.path.kind == "nvlink"
+    cols = min(gpn, 4 if gpn <= 16 else 12)
+    rows = -(-gpn // cols)
+    gap = 2.4
+    total = len(slots) * cols + gap * (len(slots) - 1)
+    fig, ax = plt.subplots(figsize=(min(18.0, max(8.0, 4.5 + 0.28 * total)), 4.2 if nvlink else 5.4))
+    marker = max(12.0, min(80.0, 2500.0 / max(1, len(slots) * gpn)))
+    network = (total / 2 - 0.5, 4.2)
+    bottom = -0.8 * rows - 0.2
+    points: dict[str, list[tuple[float, float]]] = {"prefill": [], "decode": [], "idle": []}
+    tops: dict[str, list[float]] = {"prefill": [], "decode": []}
+    x0 = 0.0
+    for node, row in slots.items():
+        box = FancyBboxPatch(
+            (x0 - 0.5, bottom), cols, -bottom, boxstyle="round,pad=0.05,rounding_size=0.2",
+            facecolor="#F4F4F4", edgecolor="#555555", linewidth=1.0, zorder=2,
+        )  # fmt: skip
+        ax.add_patch(box)
+        for index, phase in enumerate(row):
+            points[phase or "idle"].append((x0 + index % cols, -0.6 - 0.8 * (index // cols)))
+        counts = {phase: row.count(phase) for phase in ("prefill", "decode") if phase in row}
+        for phase in counts:
+            tops[phase].append(x0 + (cols - 1) / 2)
+        text = f"node {node}\n" + " + ".join(f"{n} {phase}" for phase, n in counts.items())
+        ax.text(x0 + (cols - 1) / 2, bottom - 0.25, text, ha="center", va="top", fontsize=7, zorder=4)
+        x0 += cols + gap
+    for phase, xy in points.items():
+        if not xy:
+            continue
+        colour = POOL_COLOURS.get(phase, "white")
+        ax.scatter([p[0] for p in xy], [p[1] for p in xy], s=marker, color=colour, edgecolors="black",
+                   linewidths=0.4, zorder=3, gid=f"{phase}-gpus")  # fmt: skip
+    kv_text = (
+        f"KV cache {plain_number(transfer.bytes_per_request / 1e6)} MB/request over "
+        f"{'NVLink' if nvlink else 'scale-out'}, {transfer.lanes} lane(s), link {transfer.link_utilisation:.1%} "
+        f"busy, {plain_number(transfer.mean_s * 1e3)} ms"
+    )
+    if nvlink:
+        start = (sum(tops["prefill"]) / len(tops["prefill"]), 0.15)
+        end = (sum(tops["decode"]) / len(tops["decode"]), 0.15)
+        if abs(start[0] - end[0]) < 0.5:  # one node holds both pools: arrow between their halves
+            start, end = (start[0] - cols / 4, 0.15), (start[0] + cols / 4, 0.15)
+        arrow = FancyArrowPatch(
+            start, end, connectionstyle="arc3,rad=-0.5", arrowstyle="-|>", mutation_scale=14,
+            color="#2C7A2C", linewidth=2.2, zorder=5, gid="kv-path",
+        )  # fmt: skip
+        ax.add_patch(arrow)
+        ax.text((start[0] + end[0]) / 2, 1.9, kv_text, ha="center", va="bottom", fontsize=8, color="#2C7A2C")
+    else:
+        for phase in ("prefill", "decode"):
+            for x in tops[phase]:
+                ends = ((x, 0.1), network) if phase == "prefill" else (network, (x, 0.1))
+                ax.add_patch(
+                    FancyArrowPatch(
+                        *ends, arrowstyle="-|>", mutation_scale=12, color=POOL_COLOURS[phase], linewidth=1.6,
+                        alpha=0.85, zorder=1, gid=f"kv-{phase}-leg",
+                    )
+                )  # fmt: skip
+        ax.scatter([network[0]], [network[1]], s=260, marker="s", color="#333333", zorder=3)
+        ax.text(network[0], network[1] + 0.35, f"scale-out network\n{kv_text}", ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-1.5, total + 0.5)
+    ax.set_ylim(bottom - 1.6, 2.6 if nvlink else network[1] + 1.6)
+    ax.set_axis_off()
+    plan = evaluation.plan
+    handles = [
+        plt.Line2D([], [], marker="o", linestyle="", color=POOL_COLOURS[phase],
+                   label=f"{phase} pool: {plan.pool(phase).parallelism.label}, {plan.pool(phase).gpus} GPUs")
+        for phase in ("prefill", "decode")
+    ]  # fmt: skip
+    if points["idle"]:
+        handles.append(
+            plt.Line2D([], [], marker="o", linestyle="", color="white", markeredgecolor="black", label="idle GPU")
+        )
+    handles.append(
+        plt.Line2D([], [], color="#2C7A2C" if nvlink else "#333333", linewidth=2, label=f"KV path: {kv_text}")
+    )
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1, fontsize=8, frameon=False)
+    xpyd = f"{plan.prefill.parallelism.replicas}P{plan.decode.parallelism.replicas}D"
+    ax.set_title(
+        f"{problem.name} on {evaluation.gpus} x {problem.hardware.name} ({evaluation.nodes} node(s)), disaggregated "
+        f"{xpyd}\nGPUs coloured by pool; the KV cache goes from the prefill pool to the decode pool",
+        fontsize=10,
+    )
+    return fig

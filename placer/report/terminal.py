@@ -14,9 +14,11 @@ from placer.costmodel.params import count_params, declared_param_warnings, weigh
 from placer.evaluator import Evaluation
 from placer.problem import Problem
 from placer.report.objective import describe_terms, objective_phase, term_label, term_text
+from placer.report.text import fmt, warnings_panel
 from placer.result import Result
 from placer.schema import HardwareProfile, ModelSpec
 from placer.schema.model import WEIGHT_COMPONENTS
+from placer.serving_disagg import DisaggEvaluation
 
 GB = 1e9
 
@@ -33,23 +35,14 @@ METRIC_LABELS: dict[str, tuple[str, str, float]] = {
 }
 
 
-def fmt(value: float, digits: int = 4) -> str:
-    """A number with ``digits`` significant figures and thousands separators."""
-    if value == 0:
-        return "0"
-    if abs(value) >= 10 ** (digits - 1):
-        return f"{value:,.0f}"
-    return f"{value:.{digits}g}"
+def print_evaluation(console: Console, problem: Problem, evaluation: Evaluation | DisaggEvaluation, title: str) -> None:
+    """Degrees, stages with memory, metrics (claimed beside computed) and every constraint; a
+    disaggregated plan per pool and for the whole (:mod:`placer.report.disagg`)."""
+    if isinstance(evaluation, DisaggEvaluation):
+        from placer.report.disagg import print_disagg_evaluation
 
-
-def warnings_panel(console: Console, warnings: Iterable[str]) -> None:
-    items = list(warnings)
-    if items:
-        console.print(Panel("\n".join(f"• {w}" for w in items), title="warnings", border_style="yellow"))
-
-
-def print_evaluation(console: Console, problem: Problem, evaluation: Evaluation, title: str) -> None:
-    """Degrees, stages with memory, metrics (claimed beside computed) and every constraint."""
+        print_disagg_evaluation(console, problem, evaluation, title)
+        return
     plan = evaluation.plan
     par = plan.parallelism
     warnings_panel(console, [*declared_param_warnings(problem.model), *evaluation.notes])
@@ -324,6 +317,18 @@ def print_result(console: Console, problem: Problem, result: Result) -> None:
         print_placement(console, placement, copy_bytes_per_token(problem))
 
 
+def degrees_text(row: dict) -> str:
+    """A comparison row's degrees ``pp·tp·dp_attn·ep·tp_moe·replicas``; a disaggregated row
+    ``P <prefill pool's> + D <decode pool's>``."""
+
+    def dots(p: dict) -> str:
+        return f"{p['pp']}·{p['tp']}·{p['dp_attn']}·{p['ep']}·{p['tp_moe']}·{p['replicas']}"
+
+    if row.get("mode") == "disaggregated":
+        return f"P {dots(row['prefill']['parallelism'])} + D {dots(row['decode']['parallelism'])}"
+    return dots(row["parallelism"])
+
+
 def _opt(value: float | None, digits: int = 4) -> str:
     return "—" if value is None else fmt(value, digits)
 
@@ -352,8 +357,7 @@ def print_comparison(console: Console, document: dict) -> None:
             table.add_row(row["hardware"], *["—"] * 9, f"[{colour}]{status}[/]")
             reasons.append(f"{row['hardware']}: {row.get('reason', '')}")
             continue
-        p = row["parallelism"]
-        degrees = f"{p['pp']}·{p['tp']}·{p['dp_attn']}·{p['ep']}·{p['tp_moe']}·{p['replicas']}"
+        degrees = degrees_text(row)
         binding = row.get("binding_constraint")
         binding_text = f"[bold yellow]{binding}[/] ({row['binding_slack']:+.0%})" if binding else "—"
         cost = _opt(row.get("usd_per_million_output_tokens"), 3)
@@ -371,6 +375,11 @@ def print_comparison(console: Console, document: dict) -> None:
         "fullest GPU; x-node = all-to-all bytes per token per MoE layer leaving the node (dedup); $/M tokens = "
         "GPU-hour price over decode throughput (— without a price; prompt-token cost in the Markdown).[/]"
     )
+    if any(row.get("mode") == "disaggregated" for row in document["rows"]):
+        console.print(
+            "[dim]P … + D …: disaggregated, the prefill pool's and the decode pool's degrees; GPUs, throughput per "
+            "GPU and headroom (fullest GPU of either pool) count both pools.[/]"
+        )
     sweep = document.get("sweep")
     if sweep:
         print_sweep(console, sweep)
