@@ -124,12 +124,19 @@ PLACE_WORK_SHARE = 0.5
 
 
 def place_files(
-    instance: str | Path, plan: str | Path, time_limit_s: float = 10.0, stop: StopToken | None = None
+    instance: str | Path,
+    plan: str | Path,
+    time_limit_s: float = 10.0,
+    stop: StopToken | None = None,
+    in_service: str | Path | None = None,
+    max_moves: int = 0,
 ) -> PlaceOutcome:
     """Place experts for a plan file's degrees (``placer place``): the plan must fit the model.
 
     ``time_limit_s`` is a wall-clock promise for the call (with ``stop``, Ctrl-C too): half of it
-    is placement's work budget, and the deadline stops the work early on a loaded machine."""
+    is placement's work budget, and the deadline stops the work early on a loaded machine.
+    ``in_service``: a placed plan file whose expert maps serve now; each layer is re-placed from
+    its map moving at most ``max_moves`` expert copies."""
     from placer.backends.placement import node_solver
     from placer.placement.command import place_for_plan
 
@@ -144,6 +151,8 @@ def place_files(
         time_limit_s=time_limit_s * PLACE_WORK_SHARE,
         stop=deadline.should_stop,
         remaining_s=deadline.remaining_s,
+        in_service=load_plan(in_service) if in_service is not None else None,
+        max_moves=max_moves,
     )
     if outcome is None:
         raise InputError.single("model", f"{problem.model.name} has no MoE layers: nothing to place", str(instance))

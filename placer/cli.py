@@ -438,6 +438,12 @@ def place(
     time_limit: Annotated[
         float, typer.Option("--time-limit", min=0.0, help="seconds for the whole command (Ctrl-C keeps what is placed)")
     ] = 10.0,
+    in_service: Annotated[
+        Path | None, typer.Option("--from", help="placed plan in service: re-place from its expert maps")
+    ] = None,
+    max_moves: Annotated[
+        int, typer.Option("--max-moves", min=0, help="with --from: expert copies that may move per MoE layer")
+    ] = 0,
 ) -> None:
     """Place experts for a plan's degrees: expert map, host order, balance and traffic vs baselines, gap."""
     from placer.report.place_outputs import place_document, write_outputs
@@ -446,7 +452,7 @@ def place(
 
     token = StopToken.after(time_limit, started=process_started())  # the limit counts the start-up too
     with sigint_stops(token):
-        outcome = api.place_files(instance, plan, time_limit_s=time_limit, stop=token)
+        outcome = api.place_files(instance, plan, time_limit, token, in_service, max_moves)
     written = write_outputs(outcome, out) if out is not None else []
     if as_json:
         emit_json({**place_document(outcome), "written": [str(p) for p in written]})

@@ -103,3 +103,31 @@ def test_hedged_loads_keep_total_and_raise_varying_experts():
     assert hedged_problem(loads_only).routing.loads == pytest.approx(loads_only.routing.loads)
     flat = hedged_problem(loads_only, shrink=1.0).routing.loads
     assert flat == pytest.approx(np.full(64, 4 / 64))
+
+
+def test_place_from_plan_in_service_moves_at_most_k(tmp_path):
+    # placer place --from PLACED --max-moves K: each layer re-placed from its map in service; the
+    # copies written into slots per layer are at most K, and a plan without maps is refused
+    from typer.testing import CliRunner
+
+    from placer import api
+    from placer.cli import app
+    from placer.loading import load_plan
+
+    first = api.place_files("instances/ep64-128gpu.json", "plans/seed002-ep64-tp2.json", time_limit_s=30)
+    placed = tmp_path / "placed.json"
+    placed.write_text(first.placed.model_dump_json())
+    again = api.place_files(
+        "instances/ep64-128gpu.json", "plans/seed002-ep64-tp2.json", 30, None, in_service=placed, max_moves=3
+    )
+    old = {m.layer: m.gpus for m in load_plan(placed).expert_map}
+    for m in again.placed.expert_map:
+        before = {(r, e) for r, rank in enumerate(old[m.layer]) for e in rank}
+        after = {(r, e) for r, rank in enumerate(m.gpus) for e in rank}
+        assert len(after - before) <= 3
+    assert all(p.status.startswith("migrated") for p in again.report.placer)
+    result = CliRunner().invoke(
+        app,
+        ["place", "instances/ep64-128gpu.json", "plans/seed002-ep64-tp2.json", "--from", "plans/seed002-ep64-tp2.json"],
+    )
+    assert result.exit_code == 2 and "from.expert_map" in result.output

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from placer.costmodel.dispatch import copy_bytes_per_token
+from placer.errors import InputError
 from placer.evaluator import Evaluation, evaluate
 from placer.placement.nodemodel import NodeSolver
 from placer.placement.plan import DEFAULT_TARGET, PlacementReport, apply_to_plan, place_plan
@@ -47,12 +48,21 @@ def place_for_plan(
     redundant_slots_per_gpu: int | tuple[int, ...] | None = None,
     stop: Callable[[], bool] | None = None,
     remaining_s: Callable[[], float] | None = None,
+    in_service: Plan | None = None,
+    max_moves: int = 0,
 ) -> PlaceOutcome | None:
     """Place every MoE layer for ``plan``'s degrees; ``None`` for a model without experts.
     ``redundant_slots_per_gpu``: a count, counts to try, or ``None``: the instance's
     ``cost_parameters.redundant_experts_per_gpu`` if set, else placer decides. ``node_solver``:
     the exact node solver (``None``: the greedy search alone). ``stop``: the command's deadline or
-    Ctrl-C, ``remaining_s`` the seconds left before it (see :func:`placer.placement.plan.place_plan`)."""
+    Ctrl-C, ``remaining_s`` the seconds left before it (see :func:`placer.placement.plan.place_plan`).
+    ``in_service``: a placed plan whose expert maps serve now; each layer is re-placed from its map
+    moving at most ``max_moves`` expert copies (InputError when that plan has no expert map)."""
+    maps = None
+    if in_service is not None:
+        if not in_service.expert_map:
+            raise InputError.single("from.expert_map", "the plan in service has no expert map to re-place from")
+        maps = list(in_service.expert_map)
     if redundant_slots_per_gpu is None:
         redundant_slots_per_gpu = problem.params.redundant_experts_per_gpu
     report = place_plan(
@@ -64,6 +74,8 @@ def place_for_plan(
         redundant_slots_per_gpu=redundant_slots_per_gpu,
         stop=stop,
         remaining_s=remaining_s,
+        in_service=maps,
+        max_moves=max_moves,
     )
     if report is None:
         return None

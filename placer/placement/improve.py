@@ -38,7 +38,7 @@ from placer.routing.stats import LayerRouting
 #: share of the node-level balance allowance tried in turn (1: the whole target allowance)
 NODE_SLACK_STEPS = (1.0, 0.6, 0.3, 0.0)
 #: work units per second of budget, measured on the 2-core CI machine (DeepSeek-V3 layers, 64-256 GPUs)
-UNITS_PER_S = 1e8
+UNITS_PER_S = 5e7
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,14 @@ def search_layer(
         if key[0] == 0:
             break
     if best is None or best[0][0] != 0:
-        balanced = (
-            ("search from LPT", lambda: global_balanced(problem, stop)),
-            ("search from EPLB global", lambda: without_duplicates(eplb_global(problem))),
-        )
+        # a stopped layer still gets EPLB global's map (one cheap map, balanced by construction);
+        # the LPT seed (several packings over every rank) only while there is time
+        balanced = [("search from EPLB global", lambda: without_duplicates(eplb_global(problem)))]
+        if stop is None or not stop():
+            balanced.insert(0, ("search from LPT", lambda: global_balanced(problem, stop)))
         for i, (name, make) in enumerate(balanced):
-            if best is not None and stop is not None and stop():
-                break
+            if best is not None and i < len(balanced) - 1 and stop is not None and stop():
+                continue
             ranks = RankSearch(problem, make(), traces, rank_cap, like=state)
             share = left()
             ranks.run(None if share is None else share / (len(balanced) - i), stop)

@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from placer.costmodel.params import ffn_params
+from placer.errors import InputError
 from placer.evaluator import Evaluation
+from placer.placement.balance import balance_lower_bound
 from placer.placement.baselines import BASELINES
-from placer.placement.data import LayerPlacementProblem
+from placer.placement.data import LayerPlacementProblem, Placement
+from placer.placement.improve import migrate_layer
 from placer.placement.layout import ep_rank_nodes, host_order, rank_to_node, tp_groups_inside_nodes
 from placer.placement.metrics import PlacementMetrics, placement_metrics
 from placer.placement.nodemodel import NodeSolver
@@ -28,7 +32,7 @@ from placer.placement.slots import (
 )
 from placer.problem import Problem
 from placer.routing import RoutingStats, uniform_stats
-from placer.schema import ExpertLayerMap, Plan
+from placer.schema import DTYPE_BYTES, ExpertLayerMap, Plan
 
 #: balance target of the placement (max/mean expert load per GPU); overridable per call
 DEFAULT_TARGET = 1.05
@@ -91,6 +95,8 @@ def place_plan(
     stop: Callable[[], bool] | None = None,
     remaining_s: Callable[[], float] | None = None,
     method: str = "search",
+    in_service: list[ExpertLayerMap] | None = None,
+    max_moves: int = 0,
 ) -> PlacementReport | None:
     """Place the plan's MoE layers (stage 0 of replica 0 gives the EP group's node pattern).
 
@@ -105,7 +111,10 @@ def place_plan(
     ``remaining_s`` (seconds left before that deadline) paces the layers: a layer stops early when
     the time left would not cover the layers after it (:func:`placement.planner.place_layers`).
     ``method``: "search" (local search seeded by EPLB's map; ``node_solver`` unused) or "model"
-    (the node-model ladder with ``node_solver``), see :func:`placement.planner.place_layer`."""
+    (the node-model ladder with ``node_solver``), see :func:`placement.planner.place_layer`.
+    ``in_service``: the expert maps serving now (one per MoE layer); each layer is then re-placed
+    from its map moving at most ``max_moves`` expert copies (:func:`placement.improve.migrate_layer`)
+    with the map's slots per rank, and the notes give the copies and bytes moved."""
     model = problem.model
     if model.moe is None:
         return None
@@ -125,6 +134,17 @@ def place_plan(
     evaluations: dict[int, Evaluation] = {}
     warm: list[np.ndarray | None] = [None] * len(stats.layers)
     share = work_s / max(1, len(counts))
+    moved = None
+    if in_service is not None:
+        maps = _in_service_maps(in_service, model.moe_layers, par.ep, moe.num_experts)
+        r = max(len(rank) for m in maps for rank in m) - base
+        layers, moved = _migrated_layers(stats, rank_node, base + r, target, maps, max_moves, work_s, stop)
+        runs[r] = layers
+        candidate, evaluations[r] = price_candidate(
+            problem, _with_map(plan, model.moe_layers, layers, par, problem), r, base, layers
+        )
+        trade.append(candidate)
+        counts = []
     for i, r in enumerate(counts):
         if i > 0 and (share < MIN_SECONDS_PER_LAYER * len(stats.layers) or (stop is not None and stop())):
             trade.append(SlotCandidate(r, base + r, placed=False, reason="skipped: time limit"))
@@ -170,7 +190,53 @@ def place_plan(
         placed_evaluation=evaluations[chosen.redundant_per_gpu],
     )
     _add_notes(report, par.ep, rank_node, stats)
+    if moved is not None:
+        copy_bytes = ffn_params(model.hidden_size, moe.expert_ffn_size, moe.gated, moe.expert_bias)
+        copy_bytes *= DTYPE_BYTES[model.precision.of("experts")] / par.tp_moe
+        report.notes.insert(
+            0,
+            f"re-placed from the map in service with at most {max_moves} copies moved per layer: {sum(moved)} "
+            f"copies moved in all ({sum(moved) * copy_bytes / 1e9:.2f} GB of expert weights per GPU shard, "
+            f"{copy_bytes / 1e6:.1f} MB each)",
+        )
     return report
+
+
+def _in_service_maps(maps: list[ExpertLayerMap], layers: list[int], ep: int, experts: int) -> list[Placement]:
+    """The maps in service, one per MoE layer in order; InputError naming what does not fit."""
+    by_layer = {m.layer: m.gpus for m in maps}
+    problems = []
+    missing = [layer for layer in layers if layer not in by_layer]
+    if missing:
+        problems.append(("from.expert_map", f"no map for MoE layers {missing[:5]}"))
+    out = []
+    for layer in layers:
+        gpus = by_layer.get(layer)
+        if gpus is None:
+            continue
+        if len(gpus) != ep:
+            problems.append(("from.expert_map", f"layer {layer}: {len(gpus)} ranks, the plan has ep = {ep}"))
+        if any(not 0 <= e < experts for rank in gpus for e in rank):
+            problems.append(("from.expert_map", f"layer {layer}: expert ids outside 0..{experts - 1}"))
+        if len({e for rank in gpus for e in rank}) < experts:
+            problems.append(("from.expert_map", f"layer {layer}: not every expert has a slot"))
+        out.append(tuple(tuple(rank) for rank in gpus))
+    if problems:
+        raise InputError(problems)
+    return out
+
+
+def _migrated_layers(stats, rank_node, slots, target, maps, max_moves, work_s, stop):  # type: ignore[no-untyped-def]
+    """Each layer re-placed from its map in service (at most ``max_moves`` copies moved)."""
+    out, moved = [], []
+    for layer, current in zip(stats.layers, maps, strict=True):
+        lp = LayerPlacementProblem(layer, rank_node, slots, stats.expert_group, stats.groups_per_token)
+        result = migrate_layer(lp, current, max_moves, target, work_s / len(maps), stop)
+        bound = balance_lower_bound(layer.loads, lp.num_ranks, slots).max_over_mean
+        status = f"migrated ({result.copies_moved} copies)"
+        out.append(LayerPlacement(result.placement, result.metrics, status, 0.0, None, result.wall_s, bound))
+        moved.append(result.copies_moved)
+    return out, moved
 
 
 #: share of a layer's time slice left for the balance-only fallback after the ladder
@@ -232,15 +298,21 @@ def _add_notes(report: PlacementReport, ep: int, rank_node: np.ndarray, stats: R
             "the rest is packing copies of unequal load into few slots per rank"
         )
     spilled = sum(p.spilled_experts for p in placer)
+    searched = any(p.status.startswith("search") for p in placer)
     if spilled:
-        report.notes.append(
-            f"{spilled} hot expert-layers spread over several nodes (more than one node's load), trading co-activation"
-        )
+        why = "local-first serving keeps their tokens in the node" if searched else "more than one node's load"
+        report.notes.append(f"{spilled} expert-layers have copies on several nodes ({why})")
     if report.timed_out_layers:
+        what = "local searches were cut short by" if searched else "node models were not proven optimal within"
         report.notes.append(
-            f"{report.timed_out_layers} layers' node models were not proven optimal within their share of the "
-            f"{report.time_limit_s:g} s work budget: the best placement found is returned (gap above)"
+            f"{report.timed_out_layers} layers' {what} their share of the {report.time_limit_s:g} s work budget "
+            "(or the deadline): the best placement found is returned"
         )
+    statuses: dict[str, int] = {}
+    for p in placer:
+        statuses[p.status] = statuses.get(p.status, 0) + 1
+    if searched:
+        report.notes.append("layers by method: " + ", ".join(f"{n} {s}" for s, n in statuses.items()))
     skipped = [c.redundant_per_gpu for c in report.slot_trade if not c.placed]
     if skipped:
         report.notes.append(f"redundant-slot counts {skipped} not tried: time limit")

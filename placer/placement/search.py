@@ -40,6 +40,8 @@ from placer.placement.data import LayerPlacementProblem, Placement, copies_matri
 PENALTY_WEIGHT = 100.0
 #: tokens drawn from the declared routing when only loads are known
 MODEL_TOKENS = 2048
+#: work units charged for the fixed cost of one per-expert step (Python and numpy call overhead)
+UNITS_PER_CALL = 20_000
 #: expert copies written into a slot by each kind of rank move (the bytes a migration moves)
 MOVE_COPIES = {"swap": 2, "move": 1, "add": 1, "replace": 1}
 #: at most this many (token, source node, node) terms are kept: the traces are cut to their first
@@ -170,6 +172,7 @@ class TrafficState:
         not depend on the token, so with ``S[a, n]`` = the sum over e's tokens of the product
         without e, every variant costs ``O(N^2)`` after one ``O(|tokens of e| N^2)`` pass."""
         idx = self.tokens_of[e]
+        self.units += UNITS_PER_CALL
         if idx.size == 0:
             return np.zeros(rows.shape[0])
         old_log, old_one = self._share_terms(self.cnt[e][None, :])
@@ -185,6 +188,7 @@ class TrafficState:
         idx = self.tokens_of[e]
         old_log, old_one = self._share_terms(self.cnt[e][None, :])
         new_log, new_one = self._share_terms(row[None, :])
+        self.units += UNITS_PER_CALL + 4 * idx.size * self.cnt.shape[1] ** 2
         if idx.size:
             self.lg[idx] += new_log[0] - old_log[0]
             self.zc[idx] += new_one[0] - old_one[0]
