@@ -43,6 +43,7 @@ __all__ = [
     "sweep",
     "evaluate",
     "evaluate_files",
+    "evaluate_disaggregated_file",
     "hardware_profiles",
     "json_schema",
     "load_model",

@@ -193,7 +193,7 @@ def test_topology_picture_shows_the_pools_and_the_scaleout_kv_path(tmp_path: Pat
     assert legs == ["kv-decode-leg", "kv-prefill-leg"]  # node 0 -> network -> node 1
     texts = " ".join(t.get_text() for t in ax.texts)
     assert "scale-out network" in texts and "281 MB/request over scale-out" in texts
-    assert "node 0\n8 prefill" in texts and "node 1\n8 decode" in texts
+    assert "node 0\n8 prefill (replica 0)" in texts and "node 1\n8 decode (replica 0)" in texts
     written = topology_picture(problem, evaluation, tmp_path / "topo")
     assert [p.name for p in written] == ["topo.png", "topo.svg"] and all(p.stat().st_size > 0 for p in written)
 
@@ -219,6 +219,14 @@ def test_pool_slots_follow_the_nodes_written() -> None:
     plan = DisaggregatedPlan.model_validate(data)
     evaluation = evaluate_disaggregated(problem, plan)
     assert pool_slots(evaluation, 8) == {0: ["decode"] * 8, 1: ["prefill"] * 8}
+    # two prefill replicas of 8 over nodes [3, 1]: ranks follow the list, so node 3 holds replica 0
+    data["gpus"], data["prefill"]["gpus"], data["prefill"]["nodes"] = 24, 16, [3, 1]
+    data["prefill"]["parallelism"]["replicas"] = 2
+    problem = problem.replace(cluster=problem.cluster.model_copy(update={"num_nodes": 4}))
+    evaluation = evaluate_disaggregated(problem, DisaggregatedPlan.model_validate(data))
+    assert pool_slots(evaluation, 8) == {0: ["decode"] * 8, 1: ["prefill"] * 8, 3: ["prefill"] * 8}
+    texts = [t.get_text() for t in disagg_topology_figure(problem, evaluation).axes[0].texts]
+    assert "node 3\n8 prefill (replica 0)" in texts and "node 1\n8 prefill (replica 1)" in texts
 
 
 def test_compare_row_and_files_of_a_disaggregated_answer(solved, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

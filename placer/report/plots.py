@@ -366,15 +366,27 @@ def pool_slots(evaluation: DisaggEvaluation, gpus_per_node: int) -> dict[int, li
     """Per node used (in order), each GPU slot's pool (``None``: idle). A pool's ranks fill its
     nodes in order (``placer.schema.plan.Pool``); on a node both pools share, the prefill pool's
     GPUs come first and the decode pool's take the next free slots."""
+    return _fill(evaluation, gpus_per_node)[0]
+
+
+def _fill(
+    evaluation: DisaggEvaluation, gpus_per_node: int
+) -> tuple[dict[int, list[str | None]], dict[tuple[str, int], int]]:
+    """:func:`pool_slots`, and the pool rank each (pool, node) starts at (ranks follow the pool's
+    node list, which need not be sorted)."""
     slots: dict[int, list[str | None]] = {}
+    starts: dict[tuple[str, int], int] = {}
     for phase, nodes in (("prefill", evaluation.nodes_prefill), ("decode", evaluation.nodes_decode)):
-        left = evaluation.plan.pool(phase).gpus
+        gpus = evaluation.plan.pool(phase).gpus
+        left = gpus
         for node in nodes:
             row = slots.setdefault(node, [])
             take = min(left, gpus_per_node - len(row))
+            starts[(phase, node)] = gpus - left
             row.extend([phase] * take)
             left -= take
-    return {node: row + [None] * max(0, gpus_per_node - len(row)) for node, row in sorted(slots.items())}
+    filled = {node: row + [None] * max(0, gpus_per_node - len(row)) for node, row in sorted(slots.items())}
+    return filled, starts
 
 
 def disagg_topology_figure(problem: Problem, evaluation: DisaggEvaluation) -> Any:
@@ -387,7 +399,7 @@ def disagg_topology_figure(problem: Problem, evaluation: DisaggEvaluation) -> An
 
     plt = _pyplot()
     gpn = problem.fabric.gpus_per_node
-    slots = pool_slots(evaluation, gpn)
+    slots, starts = _fill(evaluation, gpn)
     transfer = evaluation.point.transfer
     nvlink = transfer.path.kind == "nvlink"
     cols = min(gpn, 4 if gpn <= 16 else 12)
@@ -410,9 +422,15 @@ def disagg_topology_figure(problem: Problem, evaluation: DisaggEvaluation) -> An
         for index, phase in enumerate(row):
             points[phase or "idle"].append((x0 + index % cols, -0.6 - 0.8 * (index // cols)))
         counts = {phase: row.count(phase) for phase in ("prefill", "decode") if phase in row}
-        for phase in counts:
+        parts = []
+        for phase, n in counts.items():
             tops[phase].append(x0 + (cols - 1) / 2)
-        text = f"node {node}\n" + " + ".join(f"{n} {phase}" for phase, n in counts.items())
+            per_replica = (
+                evaluation.plan.pool(phase).parallelism.gpus // evaluation.plan.pool(phase).parallelism.replicas
+            )
+            first, last = starts[(phase, node)] // per_replica, (starts[(phase, node)] + n - 1) // per_replica
+            parts.append(f"{n} {phase} ({'replica ' + str(first) if first == last else f'replicas {first}–{last}'})")
+        text = f"node {node}\n" + "\n".join(parts)
         ax.text(x0 + (cols - 1) / 2, bottom - 0.25, text, ha="center", va="top", fontsize=7, zorder=4)
         x0 += cols + gap
     for phase, xy in points.items():
