@@ -12,16 +12,22 @@ few factors (``docs/cost-model.md``, "Engine profiles"):
   decode part of a step taking ``(1 + b / B_k)`` times longer at a decode batch of ``b`` (a curve,
   not a constant; ``inf`` is flat);
 * ``layer_overhead_us`` *o* per (GPU, engine): fixed time per layer per engine step (kernel
-  launches, CUDA-graph replay, router, sampling and scheduler time spread over the layers);
+  launches and the small per-layer kernels: norms, rotary, router, top-k);
+* ``step_overhead_ms`` *c* per (GPU, engine): fixed time per engine step that does not grow with
+  the depth (scheduler, input preparation, sampling, CUDA-graph launch, detokenisation);
 * ``ttft_floor_ms`` *F* per engine: fixed time added to every first token (tokenisation,
   scheduling, the first decode step's return).
 
 A step whose base time splits into decode ``t_d`` and prefill ``t_p`` then takes
-``t' = s_d (1 + b / B_k) t_d + s_p t_p + L o`` (``L`` layers): a throughput scales by ``t / t'``,
-a TPOT becomes ``TPOT (t' - L o) / t + L o`` and a TTFT ``s_p TTFT + k L o + F`` with ``k``
-prefill steps. The factors are fitted per (GPU, engine) by least squares on log error over a grid
-(one set per group, never per point). A group with fewer than ``MIN_GROUP_POINTS`` training
-points takes the engine's pooled fit, then the pooled fit of everything.
+``t' = s_d (1 + b / B_k) t_d + s_p t_p + L o + c`` (``L`` layers): a throughput scales by
+``t / t'``, a TPOT becomes ``TPOT (t' - L o - c) / t + L o + c`` and a TTFT
+``TTFT + k (L o + c) + F`` with ``k`` prefill steps (every TTFT point is at a concurrency of 1 to
+8, where a prompt's prefill is one weight-read-bound forward, not the saturated prefill whose
+efficiency ``s_p`` is fitted on). ``o`` and ``c`` are told apart by
+small-batch points of models of different depth (24 to 61 layers). The factors are fitted per
+(GPU, engine) by least squares on log error over a grid (one set per group, never per point). A
+group with fewer than ``MIN_GROUP_POINTS`` training points takes the engine's pooled fit, then the
+pooled fit of everything.
 
 The base prefill cost per token is probed with the prefill chunk filled (``chunk / ISL`` prompts
 per attention-DP rank, at most the requests in flight), the way an engine batches prompts under
@@ -38,7 +44,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +65,13 @@ MODEL_REFS = {"deepseek-r1": "deepseek-v3"}
 DEFAULT_CHUNK_TOKENS = 8192
 MIN_GROUP_POINTS = 6
 #: Fit grids: efficiency scales (log-spaced), decode knee batch, per-layer overhead in us, TTFT floor in ms.
-SCALE_GRID = np.exp(np.linspace(math.log(0.7), math.log(4.0), 26))
+SCALE_GRID = 2.0 ** np.linspace(-0.5, 2.0, 26)  # 0.71 to 4, steps of 2^0.1, 1.0 exactly at index 5
 REQUEST_GRID_MS = (0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
-KNEE_GRID = (math.inf, 16384.0, 8192.0, 4096.0, 2048.0, 1024.0)
+KNEE_GRID = (math.inf, 16384.0, 8192.0, 4096.0, 2048.0, 1024.0, 512.0, 256.0)
 OVERHEAD_GRID_US = np.linspace(0.0, 200.0, 11)  # the issue's measured range is 35-150 us per layer
+STEP_GRID_MS = (0.0, 0.5, 1.0, 2.0, 4.0)  # fixed time per engine step
+#: (per-layer us, per-step ms) pairs searched together when a group has small-batch points
+OVERHEAD_PAIRS = tuple((float(o), c) for o in OVERHEAD_GRID_US for c in STEP_GRID_MS)
 FLOOR_GRID_MS = np.linspace(0.0, 400.0, 81)
 #: A point at or below this decode batch identifies the per-layer overhead (fixed time per step).
 SMALL_BATCH = 16
@@ -95,6 +104,7 @@ class Factors:
     layer_overhead_us: float = 0.0
     request_overhead_ms: float = 0.0
     ttft_floor_ms: float = 0.0
+    step_overhead_ms: float = 0.0
     points: int = 0
     scope: str = "default"  # "gpu+engine", "engine", "all" or "default"
 
@@ -234,12 +244,15 @@ def corrected_array(
     overhead_us: np.ndarray | float,
     request_ms: float,
     floor_ms: float,
+    step_ms: np.ndarray | float = 0.0,
 ) -> np.ndarray:
     """The figures with engine factors applied (module docstring), over a grid of factors:
-    shape (prefill scales, decode scales, overheads, points)."""
+    shape (prefill scales, decode scales, overheads, points). ``overhead_us`` and ``step_ms`` run
+    along the same axis (pairs: per-layer and per-step fixed time)."""
     sp = np.atleast_1d(np.asarray(prefill_scale, dtype=float))[:, None, None, None]
     sd = np.atleast_1d(np.asarray(decode_scale, dtype=float))[None, :, None, None]
     o = np.atleast_1d(np.asarray(overhead_us, dtype=float))[None, None, :, None]
+    c = np.atleast_1d(np.asarray(step_ms, dtype=float))[None, None, :, None]
 
     def col(values: list[float]) -> np.ndarray:
         return np.asarray(values, dtype=float)[None, None, None, :]
@@ -248,7 +261,7 @@ def corrected_array(
     step = col([b.step_s for b in bases])
     pre = col([b.prefill_s for b in bases])
     curve = 1.0 + col([b.decode_batch for b in bases]) / knee
-    tau = col([b.layers for b in bases]) * o * 1e-6  # seconds per step
+    tau = col([b.layers for b in bases]) * o * 1e-6 + c * 1e-3  # fixed seconds per step
     k = col([b.prefill_steps for b in bases])
     classes = [b.measurement.metric_class for b in bases]
     thr = col([float(c == "throughput") for c in classes]) > 0
@@ -258,17 +271,23 @@ def corrected_array(
     rps = col([b.requests_per_s for b in bases]) * gpu_thr
     out_thr = v0 * gpu_thr / (1.0 + request_ms * 1e-3 * rps)
     out_tpot = v0 * ratio + tau * 1e3
-    out_ttft = sp * v0 + k * tau * 1e3 + floor_ms
+    out_ttft = v0 + k * tau * 1e3 + floor_ms  # low-concurrency prompts: not the saturated prefill s_p fits
     return np.where(thr, out_thr, np.where(tpot, out_tpot, out_ttft))
-
-
-def args_of(f: Factors) -> tuple[float, float, float, float, float]:
-    return f.prefill_scale, f.decode_scale, f.decode_knee_batch, f.layer_overhead_us, f.request_overhead_ms
 
 
 def corrected(base: Base, f: Factors) -> float:
     """One figure with the engine factors applied."""
-    return float(corrected_array([base], *args_of(f), f.ttft_floor_ms).reshape(-1)[0])
+    grid = corrected_array(
+        [base],
+        f.prefill_scale,
+        f.decode_scale,
+        f.decode_knee_batch,
+        f.layer_overhead_us,
+        f.request_overhead_ms,
+        f.ttft_floor_ms,
+        f.step_overhead_ms,
+    )
+    return float(grid.reshape(-1)[0])
 
 
 def _log_errors(pred: np.ndarray, bases: list[Base]) -> np.ndarray:
@@ -276,34 +295,63 @@ def _log_errors(pred: np.ndarray, bases: list[Base]) -> np.ndarray:
     return np.log(pred / meas)
 
 
+def fixed_times(bases: list[Base], prior: Factors | None) -> tuple[float, float]:
+    """(per-layer us, per-step ms) from the group's small-batch TPOT and throughput points alone,
+    with the kernels at their roofline time (``s_d = s_p = 1``): at a decode batch of at most
+    ``SMALL_BATCH`` a step is a weight read (at the profile's HBM utilisation) plus the fixed
+    times, so these points identify them without trading them against the decode scale of large
+    batches; the fall of decode efficiency with the batch is the knee's. Without such points, the
+    prior's. Ties (points of one model depth cannot tell ``o`` from ``c``) go to the smaller fixed
+    time."""
+    small = [b for b in bases if b.decode_batch <= SMALL_BATCH and b.measurement.metric_class != "ttft"]
+    if not small:
+        return (prior.layer_overhead_us, prior.step_overhead_ms) if prior is not None else (0.0, 0.0)
+    pairs = np.asarray(OVERHEAD_PAIRS)
+    grid = corrected_array(small, 1.0, 1.0, math.inf, pairs[:, 0], 0.0, 0.0, pairs[:, 1])
+    loss = np.sum(_log_errors(grid, small) ** 2, axis=3).reshape(-1)
+    loss = loss + 1e-9 * (pairs[:, 0] / 100.0 + pairs[:, 1])
+    k = int(np.argmin(loss))
+    return float(pairs[k, 0]), float(pairs[k, 1])
+
+
 def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Factors:
-    """Least squares on log error over the grid: scales, knee and per-layer overhead from every
-    point of the group (the TTFT floor at 0), then the floor from the TTFT points alone.
+    """Least squares on log error over the grid: the fixed per-layer and per-step times from the
+    small-batch points (:func:`fixed_times`), then scales, knee and request overhead from every
+    point of the group (the TTFT floor at 0), then the floor from the TTFT points.
 
     A factor the group's points cannot identify is taken from ``prior`` (the next wider fit): the
-    per-layer overhead needs a point at a decode batch of at most ``SMALL_BATCH`` (at large batch
-    it trades off against the decode scale), the TTFT floor a TTFT point."""
+    fixed times need a point at a decode batch of at most ``SMALL_BATCH`` (at large batch they
+    trade off against the decode scale), the TTFT floor a TTFT point."""
     if not bases:
         return prior or Factors()
-    small = any(b.decode_batch <= SMALL_BATCH for b in bases)
-    overheads = OVERHEAD_GRID_US if small or prior is None else np.asarray([prior.layer_overhead_us])
+    pairs = np.asarray([fixed_times(bases, prior)])
     best: tuple[float, Factors] | None = None
     for knee in KNEE_GRID:
         for request_ms in REQUEST_GRID_MS:
-            grid = corrected_array(bases, SCALE_GRID, SCALE_GRID, knee, overheads, request_ms, 0.0)
+            grid = corrected_array(bases, SCALE_GRID, SCALE_GRID, knee, pairs[:, 0], request_ms, 0.0, pairs[:, 1])
             loss = np.sum(_log_errors(grid, bases) ** 2, axis=3)
             i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)
             if best is None or loss[i, j, k] < best[0] - 1e-12:
-                scales = float(SCALE_GRID[i]), float(SCALE_GRID[j])
-                best = (float(loss[i, j, k]), Factors(*scales, knee, float(overheads[k]), request_ms))
+                best = (
+                    float(loss[i, j, k]),
+                    Factors(
+                        prefill_scale=float(SCALE_GRID[i]),
+                        decode_scale=float(SCALE_GRID[j]),
+                        decode_knee_batch=knee,
+                        layer_overhead_us=float(pairs[k, 0]),
+                        request_overhead_ms=request_ms,
+                        step_overhead_ms=float(pairs[k, 1]),
+                    ),
+                )
     assert best is not None
-    args = args_of(best[1])
+    fitted = best[1]
     ttft = [b for b in bases if b.measurement.metric_class == "ttft"]
     floor = prior.ttft_floor_ms if prior is not None else 0.0
     if ttft:
-        losses = [float(np.sum(_log_errors(corrected_array(ttft, *args, fl), ttft) ** 2)) for fl in FLOOR_GRID_MS]
+        at_floor = [np.asarray([corrected(b, replace(fitted, ttft_floor_ms=fl)) for b in ttft]) for fl in FLOOR_GRID_MS]
+        losses = [float(np.sum(_log_errors(pred, ttft) ** 2)) for pred in at_floor]
         floor = float(FLOOR_GRID_MS[int(np.argmin(losses))])
-    return Factors(*args, floor, len(bases), scope)
+    return replace(fitted, ttft_floor_ms=floor, points=len(bases), scope=scope)
 
 
 @dataclass(frozen=True)
@@ -321,10 +369,10 @@ class FittedFactors:
         floor = (engine or self.overall).ttft_floor_ms
         group = self.groups.get((m.hardware, m.engine))
         if group is not None and group.points >= MIN_GROUP_POINTS:
-            return Factors(*args_of(group), floor, group.points, group.scope)
+            return replace(group, ttft_floor_ms=floor)
         if engine is not None and engine.points >= MIN_GROUP_POINTS:
             return engine
-        return Factors(*args_of(self.overall), floor, self.overall.points, self.overall.scope)
+        return replace(self.overall, ttft_floor_ms=floor)
 
 
 def fit_factors(bases: list[Base]) -> FittedFactors:
@@ -465,15 +513,16 @@ def render_markdown(report: BroadReport, picture: str | None = None) -> str:
         "## Fitted factors per (GPU, engine)",
         "",
         "| GPU | engine | points | prefill scale | decode scale | decode knee batch | layer overhead us | "
-        "request overhead ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "step overhead ms | request overhead ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     fitted = [((g, e), f) for (g, e), f in sorted(report.factors.groups.items())]
     fitted += [(("(all GPUs)", e), f) for e, f in sorted(report.factors.engines.items())]
     for (gpu, engine), f in fitted:
         lines.append(
             f"| {gpu} | {engine} | {f.points} | {f.prefill_scale:.2f} | {f.decode_scale:.2f} | "
-            f"{f.decode_knee_batch:,.0f} | {f.layer_overhead_us:.0f} | {f.request_overhead_ms:.0f} |"
+            f"{f.decode_knee_batch:,.0f} | {f.layer_overhead_us:.0f} | {f.step_overhead_ms:.1f} | "
+            f"{f.request_overhead_ms:.0f} |"
         )
     floors = ", ".join(f"{e} {f.ttft_floor_ms:.0f} ms" for e, f in sorted(report.factors.engines.items()))
     lines += ["", f"TTFT floor per engine: {floors}.", ""]
@@ -579,6 +628,7 @@ def engine_profiles_document(report: BroadReport) -> dict[str, object]:
             "decode_scale": round(f.decode_scale, 4),
             "decode_knee_batch": None if math.isinf(f.decode_knee_batch) else f.decode_knee_batch,
             "layer_overhead_us": f.layer_overhead_us,
+            "step_overhead_ms": f.step_overhead_ms,
             "request_overhead_ms": f.request_overhead_ms,
             "points": f.points,
             "source": f"fitted by placer fidelity (placer/fidelity_broad.py, least squares on log error) on "

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
 
+from placer.catalogue.engine_profiles import resolve_cost_parameters
 from placer.errors import InputError
 from placer.loading import load_hardware, load_instance, load_model, load_plan
 from placer.routing import RoutingStats, resolve_routing_path, routing_stats
@@ -101,7 +102,7 @@ def build_problem(instance: Instance, base_dir: Path | None = None, source: str 
         workload=workload,
         slo=instance.slo,
         objective=instance.objective,
-        params=instance.cost_parameters,
+        params=resolve_cost_parameters(instance.cost_parameters, instance.engine, hardware.name, source),
         routing=routing,
         reference_plan=reference,
         description=instance.description,

@@ -99,21 +99,28 @@ def test_factor_model_by_hand(records: list) -> None:
     assert corrected(thr, f) == pytest.approx(1000.0 * 0.05 / 0.099)
     # TPOT: the decode part scales by 1.5 x (1 + 4/400), then + 4 ms of layer overhead
     assert corrected(tpot, f) == pytest.approx(20.0 * 1.5 * 1.01 + 4.0)
-    # TTFT: prefill scale, two prefill steps of overhead, the floor
+    # TTFT (low-concurrency prompts): no prefill scale, two prefill steps of overhead, the floor
     g = Factors(prefill_scale=2.0, layer_overhead_us=100.0, ttft_floor_ms=50.0)
-    assert corrected(ttft, g) == pytest.approx(200.0 + 2 * 4.0 + 50.0)
+    assert corrected(ttft, g) == pytest.approx(100.0 + 2 * 4.0 + 50.0)
     # a request overhead of r ms at 10 requests/s costs 1 + 10 r / 1000 in throughput
     assert corrected(thr, Factors(request_overhead_ms=20.0)) == pytest.approx(1000.0 / 1.2)
+    # a per-step fixed time adds to every step whatever the depth: 3 ms on a 50 ms step, on a TPOT,
+    # and once per prefill step on a TTFT
+    c = Factors(step_overhead_ms=3.0)
+    assert corrected(thr, c) == pytest.approx(1000.0 * 0.05 / 0.053)
+    assert corrected(tpot, c) == pytest.approx(23.0)
+    assert corrected(ttft, c) == pytest.approx(106.0)
 
 
 def test_fit_recovers_known_factors(records: list) -> None:
     truth = Factors(
         prefill_scale=float(SCALE_GRID[10]),
-        decode_scale=float(SCALE_GRID[5]),
+        decode_scale=float(SCALE_GRID[5]),  # 1.0: the small-batch points fix the fixed times at the roofline
         decode_knee_batch=KNEE_GRID[3],
         layer_overhead_us=float(OVERHEAD_GRID_US[4]),
     )
-    shapes = [(0.05, 0.01, 100.0), (0.08, 0.0, 2000.0), (0.03, 0.02, 8.0), (0.2, 0.15, 600.0), (0.01, 0.0, 1.0)]
+    # the small-batch shapes (decode batch <= 16) are pure decode: they fix the fixed times first
+    shapes = [(0.05, 0.01, 100.0), (0.08, 0.0, 2000.0), (0.03, 0.0, 8.0), (0.2, 0.15, 600.0), (0.01, 0.0, 1.0)]
     bases = []
     for i, (step, pre, batch) in enumerate(shapes * 2):
         cls = "tpot" if i % 2 else "throughput"
@@ -164,7 +171,10 @@ def test_shipped_engine_profiles_have_a_source_for_every_figure() -> None:
     for engine in ("vllm", "sglang", "trtllm"):
         pooled = engine_factors(engine, "no-such-gpu")
         assert pooled.gpu is None and "measurements.json" in pooled.source
-        assert pooled.cost_parameters() == {"layer_overhead_us": pooled.layer_overhead_us}
+        assert pooled.cost_parameters() == {
+            "layer_overhead_us": pooled.layer_overhead_us,
+            "step_overhead_us": pooled.step_overhead_ms * 1e3,
+        }
     own = engine_factors("trtllm", "h200")
     assert own.gpu == "h200" and "trtllm-deepseek-r1-h200-1024-1024" in own.source
     with pytest.raises(InputError, match="engine"):
@@ -187,3 +197,50 @@ def test_leave_one_family_out_on_a_slice(records: list, tmp_path: Path) -> None:
     loaded = engine_factors("trtllm", "b200", path)
     assert loaded.decode_scale == pytest.approx(fitted.decode_scale, abs=1e-4)
     assert loaded.layer_overhead_us == fitted.layer_overhead_us and loaded.decode_knee_batch == fitted.decode_knee_batch
+
+
+def test_engine_profile_is_opt_in_and_moves_figures_only_when_asked(tmp_path: Path) -> None:
+    """``cost_parameters.engine_profile: fitted`` takes the fixed per-layer and per-step times of the
+    fitted profile for the instance's engine and GPU; the default leaves the evaluation unchanged."""
+    from placer.evaluator import evaluate
+    from placer.problem import build_problem
+    from placer.schema import Instance
+
+    point = next(m for m in load_measurements() if m.id == "vllm-qwen3-8b-h100-tp1-sharegpt-c1-tpot")
+    model = model_spec(point.model, point.precision)
+    problem, plan = build(point, model, load_hardware(point.hardware))
+    raw = {
+        "name": "opt-in",
+        "model": model,
+        "hardware": "h100-sxm",
+        "cluster": {"gpus_per_node": 1, "num_nodes": 1},
+        "workload": problem.workload.model_dump(mode="json", exclude_none=True),
+    }
+    plain = evaluate(build_problem(Instance.model_validate(raw)), plan)
+    vllm = dict(raw, engine="vllm")
+    same = evaluate(build_problem(Instance.model_validate(vllm)), plan)
+    assert same.tpot_s == plain.tpot_s and same.ttft_s == plain.ttft_s  # engine alone moves nothing
+    fitted_problem = build_problem(Instance.model_validate(dict(vllm, cost_parameters={"engine_profile": "fitted"})))
+    profile = engine_factors("vllm", "h100-sxm")
+    assert fitted_problem.params.layer_overhead_us == profile.layer_overhead_us
+    assert fitted_problem.params.step_overhead_us == pytest.approx(profile.step_overhead_ms * 1e3)
+    fitted = evaluate(fitted_problem, plan)
+    fixed_s = model.num_layers * profile.layer_overhead_us * 1e-6 + profile.step_overhead_ms * 1e-3
+    assert fixed_s > 0 and fitted.tpot_s > plain.tpot_s  # the fixed times reach the decode step
+    # opting in without naming the engine is an input error naming the field
+    with pytest.raises(InputError, match="engine_profile"):
+        build_problem(Instance.model_validate(dict(raw, cost_parameters={"engine_profile": "fitted"})))
+    with pytest.raises(Exception, match="engine_profile"):
+        Instance.model_validate(dict(raw, cost_parameters={"engine_profile": "yes"}))
+
+
+def test_step_overhead_adds_once_per_step(records: list) -> None:
+    """``cost_parameters.step_overhead_us`` adds its time once per decode step (with the LM head)."""
+    from placer.evaluator import evaluate
+
+    point = next(m for m in records if m.id == "vllm-qwen3-8b-h100-tp1-sharegpt-c1-tpot")
+    model = model_spec(point.model, point.precision)
+    problem, plan = build(point, model, load_hardware(point.hardware))
+    base = evaluate(problem, plan)
+    slower = evaluate(problem.replace(params=problem.params.model_copy(update={"step_overhead_us": 1000.0})), plan)
+    assert slower.tpot_s - base.tpot_s == pytest.approx(1e-3, rel=0.02)

@@ -125,3 +125,17 @@ def test_model_show_prints_components_and_attention_kinds() -> None:
     assert "18 full, 18 sliding (window 128)" in result.output
     result = CliRunner().invoke(app, ["model", "show", str(MODELS / "llama-4-maverick" / "config.json")])
     assert "12 full, 36 chunked (chunk 8192)" in result.output
+
+
+def test_int8_gemms_run_at_the_int8_peak_where_the_gpu_has_one() -> None:
+    """W8A8 int8 GEMMs: A100 has int8 tensor cores (624 TOPS dense) and no fp8, so they no longer
+    fall back to its 16-bit peak; Hopper's int8 peak equals its fp8 one; a GPU stating neither
+    keeps the 16-bit figure."""
+    from placer.loading import load_hardware
+    from placer.schema.base import COMPUTE_PRECISION
+
+    a100, h100, seed = (load_hardware(n) for n in ("a100-80gb-sxm", "h100-sxm", "seed-400tf"))
+    int8 = COMPUTE_PRECISION["int8"]
+    assert a100.peak_flops_per_s(int8) == 624e12 and a100.peak_flops_per_s("fp8") == 312e12
+    assert h100.peak_flops_per_s(int8) == h100.peak_flops_per_s("fp8") == 1979e12
+    assert seed.peak_flops_per_s(int8) == seed.peak_flops_per_s("bf16")

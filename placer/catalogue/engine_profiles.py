@@ -7,9 +7,10 @@ and scheduler are from that, per GPU (``docs/cost-model.md``, "Engine profiles")
   roofline time;
 * ``decode_knee_batch``: the decode part of a step takes ``1 + b / knee`` times longer at a
   decode batch of ``b`` (``null``: flat);
-* ``layer_overhead_us``: fixed time per layer per engine step (launches, graph replay, router,
-  sampling and scheduling spread over the layers); it is the cost model's
-  ``cost_parameters.layer_overhead_us``;
+* ``layer_overhead_us``: fixed time per layer per engine step (launches and the small per-layer
+  kernels); it is the cost model's ``cost_parameters.layer_overhead_us``;
+* ``step_overhead_ms``: fixed time per engine step, whatever the depth (scheduler, input
+  preparation, sampling, graph launch); the cost model's ``cost_parameters.step_overhead_us`` / 1000;
 * ``request_overhead_ms``: serial time per request outside the GPU (API server, tokeniser);
 * ``ttft_floor_ms`` (per engine): fixed time added to every first token.
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from placer.errors import InputError
+from placer.schema.costparams import CostParameters
 
 PROFILES_FILE = Path(__file__).resolve().parents[1] / "data" / "engine_profiles.json"
 FACTOR_FIELDS = (
@@ -34,6 +36,7 @@ FACTOR_FIELDS = (
     "decode_scale",
     "decode_knee_batch",
     "layer_overhead_us",
+    "step_overhead_ms",
     "request_overhead_ms",
 )
 
@@ -48,13 +51,16 @@ class EngineFactors:
     decode_scale: float
     decode_knee_batch: float  # math.inf: flat
     layer_overhead_us: float
+    step_overhead_ms: float
     request_overhead_ms: float
     ttft_floor_ms: float
     source: str
 
     def cost_parameters(self) -> dict[str, float]:
-        """The cost-model parameters this profile sets (``Instance.cost_parameters``)."""
-        return {"layer_overhead_us": self.layer_overhead_us}
+        """The cost-model parameters this profile sets (``Instance.cost_parameters``): the fixed
+        per-layer and per-step times. The kernel scales, the knee and the request overhead describe
+        the fit's correction of whole serving figures and have no cost-model parameter yet."""
+        return {"layer_overhead_us": self.layer_overhead_us, "step_overhead_us": self.step_overhead_ms * 1e3}
 
 
 def _factors(record: Any, where: str, source: str) -> dict[str, float]:
@@ -106,3 +112,19 @@ def engine_factors(engine: str, gpu: str, path: str | Path = PROFILES_FILE) -> E
         record, where, on = profile.get("pooled"), f"engines.{engine}.pooled", None
     values = _factors(record, where, source)
     return EngineFactors(engine, on, **values, ttft_floor_ms=float(floor), source=record["source"])
+
+
+def resolve_cost_parameters(params: CostParameters, engine: str, gpu: str, source: str | None = None) -> CostParameters:
+    """The instance's cost parameters with the fitted engine profile applied when it asks for one
+    (``cost_parameters.engine_profile: fitted``): the profile's fixed per-layer and per-step times
+    replace ``layer_overhead_us`` and ``step_overhead_us``. With ``off`` (the default) the
+    parameters come back unchanged, so no figure moves unless an instance opts in."""
+    if params.engine_profile == "off":
+        return params
+    if engine not in ("vllm", "sglang", "trtllm"):
+        raise InputError.single(
+            "cost_parameters.engine_profile",
+            f"'fitted' needs the instance's engine set to vllm, sglang or trtllm (it is {engine!r})",
+            source,
+        )
+    return params.model_copy(update=engine_factors(engine, gpu).cost_parameters())

@@ -435,7 +435,8 @@ def edge_costs(
         moved = shape.forwards_per_micro_batch * table_bytes + tokens * vocab / par.tp * 4
         gemm = op_time_s(Op("lm_head", flops, moved, "gemm"), hw, precision)
         gather = allgather_time_s(tokens * vocab * 4, par.tp, fabric, False)
-        return gemm + gather
+        # the engine's fixed time per step (sampling, scheduler) rides with the LM head: once per forward
+        return gemm + gather + params.step_overhead_us * 1e-6
 
     def send(shape: PhaseShape, crosses: bool) -> float:
         return p2p_time_s(shape.tokens_per_rank * h * a_bytes / par.tp, fabric, crosses)

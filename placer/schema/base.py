@@ -31,7 +31,7 @@ COMPUTE_PRECISION: dict[str, str] = {
     "bf16": "bf16",
     "fp16": "fp16",
     "fp8": "fp8",
-    "int8": "fp8",
+    "int8": "int8",  # the profile's int8 peak, else its fp8 peak (HardwareProfile.peak_flops_per_s)
     "fp4": "fp4",
     "mxfp4": "fp4",  # falls back to the 16-bit peak on GPUs without FP4 tensor cores (weight-only there)
     "nvfp4": "fp4",

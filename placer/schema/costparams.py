@@ -90,3 +90,19 @@ class CostParameters(StrictModel):
     layer_overhead_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
         0.0, ge=0, description="fixed per-layer launch overhead added to each phase's layer time"
     )
+    step_overhead_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
+        0.0,
+        ge=0,
+        description=(
+            "fixed time per engine step whatever the depth (scheduler, input preparation, sampling, "
+            "CUDA-graph launch), charged once per forward on the last pipeline stage with the LM head"
+        ),
+    )
+    engine_profile: Literal["off", "fitted"] = Field(
+        "off",
+        description=(
+            "'fitted': take layer_overhead_us and step_overhead_us from the engine profile fitted on the "
+            "broad calibration set (placer/data/engine_profiles.json) for the instance's engine and GPU; "
+            "needs engine set to vllm, sglang or trtllm. 'off' (default): the two figures as given"
+        ),
+    )

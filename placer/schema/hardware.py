@@ -65,7 +65,7 @@ class HardwareProfile(StrictModel):
     name: str = Field(min_length=1, description="catalogue id, e.g. 'h100-sxm'")
     description: str = ""
     dense_tflops: dict[
-        Literal["fp32", "bf16", "fp16", "fp8", "fp4"], Annotated[PositiveFloat, AtMost("MAX_TFLOPS")]
+        Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4"], Annotated[PositiveFloat, AtMost("MAX_TFLOPS")]
     ] = Field(description="peak dense tensor-core TFLOPS per precision (10^12 FLOP/s)")
     hbm_capacity_gb: Annotated[PositiveFloat, AtMost("MAX_HBM_GB")] = Field(description="device memory, 10^9 bytes")
     hbm_bandwidth_tb_per_s: Annotated[PositiveFloat, AtMost("MAX_BANDWIDTH_GB_PER_S")] = Field(
@@ -103,9 +103,11 @@ class HardwareProfile(StrictModel):
         return self
 
     def peak_flops_per_s(self, precision: str) -> float:
-        """Dense peak for GEMMs in ``precision``, falling back to the 16-bit figure."""
+        """Dense peak for GEMMs in ``precision``, falling back to the 16-bit figure; int8 GEMMs use
+        the int8 figure where the profile states one, else the fp8 one (equal on Hopper and Blackwell)."""
         tflops = self.dense_tflops
-        for key in (precision, "bf16", "fp16"):
+        chain = (precision, "fp8") if precision == "int8" else (precision,)
+        for key in (*chain, "bf16", "fp16"):
             if key in tflops:
                 return tflops[key] * 1e12
         raise KeyError(precision)  # unreachable: the validator requires bf16 or fp16
