@@ -304,7 +304,8 @@ def compare(
     )
     documents = []
     for path in instances:
-        tasks = len(names) * (1 + (len(sweep_spec[1]) if sweep_spec else 0))
+        kinds = 2 if (mode or api.load_problem(path).objective.disaggregation) == "allow" else 1  # split: both kinds
+        tasks = len(names) * (kinds + (len(sweep_spec[1]) if sweep_spec else 0))
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=err_console, transient=True, disable=as_json,

@@ -62,6 +62,8 @@ class SolveSettings:
 
 #: The values of ``objective.disaggregation`` (and of the CLI's ``--disaggregation``).
 DISAGGREGATION_MODES = ("off", "allow", "only")
+#: The kind of plan a restricted solve returns.
+KINDS = {"off": "aggregated", "only": "disaggregated"}
 
 
 def with_disaggregation(problem: Problem, mode: str | None) -> Problem:
@@ -80,6 +82,19 @@ class Task:
     instance: str
     hardware: str
     slo_overrides: tuple[tuple[str, float], ...] = ()
+    #: this solve's own objective.disaggregation: "off" or "only" in a comparison that sets the two
+    #: kinds of plan side by side (``allow``); None: the settings' or the instance's
+    disaggregation: str | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """ "aggregated" or "disaggregated" when this solve was restricted to one kind of plan."""
+        return KINDS.get(self.disaggregation or "")
+
+    @property
+    def name(self) -> str:
+        """The row's name and its files' stem: the hardware, with the kind in a split comparison."""
+        return f"{self.hardware}-{self.kind}" if self.kind else self.hardware
 
 
 @dataclass
@@ -104,6 +119,7 @@ class Comparison:
     entries: list[Entry]
     sweep_key: str | None = None
     sweep: list[Entry] = field(default_factory=list)
+    split: bool = False  # each hardware solved twice, aggregated only and disaggregated only
 
 
 def parse_hardware_list(text: str) -> list[str]:
@@ -174,7 +190,7 @@ def run_task(task: Task, settings: SolveSettings) -> tuple[Task, Problem, Result
     """Load, reshape and solve one task (top level so that worker processes can import it)."""
     from placer.solve import solve
 
-    problem = problem_for_task(load_problem(task.instance), task, settings.disaggregation)
+    problem = problem_for_task(load_problem(task.instance), task, task.disaggregation or settings.disaggregation)
     result = solve(
         problem,
         backend=settings.backend,
@@ -209,11 +225,15 @@ def run_tasks(
 
 
 def compare_tasks(
-    instance: str | Path, hardware: Sequence[str], sweep: tuple[str, list[float]] | None = None
+    instance: str | Path, hardware: Sequence[str], sweep: tuple[str, list[float]] | None = None, split: bool = False
 ) -> list[Task]:
-    """The base solve on each hardware, then each sweep value on each hardware."""
+    """The base solve on each hardware (``split``: aggregated only, then disaggregated only), then
+    each sweep value on each hardware (the better of both kinds when both are allowed)."""
     path = str(instance)
-    tasks = [Task(path, hw) for hw in hardware]
+    if split:
+        tasks = [Task(path, hw, (), mode) for hw in hardware for mode in KINDS]
+    else:
+        tasks = [Task(path, hw) for hw in hardware]
     if sweep is not None:
         key, values = sweep
         tasks += [Task(path, hw, ((key, value),)) for value in values for hw in hardware]
@@ -230,22 +250,26 @@ def compare(
     executor: Executor | None = None,
 ) -> Comparison:
     """Solve ``instance`` on every hardware profile (and sweep point); input errors surface here,
-    in the calling process, before any worker starts."""
+    in the calling process, before any worker starts. With disaggregation ``allow`` (the instance's
+    or ``settings``'), each hardware is solved aggregated only and disaggregated only, so the two
+    kinds of plan stand side by side and :func:`kind_summary` says which wins and by how much."""
     base = load_problem(instance)
     # 'instance' names the instance's own profile: a list that also names it solves it once
     hardware = list(dict.fromkeys(base.hardware.name if hw == OWN_HARDWARE else hw for hw in hardware))
-    tasks = compare_tasks(instance, hardware, sweep)
+    split = (settings.disaggregation or base.objective.disaggregation) == "allow"
+    tasks = compare_tasks(instance, hardware, sweep, split)
     for task in tasks:  # reshaping and SLO overrides fail here, not in a worker
-        problem_for_task(base, task, settings.disaggregation)
+        problem_for_task(base, task, task.disaggregation or settings.disaggregation)
     done = run_tasks(tasks, settings, jobs, on_done, executor)
     entries = [Entry(t, p, r) for t, p, r in done]
-    count = len(hardware)
+    count = len(hardware) * (len(KINDS) if split else 1)
     return Comparison(
         instance=base.name,
         base=base,
         entries=entries[:count],
         sweep_key=sweep[0] if sweep else None,
         sweep=entries[count:],
+        split=split,
     )
 
 
@@ -269,6 +293,8 @@ def entry_row(entry: Entry) -> dict[str, Any]:
     }
     if entry.task.slo_overrides:
         row["slo_overrides"] = dict(entry.task.slo_overrides)
+    if entry.task.kind:
+        row.update({"name": entry.task.name, "solved_as": entry.task.kind, "mode": entry.task.kind})
     evaluation = result.evaluation
     if evaluation is None:
         if result.status == SolveStatus.INFEASIBLE:
@@ -276,7 +302,7 @@ def entry_row(entry: Entry) -> dict[str, Any]:
         else:
             row["reason"] = "no plan within the time limit"
         return row
-    row.update({"mode": "aggregated", "gpus": evaluation.gpus, "nodes": evaluation.nodes})
+    row.update({"mode": "aggregated", "gpus": evaluation.gpus, "nodes": evaluation.nodes})  # the plan's kind
     if isinstance(evaluation, DisaggEvaluation):
         row["mode"] = "disaggregated"
         row.update(_pool_columns(evaluation))
@@ -324,6 +350,52 @@ def _pool_columns(evaluation: DisaggEvaluation) -> dict[str, Any]:
     return columns
 
 
+def _better(aggregated: Entry, disaggregated: Entry) -> str | None:
+    """The kind whose plan wins under the instance's objective: the one with a feasible plan, else
+    the lexicographically smaller terms (a tie goes to the aggregated plan, the simpler to run)."""
+    has = {
+        kind: e.result.evaluation is not None and e.result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+        for kind, e in (("aggregated", aggregated), ("disaggregated", disaggregated))
+    }
+    if not any(has.values()):
+        return None
+    if not all(has.values()):
+        return next(kind for kind, ok in has.items() if ok)
+    a, d = aggregated.result.terms, disaggregated.result.terms
+    keys = [k for k in a if k in d]
+    return "disaggregated" if [d[k] for k in keys] < [a[k] for k in keys] else "aggregated"
+
+
+def kind_summary(entries: Sequence[Entry]) -> list[dict[str, Any]]:
+    """Per hardware of a split comparison: both kinds' GPUs and output throughput per GPU, the
+    better kind under the objective, and disaggregated over aggregated throughput per GPU."""
+    summary = []
+    for aggregated, disaggregated in zip(entries[0::2], entries[1::2], strict=True):
+        figures = {}
+        for kind, entry in (("aggregated", aggregated), ("disaggregated", disaggregated)):
+            solved = entry.result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+            evaluation = entry.result.evaluation if solved else None
+            figures[kind] = {
+                "status": entry.result.status.value,
+                "gpus": evaluation.gpus if evaluation is not None else None,
+                "decode_tokens_per_ms_per_gpu": (
+                    evaluation.decode_tokens_per_ms_per_gpu if evaluation is not None else None
+                ),
+                "objective": entry.result.objective if solved else None,
+            }
+        a_tp = figures["aggregated"]["decode_tokens_per_ms_per_gpu"]
+        d_tp = figures["disaggregated"]["decode_tokens_per_ms_per_gpu"]
+        summary.append(
+            {
+                "hardware": aggregated.problem.hardware.name,
+                **figures,
+                "better": _better(aggregated, disaggregated),
+                "throughput_per_gpu_ratio": d_tp / a_tp if a_tp and d_tp is not None else None,
+            }
+        )
+    return summary
+
+
 def comparison_document(comparison: Comparison, timings: bool = True) -> dict[str, Any]:
     """The comparison as JSON: one row per hardware, then the sweep rows. Wall-clock figures sit
     under ``timings`` (solve seconds per row, in row order), which ``timings=False`` leaves out so
@@ -333,6 +405,8 @@ def comparison_document(comparison: Comparison, timings: bool = True) -> dict[st
         "instance_hardware": comparison.base.hardware.name,
         "rows": [entry_row(e) for e in comparison.entries],
     }
+    if comparison.split:
+        doc["kinds"] = kind_summary(comparison.entries)
     if comparison.sweep_key is not None:
         doc["sweep"] = {"slo": comparison.sweep_key, "rows": [entry_row(e) for e in comparison.sweep]}
     if timings:

@@ -303,3 +303,35 @@ def test_an_unstable_load_reads_as_null_and_violated(tmp_path: Path) -> None:
     json.dumps(doc, allow_nan=False)  # no infinity or NaN anywhere
     outcome = CliRunner().invoke(app, ["evaluate", str(instance), str(PLAN)])
     assert outcome.exit_code == 0 and "unstable:" in outcome.stdout and "VIOLATED" in outcome.stdout
+
+
+def test_compare_with_disaggregation_allowed_sets_both_kinds_side_by_side(tmp_path: Path) -> None:
+    from placer.compare import compare, comparison_document
+
+    settings = SolveSettings(time_limit_s=None, disaggregation="allow")
+    comparison = compare(INSTANCE, ["instance"], settings, jobs=1)
+    assert comparison.split and [e.task.disaggregation for e in comparison.entries] == ["off", "only"]
+    document = comparison_document(comparison, timings=False)
+    aggregated, disaggregated = document["rows"]
+    assert (aggregated["name"], aggregated["mode"]) == ("h200-aggregated", "aggregated")
+    assert (disaggregated["name"], disaggregated["mode"]) == ("h200-disaggregated", "disaggregated")
+    assert "parallelism" in aggregated and "prefill" in disaggregated and "parallelism" not in disaggregated
+    (kinds,) = document["kinds"]
+    ratio = disaggregated["decode_tokens_per_ms_per_gpu"] / aggregated["decode_tokens_per_ms_per_gpu"]
+    assert kinds["throughput_per_gpu_ratio"] == pytest.approx(ratio)
+    assert kinds["aggregated"]["gpus"] == aggregated["gpus"] and kinds["disaggregated"]["gpus"] == disaggregated["gpus"]
+    # the winner is the one with the smaller lexicographic terms of the instance's objective
+    a, d = (list(e.result.terms.values()) for e in comparison.entries)
+    assert kinds["better"] == ("disaggregated" if d < a else "aggregated")
+    write_comparison(comparison, tmp_path, formats=("png",))
+    folder = tmp_path / comparison.instance
+    assert (folder / "h200-aggregated.json").is_file() and (folder / "h200-disaggregated.json").is_file()
+    assert load_any_plan(folder / "h200-disaggregated.json").gpus == disaggregated["gpus"]
+    markdown = (folder / "compare.md").read_text()
+    assert "## Disaggregated against aggregated" in markdown and f"{ratio:.3f}x" in markdown
+    console = Console(record=True, width=220)
+    from placer.report.terminal import print_comparison
+
+    print_comparison(console, document)
+    text = console.export_text()
+    assert f"({ratio:.3f}x)" in text and f"better: {kinds['better']}" in text and "disaggregated" in text

@@ -38,7 +38,7 @@ def write_entry(entry: Entry, folder: Path, formats: Sequence[str], pictures: bo
     from placer.report.markdown import evaluation_markdown
     from placer.report.result_json import result_document
 
-    hw = entry.problem.hardware.name
+    hw = entry.task.name if entry.task.kind else entry.problem.hardware.name  # file stem: hardware (and kind)
     document = stable_document(result_document(entry.result, entry.problem, timings=False))
     written: list[Path] = []
     figures: list[tuple[str, str]] = []
@@ -108,6 +108,14 @@ def write_comparison(
     return [*written, folder / "compare.json", folder / "compare.md"]
 
 
+#: Under the table of a split comparison (disaggregation ``allow``).
+KINDS_NOTE = (
+    "Each hardware solved twice under the same SLOs: aggregated plans only and disaggregated plans only; "
+    "throughput is output tokens per ms per GPU over all the plan's GPUs; 'better' is the winner under the "
+    "instance's objective (its lexicographic terms; a tie goes to the aggregated plan)."
+)
+
+
 def _cell(row: dict[str, Any], key: str, digits: int = 4) -> str:
     value = row.get(key)
     return "—" if value is None else fmt(value, digits)
@@ -128,7 +136,7 @@ def comparison_markdown(document: dict[str, Any], charts: Sequence[tuple[str, st
     ]
     reasons = []
     for row in document["rows"]:
-        hw = row["hardware"]
+        hw = row.get("name", row["hardware"])
         gap = "—" if row.get("gap") is None else f"{row['gap']:.2%}"
         if "gpus" not in row:
             lines.append(f"| {hw} |" + " — |" * 12 + f" {row['status']} | {gap} | [report]({hw}.md) |")
@@ -159,6 +167,19 @@ def comparison_markdown(document: dict[str, Any], charts: Sequence[tuple[str, st
             "`P … + D …`: a disaggregated plan, the prefill pool's degrees then the decode pool's; its GPUs, "
             "throughput per GPU and headroom (fullest GPU of either pool) count both pools.",
         ]
+    if document.get("kinds"):
+        lines += ["", "## Disaggregated against aggregated", "", KINDS_NOTE, ""]
+        lines += ["| hardware | aggregated GPUs | disaggregated GPUs | aggregated [tokens/ms/GPU] "
+                  "| disaggregated [tokens/ms/GPU] | disaggregated / aggregated | better |"]  # fmt: skip
+        lines.append("|---|---:|---:|---:|---:|---:|---|")
+        for item in document["kinds"]:
+            a, d = item["aggregated"], item["disaggregated"]
+            ratio = item["throughput_per_gpu_ratio"]
+            lines.append(
+                f"| {item['hardware']} | {a['gpus'] or a['status']} | {d['gpus'] or d['status']} | "
+                f"{_cell(a, 'decode_tokens_per_ms_per_gpu')} | {_cell(d, 'decode_tokens_per_ms_per_gpu')} | "
+                f"{'—' if ratio is None else f'{ratio:.3f}x'} | {item['better'] or 'neither'} |"
+            )
     sweep = document.get("sweep")
     if sweep:
         key = sweep["slo"]

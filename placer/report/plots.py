@@ -283,7 +283,7 @@ def hardware_chart(
 def hardware_figure(rows: Sequence[dict[str, Any]], title: str) -> Any:
     """The comparison chart's figure (unsaved), for :func:`hardware_chart` and for tests."""
     plt = _pyplot()
-    names = [r["hardware"] for r in rows]
+    names = [r.get("name", r["hardware"]) for r in rows]  # a split comparison names the kind too
     panels = (
         ("gpus", "GPUs needed", "GPUs"),
         ("decode_tokens_per_ms_per_gpu", "decode throughput", "tokens/ms/GPU"),

@@ -353,16 +353,17 @@ def print_comparison(console: Console, document: dict) -> None:
         status = row["status"]
         colour = {"optimal": "green", "feasible": "yellow"}.get(status, "red")
         gap = f" ({row['gap']:.1%})" if row.get("gap") else ""
+        name = row["hardware"] + (f"\n{row['solved_as']}" if row.get("solved_as") else "")  # kind: split comparison
         if "gpus" not in row:
-            table.add_row(row["hardware"], *["—"] * 9, f"[{colour}]{status}[/]")
-            reasons.append(f"{row['hardware']}: {row.get('reason', '')}")
+            table.add_row(name, *["—"] * 9, f"[{colour}]{status}[/]")
+            reasons.append(f"{row.get('name', row['hardware'])}: {row.get('reason', '')}")
             continue
         degrees = degrees_text(row)
         binding = row.get("binding_constraint")
         binding_text = f"[bold yellow]{binding}[/] ({row['binding_slack']:+.0%})" if binding else "—"
         cost = _opt(row.get("usd_per_million_output_tokens"), 3)
         table.add_row(
-            row["hardware"], f"{row['gpus']} ({row['nodes']})", degrees, fmt(row["ttft_s"]), fmt(row["tpot_ms"]),
+            name, f"{row['gpus']} ({row['nodes']})", degrees, fmt(row["ttft_s"]), fmt(row["tpot_ms"]),
             f"{fmt(row['prefill_tokens_per_ms_per_gpu'])} | {fmt(row['decode_tokens_per_ms_per_gpu'])}",
             fmt(row["memory_headroom_gb"]), fmt(row["cross_node_bytes_per_token"]), binding_text, cost,
             f"[{colour}]{status}[/]{gap}",
@@ -380,9 +381,27 @@ def print_comparison(console: Console, document: dict) -> None:
             "[dim]P … + D …: disaggregated, the prefill pool's and the decode pool's degrees; GPUs, throughput per "
             "GPU and headroom (fullest GPU of either pool) count both pools.[/]"
         )
+    if document.get("kinds"):
+        print_kinds(console, document["kinds"])
     sweep = document.get("sweep")
     if sweep:
         print_sweep(console, sweep)
+
+
+def print_kinds(console: Console, kinds: list) -> None:
+    """Per hardware of a split comparison: the better kind of plan and by how much, in throughput per GPU."""
+    lines = []
+    for item in kinds:
+        a, d = item["aggregated"], item["disaggregated"]
+        ratio = item["throughput_per_gpu_ratio"]
+        figures = (
+            f"disaggregated {_opt(d['decode_tokens_per_ms_per_gpu'])} vs aggregated "
+            f"{_opt(a['decode_tokens_per_ms_per_gpu'])} output tokens/ms/GPU"
+            + (f" ({ratio:.3f}x)" if ratio is not None else "")
+            + f", {d['gpus'] or d['status']} vs {a['gpus'] or a['status']} GPUs"
+        )
+        lines.append(f"{item['hardware']}: {figures}; better: {item['better'] or 'neither'}")
+    console.print(Panel("\n".join(lines), title="disaggregated against aggregated (same SLOs)", border_style="blue"))
 
 
 def print_sweep(console: Console, sweep: dict) -> None:
