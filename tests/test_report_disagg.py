@@ -335,3 +335,25 @@ def test_compare_with_disaggregation_allowed_sets_both_kinds_side_by_side(tmp_pa
     print_comparison(console, document)
     text = console.export_text()
     assert f"({ratio:.3f}x)" in text and f"better: {kinds['better']}" in text and "disaggregated" in text
+
+
+def test_frontier_figure_draws_one_curve_per_kind() -> None:
+    from placer.frontier import FrontierPoint
+    from placer.report.frontier import frontier_figure
+
+    def point(value: float, tpot: float, per_gpu: float, mode: str) -> FrontierPoint:
+        degrees = (
+            "pp1 tp1 dp8 ep8 tpm1 x1"
+            if mode == "aggregated"
+            else "P pp1 tp2 dp4 ep8 tpm1 x1 + D pp1 tp1 dp8 ep8 tpm1 x1"
+        )
+        return FrontierPoint("tpot_ms", value, "optimal", 0.0, 16, degrees, 170.0, tpot, 0.3, 1000 / tpot, per_gpu,
+                             mode=mode)  # fmt: skip
+
+    points = [point(50, 45, 600, "aggregated"), point(30, 28, 430, "aggregated"), point(50, 27, 380, "disaggregated")]
+    ax = frontier_figure("x", points).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["aggregated plans", "disaggregated plans"]
+    assert [len(line.get_xdata()) for line in ax.get_lines()] == [2, 1]
+    assert any("\n+ D pp1" in t.get_text() for t in ax.texts)  # a disaggregated label on two lines
+    # an aggregated-only frontier keeps its single unlabelled curve
+    assert frontier_figure("x", points[:2]).axes[0].get_legend() is None
