@@ -61,7 +61,7 @@ from placer.serving import ServingPoint, StepTimer, serving_point
 
 ROOT = Path(__file__).resolve().parents[1]
 #: measurement model name -> placer model reference (a catalogue name or a config.json path)
-MODEL_REFS = {"deepseek-r1": "deepseek-v3"}
+MODEL_REFS = {"deepseek-r1": "deepseek-v3", "mixtral-8x7b": "mixtral-8x7b"}
 DEFAULT_CHUNK_TOKENS = 8192
 MIN_GROUP_POINTS = 6
 #: Fit grids: efficiency scales (log-spaced), decode knee batch, per-layer overhead in us, TTFT floor in ms.
