@@ -24,6 +24,7 @@ from placer.serving_disagg import (
     DecodePool,
     DisaggEvaluation,
     DisaggModel,
+    OneReplicaScreen,
     PrefillPool,
     assemble,
     pool_nodes,
@@ -111,6 +112,7 @@ class Pools:
         w, slo = problem.workload, problem.slo
         self.rate = w.serving_rate_rps if w.kind == "rate" else None
         self.slo = slo
+        self.screen = OneReplicaScreen(problem)
 
     def plan(self, index: int) -> Plan | None:
         """The configuration's pool plan (its partition), ``None`` when no partition fits."""
@@ -122,6 +124,11 @@ class Pools:
         if index not in self._prefill:
             plan = self.plan(index)
             if plan is None:
+                self._prefill[index] = None
+                return None
+            if self.rate is not None and not self.screen.prefill_may_meet(
+                plan, self.rate, self.slo.ttft_s, self.slo.ttft_percentile
+            ):
                 self._prefill[index] = None
                 return None
             pool = PrefillPool(self.problem, plan)
@@ -137,6 +144,9 @@ class Pools:
         if index not in self._decode:
             plan = self.plan(index)
             if plan is None:
+                self._decode[index] = None
+                return None
+            if self.rate is not None and not self.screen.decode_may_serve(plan, self.rate, self.slo.tpot_ms):
                 self._decode[index] = None
                 return None
             pool = DecodePool(self.problem, plan)

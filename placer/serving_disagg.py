@@ -182,6 +182,52 @@ class DecodePool:
         return _largest(lambda b: self.rate_rps(b, n_per_replica) <= rate_rps, b_max)
 
 
+class OneReplicaScreen:
+    """Necessary conditions for a pool (or an aggregated configuration) of ``R`` replicas, read off
+    the plan of the same degrees and partition with one replica, shared by every replica count.
+
+    Why they are necessary: the evaluator prices ``R`` replicas at the slowest replica's layout and
+    replica 0 sits where the lone replica sits, so every step of ``R`` replicas takes at least the
+    lone replica's time, while memory and KV capacity per replica are the same. Hence per replica at
+    ``rate / R``: the decode capacity is at most, and the TPOT at least, the lone replica's (X(b) is
+    lower at every b, the batch higher, the step non-decreasing in the batch); the prefill latency
+    ``P`` is at least the lone one's and the M/D/c wait grows with ``P``."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        self._decode: dict[tuple[object, ...], DecodePool] = {}
+        self._prefill: dict[tuple[object, ...], PrefillPool] = {}
+
+    @staticmethod
+    def _key(plan: Plan) -> tuple[object, ...]:
+        par = plan.parallelism
+        return (par.pp, par.tp, par.dp_attn, par.ep, par.tp_moe, tuple(stage.layers for stage in plan.stages))
+
+    @staticmethod
+    def _lone(plan: Plan) -> Plan:
+        par = plan.parallelism
+        one = par.model_copy(update={"replicas": 1})
+        return plan.model_copy(update={"parallelism": one, "gpus": one.gpus, "expert_map": None, "rank_to_node": None})
+
+    def decode_may_serve(self, plan: Plan, rate_rps: float, tpot_ms: float | None) -> bool:
+        """False only when ``plan``'s replicas cannot finish ``rate_rps`` within ``tpot_ms`` even
+        with no prefill in their steps and no KV in transfer."""
+        key = self._key(plan)
+        if key not in self._decode:
+            self._decode[key] = DecodePool(self.problem, self._lone(plan))
+        tpot = self._decode[key].tpot_at_rate_s(rate_rps / plan.parallelism.replicas)
+        return math.isfinite(tpot) and (tpot_ms is None or tpot * 1e3 <= tpot_ms * (1 + 1e-9))
+
+    def prefill_may_meet(self, plan: Plan, rate_rps: float, ttft_s: float | None, percentile: str) -> bool:
+        """False only when ``plan``'s replicas cannot prefill ``rate_rps`` (or not within ``ttft_s``
+        before any KV transfer)."""
+        key = self._key(plan)
+        if key not in self._prefill:
+            self._prefill[key] = PrefillPool(self.problem, self._lone(plan))
+        floor = self._prefill[key].ttft_floor_s(rate_rps / plan.parallelism.replicas, percentile)
+        return math.isfinite(floor) and (ttft_s is None or floor <= ttft_s * (1 + 1e-9))
+
+
 def _largest(predicate: object, hi: float, iterations: int = 48) -> float:
     """Largest ``x`` in ``[0, hi]`` with ``predicate(x)`` for a predicate true up to a point."""
     if predicate(hi):  # type: ignore[operator]

@@ -41,7 +41,7 @@ from placer.problem import Problem
 from placer.result import Result, SearchInfo, SolveStatus
 from placer.schema import DisaggregatedPlan, Plan
 from placer.serving import ServingModel, StepTimer, evaluate_serving
-from placer.serving_disagg import DecodePool, evaluate_disaggregated
+from placer.serving_disagg import OneReplicaScreen, evaluate_disaggregated
 from placer.stopping import StopToken
 from placer.strategy import RELATIVE_TOLERANCE, plan_from_starts
 
@@ -185,7 +185,9 @@ def choose_concurrency(problem: Problem, plan: Plan) -> int:
     return _largest_true(meets, _largest_true(fits, hi))
 
 
-def score(problem: Problem, data: FormulationData, index: int, terms: list[str]) -> Scored | str | None:
+def score(
+    problem: Problem, data: FormulationData, index: int, terms: list[str], screen: OneReplicaScreen | None = None
+) -> Scored | str | None:
     """The configuration's plan and figures under the serving workload (``None``: no partition fits;
     :data:`REJECTED_BY_BOUND`: proven infeasible without the full serving model)."""
     config = data.configs[index]
@@ -193,7 +195,7 @@ def score(problem: Problem, data: FormulationData, index: int, terms: list[str])
     if starts is None:
         return None
     plan = plan_from_starts(problem, config.par, starts, "serving")
-    if decode_bound_rejects(problem, plan):
+    if decode_bound_rejects(problem, plan, screen):
         return REJECTED_BY_BOUND
     concurrency = problem.workload.concurrency
     judged = problem
@@ -211,20 +213,20 @@ def score(problem: Problem, data: FormulationData, index: int, terms: list[str])
 REJECTED_BY_BOUND = "rejected by the decode-only bound"
 
 
-def decode_bound_rejects(problem: Problem, plan: Plan) -> bool:
+def decode_bound_rejects(problem: Problem, plan: Plan, screen: OneReplicaScreen | None = None) -> bool:
     """Kind ``rate``: the plan cannot carry the arrivals within the TPOT SLO even if its steps held
     no prefill. An aggregated step is the decode step plus the prefill chunk and its KV holds the
     prefilling requests too, so its decode rate at any batch is at most the decode-only rate, its
     batch ceiling at most the decode-only ceiling and its TPOT at the arrival rate at least the
-    decode-only TPOT there (decode step time non-decreasing in the batch). A rejection is therefore
-    a proof, and skipping the full serving model for it keeps the solve exact."""
+    decode-only TPOT there (decode step time non-decreasing in the batch); and the decode-only
+    figures of R replicas are bounded by one replica's (:class:`OneReplicaScreen`), shared by every
+    replica count. A rejection is therefore a proof, and skipping the full serving model for it
+    keeps the solve exact."""
     w = problem.workload
     if w.kind != "rate" or w.serving_rate_rps is None:
         return False
-    tpot = DecodePool(problem, plan).tpot_at_rate_s(w.serving_rate_rps)
-    if not math.isfinite(tpot):
-        return True
-    return problem.slo.tpot_ms is not None and tpot * 1e3 > problem.slo.tpot_ms * (1 + 1e-9)
+    screen = screen or OneReplicaScreen(problem)
+    return not screen.decode_may_serve(plan, w.serving_rate_rps, problem.slo.tpot_ms)
 
 
 def _degrees(config: Config) -> str:
@@ -266,6 +268,7 @@ def score_configurations(
     feasible: list[Scored] = []
     closest: Scored | None = None
     bounded_out = 0
+    screen = OneReplicaScreen(problem)
     complete = data.complete
     next_gpus: int | None = None
     scored_count = 0
@@ -277,7 +280,7 @@ def score_configurations(
             complete = False
             next_gpus = gpus
             break
-        scored = score(problem, data, index, terms)
+        scored = score(problem, data, index, terms, screen)
         scored_count += 1
         if scored == REJECTED_BY_BOUND:
             bounded_out += 1

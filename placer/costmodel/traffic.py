@@ -59,10 +59,15 @@ class LayerTraffic:
 
     @property
     def imbalance(self) -> float:
-        """Busiest GPU's expert load over the mean (1.0 = perfectly balanced)."""
-        loads = np.asarray(self.gpu_pairs_per_token)
-        mean = float(loads.mean())
-        return float(loads.max() / mean) if mean > 0 else 1.0
+        """Busiest GPU's expert load over the mean (1.0 = perfectly balanced); computed once per
+        object (frozen), as the evaluator asks for it per layer of every replica."""
+        cached = self.__dict__.get("_imbalance")
+        if cached is None:
+            loads = np.asarray(self.gpu_pairs_per_token)
+            mean = float(loads.mean())
+            cached = float(loads.max() / mean) if mean > 0 else 1.0
+            object.__setattr__(self, "_imbalance", cached)
+        return cached
 
 
 def with_imbalance(traffic: LayerTraffic, factor: float) -> LayerTraffic:
