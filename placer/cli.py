@@ -77,13 +77,18 @@ def simulate(
     out: Annotated[Path | None, typer.Option("--out", help="write simulation.json and simulation.png here")] = None,
 ) -> None:
     """Simulate continuous batching of the plan under the instance's workload: TTFT/TPOT percentiles,
-    throughput, and queue and batch over time."""
+    throughput, and queue and batch over time (a disaggregated plan: both pools and the KV transfer)."""
+    from placer.schema import DisaggregatedPlan
     from placer.simulate import simulate as run_simulation
+    from placer.simulate_disagg import simulate_disaggregated
 
     problem = api.load_problem(instance)
-    plan_spec = api.load_plan(plan)
+    plan_spec = api.load_any_plan(plan)
     api.evaluate_files(instance, plan)  # the plan's own errors, naming the plan file
-    sim = run_simulation(problem, plan_spec, requests=requests, seed=seed)
+    if isinstance(plan_spec, DisaggregatedPlan):
+        sim = simulate_disaggregated(problem, plan_spec, requests=requests, seed=seed)
+    else:
+        sim = run_simulation(problem, plan_spec, requests=requests, seed=seed)
     title = f"plan {plan_spec.name or plan.name} on {problem.name}, {sim.kind} workload"
     document = {"instance": problem.name, "plan": plan_spec.name or plan.name, **sim.to_dict()}
     if out is not None:

@@ -59,7 +59,7 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     {
         "compare": ("placer.compare", "placer.sweep"),  # a sweep solves like compare, on its executors
         "fidelity": ("placer.fidelity", "placer.fidelity_broad"),
-        "simulate": ("placer.simulate",),
+        "simulate": ("placer.simulate", "placer.simulate_disagg"),
         "frontier": ("placer.frontier",),
         "calibrate": ("placer.calibrate",),
         "export": ("placer.export",),
