@@ -16,6 +16,7 @@ from typing import Any
 from placer.compare import SolveSettings, usd_per_million_tokens
 from placer.problem import Problem
 from placer.result import Result, SolveStatus
+from placer.schema import DisaggregatedPlan
 from placer.solve import solve
 
 #: status of a point whose solve raised (the solver's own statuses are ``SolveStatus`` values)
@@ -31,6 +32,7 @@ FIGURE_COLUMNS = (
     "gpus",
     "nodes",
     "replicas",
+    "mode",
     "degrees",
     "concurrency",
     "ttft_s",
@@ -119,12 +121,21 @@ def result_figures(problem: Problem, result: Result) -> dict[str, Any]:
         return figures
     serving = evaluation.serving
     tpot_s = serving.tpot_s if serving is not None else evaluation.tpot_s
-    if serving is not None:
+    plan = evaluation.plan
+    disaggregated = isinstance(plan, DisaggregatedPlan)
+    if disaggregated:
+        # a prefill pool and a decode pool: the engine instances of both, the requests in flight
+        tokens_per_s_per_gpu = serving.output_tokens_per_s_per_gpu
+        replicas, concurrency = serving.prefill_replicas + serving.decode_replicas, serving.concurrency
+        degrees = f"prefill {plan.prefill.parallelism.label} + decode {plan.decode.parallelism.label}"
+    elif serving is not None:
         tokens_per_s_per_gpu = serving.output_tokens_per_s_per_gpu
         replicas, concurrency = serving.replicas, serving.concurrency_per_replica * serving.replicas
     else:
         tokens_per_s_per_gpu = evaluation.decode_tokens_per_ms_per_gpu * 1e3
         replicas, concurrency = evaluation.plan.parallelism.replicas, float(problem.workload.batch_size)
+    if not disaggregated:
+        degrees = plan.parallelism.label
     memory = next((c.value for c in evaluation.slo if c.name == "memory_per_gpu"), None)
     binding = evaluation.binding
     price = problem.hardware.price_per_gpu_hour_usd
@@ -133,7 +144,8 @@ def result_figures(problem: Problem, result: Result) -> dict[str, Any]:
             "gpus": evaluation.gpus,
             "nodes": evaluation.nodes,
             "replicas": replicas,
-            "degrees": evaluation.plan.parallelism.label,
+            "mode": "disaggregated" if disaggregated else "aggregated",
+            "degrees": degrees,
             "concurrency": _finite(concurrency),
             "ttft_s": _finite(evaluation.ttft_s),
             "tpot_ms": _finite(tpot_s * 1e3),
