@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -150,7 +151,7 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=64)
     parser.add_argument("--target", type=float, default=1.05)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layer-time", type=float, default=1.0, help="placer work budget per layer [s]")
+    parser.add_argument("--layer-time", type=float, default=2.0, help="placer work budget per layer [CPU s]")
     parser.add_argument("--processes", type=int, default=2, help="placer's processes over layers")
     parser.add_argument("--case", choices=[c.name.split()[0] for c in CASES], default=None)
     parser.add_argument("--drift", type=float, default=0.0, help="share of experts whose popularity moves")
@@ -230,6 +231,12 @@ def _migration(case, later, placed, args, rank_node, slots, pool):  # type: igno
         label = f"migrate K={k}"
         status = f"{moved / len(out):.1f} copies/layer, {moved * EXPERT_BYTES / 1e9:.1f} GB moved in all"
         _row(case.name, label, [o.placement for o in out], fit_p, test_p, time.perf_counter() - started, pool, status)
+
+
+def _child_cpu_s() -> float:
+    """CPU seconds of the finished child processes (place_layers' pool once it has shut down)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _meta(stats):  # type: ignore[no-untyped-def]

@@ -131,3 +131,15 @@ def test_place_from_plan_in_service_moves_at_most_k(tmp_path):
         ["place", "instances/ep64-128gpu.json", "plans/seed002-ep64-tp2.json", "--from", "plans/seed002-ep64-tp2.json"],
     )
     assert result.exit_code == 2 and "from.expert_map" in result.output
+
+
+def test_layers_in_processes_give_the_same_maps():
+    # the budget is work, so placing layers in two processes gives the maps of one process
+    from placer.placement.planner import place_layers
+
+    stats = synthetic_stats(32, 4, 3, seed=7, tokens=800, zipf_exponent=0.5, num_groups=4, groups_per_token=2)
+    problems = [LayerPlacementProblem(la, np.arange(8) // 2, 5, stats.expert_group, 2) for la in stats.layers]
+    one = place_layers(problems, 1.05, None, 0.3)
+    two = place_layers(problems, 1.05, None, 0.3, processes=2)
+    assert [r.placement for r in one] == [r.placement for r in two]
+    assert all(r.status.startswith("search") for r in one)

@@ -37,8 +37,12 @@ from placer.routing.stats import LayerRouting
 
 #: share of the node-level balance allowance tried in turn (1: the whole target allowance)
 NODE_SLACK_STEPS = (1.0, 0.6, 0.3, 0.0)
-#: work units per second of budget, measured on the 2-core CI machine (DeepSeek-V3 layers, 64-256 GPUs)
-UNITS_PER_S = 5e7
+#: share of the budget the first slack step may use, and the share kept for the balance-first seeds
+FIRST_STEP_SHARE = 0.8
+FALLBACK_SHARE = 0.25
+#: work units per CPU second, measured on the 2-core CI machine (2.0-2.4e8 on DeepSeek-V3 layers at 64 GPUs;
+#: on a loaded machine the wall time is a multiple of the CPU time)
+UNITS_PER_S = 2e8
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,15 @@ def search_layer(
         node_cap = problem.ranks_per_node * mean * (1 + slack * (aim - 1))
         node = NodeSearch(problem, counts, traces, node_cap, rank_cap, like=state)
         state = node
-        share = left()
-        node.run(None if share is None else share / (2 * (len(steps) - step)), stop)
+        # the first step gets most of the budget (it usually meets the target); a quarter is kept
+        # for the balance-first seeds in case no step does
+        share = None if budget is None else max(0.0, (1 - FALLBACK_SHARE) * budget - units)
+        share = None if share is None else share * (FIRST_STEP_SHARE if step == 0 else 1 / (len(steps) - step))
+        node.run(None if share is None else share / 2, stop)
         units += node.units
         counts = node.cnt.copy()
         ranks = RankSearch(problem, node.placement(), traces, rank_cap, like=node)
-        share = left()
-        ranks.run(None if share is None else share / (len(steps) - step), stop)
+        ranks.run(None if share is None else max(0.0, share - node.units), stop)
         units += ranks.units
         key = (0 if ranks.penalty() <= 0 else 1, ranks.traffic if ranks.penalty() <= 0 else ranks.max_over_mean())
         if best is None or key < best[0]:
