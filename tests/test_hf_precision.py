@@ -139,3 +139,27 @@ def test_int8_gemms_run_at_the_int8_peak_where_the_gpu_has_one() -> None:
     assert a100.peak_flops_per_s(int8) == 624e12 and a100.peak_flops_per_s("fp8") == 312e12
     assert h100.peak_flops_per_s(int8) == h100.peak_flops_per_s("fp8") == 1979e12
     assert seed.peak_flops_per_s(int8) == seed.peak_flops_per_s("bf16")
+
+
+def test_activation_quantisation_is_charged_only_to_8_bit_gemms() -> None:
+    """(O11) The quantisation passes over the hidden state belong to W8A8 / FP4 x FP8 GEMMs: a
+    16-bit deployment pays none, DeepSeek-V3's FP8 weights pay them, FP4 weights pay them only on a
+    GPU with FP4 units (elsewhere they run weight-only at the 16-bit peak)."""
+    from types import SimpleNamespace
+
+    from placer.costmodel.layers import QUANTISATION_PASSES_PER_LAYER, quantisation_passes
+    from placer.loading import load_hardware
+
+    h100, b200 = load_hardware("h100-sxm"), load_hardware("b200")
+
+    def passes(model: str, hardware: object, weights: str | None = None) -> int:
+        spec = load_model(model)
+        if weights is not None:
+            spec = spec.model_copy(update={"precision": spec.precision.model_copy(update={"weights": weights})})
+        return quantisation_passes(SimpleNamespace(model=spec, hardware=hardware))  # type: ignore[arg-type]
+
+    assert QUANTISATION_PASSES_PER_LAYER == 3
+    assert passes("mixtral-8x7b", h100) == 0
+    assert passes("deepseek-v3", h100) == 3
+    assert passes("mixtral-8x7b", h100, "int8") == 3
+    assert passes("mixtral-8x7b", h100, "nvfp4") == 0 and passes("mixtral-8x7b", b200, "nvfp4") == 3

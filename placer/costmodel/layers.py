@@ -395,16 +395,33 @@ def _layer_ops(
 
 
 #: Hidden-size activation passes per layer outside the GEMMs, read + write counted separately:
-#: two RMSNorms (read h, write h: 4), two residual adds (read 2h, write h: 6), and the 8-bit
-#: quantisation of the attention and FFN inputs (read h, write half as many bytes: ~3).
-HIDDEN_PASSES_PER_LAYER = 13
+#: two RMSNorms (read h, write h: 4) and two residual adds (read 2h, write h: 6).
+HIDDEN_PASSES_PER_LAYER = 10
+#: The 8-bit quantisation of the attention and FFN inputs (read h, write half as many bytes: ~3
+#: passes), only where the layer's GEMMs take 8-bit or narrower activations (W8A8, FP4 x FP8).
+QUANTISATION_PASSES_PER_LAYER = 3
+#: Compute precisions whose GEMMs quantise their activations first.
+QUANTISED_ACTIVATION_PRECISIONS = frozenset({"fp8", "int8", "fp4"})
+
+
+def quantisation_passes(ctx: LayerContext) -> int:
+    """(O11) Activation-quantisation passes per layer: charged when the model's default weight
+    precision runs its GEMMs in 8 bits or fewer on this GPU (a 16-bit deployment quantises nothing;
+    FP4 weights on a GPU without FP4 units run weight-only at the 16-bit peak and quantise nothing)."""
+    precision = COMPUTE_PRECISION[ctx.model.precision.weights]
+    if precision not in QUANTISED_ACTIVATION_PRECISIONS:
+        return 0
+    if precision == "fp4" and "fp4" not in ctx.hardware.dense_tflops:
+        return 0
+    return QUANTISATION_PASSES_PER_LAYER
 
 
 def elementwise_bytes_per_token(ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> float:
     """(O11) HBM bytes per token of one layer's memory-bound kernels that are not GEMMs.
 
-    Norms, residual adds and activation quantisation (``HIDDEN_PASSES_PER_LAYER`` passes over the
-    hidden state); rotary embedding and the head-wise expansion of keys and values (write and read
+    Norms and residual adds (``HIDDEN_PASSES_PER_LAYER`` passes over the hidden state) and the
+    activation quantisation of 8-bit GEMMs (:func:`quantisation_passes`, none for 16-bit weights);
+    rotary embedding and the head-wise expansion of keys and values (write and read
     back ``H_r * (d_qk + d_v)``); the gate activation of the FFNs (read ``2x``, write ``x`` per
     token and FFN); and, for routed experts, the permutation into expert order and the weighted
     un-permutation (``2 h`` activation elements per (token, expert) pair on this GPU: an 8-bit copy
@@ -416,7 +433,7 @@ def elementwise_bytes_per_token(ctx: LayerContext, layer: int, traffic: LayerTra
     a_bytes = DTYPE_BYTES[model.precision.activations]
     dims = attention_dims(model, par.tp)
     qkv = dims.qk_dim_prefill + dims.v_dim_prefill if ctx.shape.phase == "prefill" else 0
-    per_token = HIDDEN_PASSES_PER_LAYER * h + 2 * dims.heads * qkv
+    per_token = (HIDDEN_PASSES_PER_LAYER + quantisation_passes(ctx)) * h + 2 * dims.heads * qkv
     moe = model.moe
     if moe is None or not model.is_moe_layer(layer):
         assert model.ffn_size is not None
