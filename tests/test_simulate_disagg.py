@@ -143,6 +143,25 @@ def test_attention_dp_ranks_meet_at_every_prefill_step():
     assert run.ttft_s == pytest.approx([0.06 + LINK.alone_s(100), 0.06 + LINK.alone_s(300)], rel=1e-12)
 
 
+def test_a_trace_joins_the_prefill_and_decode_steps_at_their_next_boundary():
+    """Arrivals at 0, 0.15 and 0.2 s (1,000-token prompts, 0.1 s each on one rank, 2 ms transfers; 31
+    output tokens, decode steps of 0.012 / 0.014 / 0.016 s at batch 1 / 2 / 3). The third arrives
+    during the second's prefill step (0.15-0.25) and starts at 0.25. Landings at 0.102, 0.252, 0.352;
+    the second joins at the first's next boundary 0.102 + 13 x 0.012 = 0.258, the third at 0.258 +
+    7 x 0.014 = 0.356; then the first ends 10 steps of three later (0.516), the second 13 steps of two
+    after that (0.698), the third 7 steps of one after that (0.782)."""
+    pre = FakePool(kv_capacity_tokens=100_000, chunk_tokens=1000)
+    dec = FakePool(kv_capacity_tokens=100_000, chunk_tokens=1000, per_seq_s=0.002)
+    arrivals = Arrivals("trace", rate_rps=10.0, times_s=(0.0, 0.15, 0.2))
+    run = simulate_pools(pre, dec, LINK, arrivals, fixed(1000, 31), requests=3)
+    assert run.ttft_s.size == 3 and run.warmup_s == 0.0
+    assert run.ttft_s == pytest.approx([0.102, 0.102, 0.152], rel=1e-9)
+    assert run.prefill_wait_s == pytest.approx([0.0, 0.0, 0.05], abs=1e-12)
+    ends = np.array([0.516, 0.698, 0.782])
+    assert run.tpot_s == pytest.approx((ends - np.array([0.102, 0.252, 0.352])) / 30, rel=1e-9)
+    assert run.decode_steps == 13 + 7 + 10 + 13 + 7
+
+
 def test_one_output_token_sends_no_kv():
     pre = FakePool(kv_capacity_tokens=100_000, chunk_tokens=4096)
     dec = FakePool(kv_capacity_tokens=100_000, chunk_tokens=4096)
