@@ -108,6 +108,18 @@ def test_a_closed_loop_of_one():
     assert sum(run.means.values()) == pytest.approx(1.0)
 
 
+def test_a_closed_loop_decodes_in_lockstep_when_prefill_and_transfer_are_instant():
+    """Prefill and transfer ~1e-9 s: N = 4 requests of 11 tokens return together and decode as one batch
+    of 4, each step decode_s(4) = 0.014 s: TPOT 0.014 s, 4 x 11 tokens every 10 steps."""
+    pre = FakePool(kv_capacity_tokens=100_000, chunk_tokens=4096, per_token_s=1e-13)
+    dec = FakePool(kv_capacity_tokens=100_000, chunk_tokens=4096)
+    link = Link("nvlink", 0.0, 1e18, 1e18, 1.0, 1e18)
+    run = simulate_pools(pre, dec, link, Arrivals("closed", concurrency=4), fixed(1000, 11), requests=100)
+    assert run.tpot_s == pytest.approx(np.full(100, 0.014), rel=1e-6)
+    assert run.output_tokens_per_s == pytest.approx(44 / 0.14, rel=1e-6)
+    assert run.mean_decode_batch == pytest.approx(4.0, rel=1e-6)
+
+
 @pytest.mark.parametrize(("decode_ranks", "sharing"), [(1, 2), (2, 1)])
 def test_transfers_share_the_receiving_rank(decode_ranks, sharing):
     """Two prompts prefilled together on two prefill ranks: each sends over its own lanes, so with one
