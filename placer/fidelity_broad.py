@@ -25,7 +25,7 @@ A step whose base time splits into decode ``t_d`` and prefill ``t_p`` then takes
 8, where a prompt's prefill is one weight-read-bound forward, not the saturated prefill whose
 efficiency ``s_p`` is fitted on). ``o`` and ``c`` are told apart by
 small-batch points of models of different depth (24 to 61 layers). The factors are fitted per
-(GPU, engine) by least squares on log error over a grid (one set per group, never per point). A
+(GPU, engine) on log error over a grid (one set per group, never per point; :func:`fit_group`). A
 group with fewer than ``MIN_GROUP_POINTS`` training points takes the engine's pooled fit, then the
 pooled fit of everything.
 
@@ -315,9 +315,13 @@ def fixed_times(bases: list[Base], prior: Factors | None) -> tuple[float, float]
 
 
 def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Factors:
-    """Least squares on log error over the grid: the fixed per-layer and per-step times from the
-    small-batch points (:func:`fixed_times`), then scales, knee and request overhead from every
-    point of the group (the TTFT floor at 0), then the floor from the TTFT points.
+    """Grid search on log error: the fixed per-layer and per-step times from the small-batch points
+    (:func:`fixed_times`, least squares), then scales, knee and request overhead from every point of
+    the group (the TTFT floor at 0) by least *absolute* log error, then the floor from the TTFT
+    points (least squares). The absolute loss targets the median, the figure issue 14 judges, and
+    keeps a few measurements of untuned engine defaults (SGLang's and TensorRT-LLM's gpt-oss TP1
+    ShareGPT runs, 5-15x below the model and below vLLM on the same GPU) from setting an engine's
+    scales for every other model.
 
     A factor the group's points cannot identify is taken from ``prior`` (the next wider fit): the
     fixed times need a point at a decode batch of at most ``SMALL_BATCH`` (at large batch they
@@ -329,7 +333,7 @@ def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Fa
     for knee in KNEE_GRID:
         for request_ms in REQUEST_GRID_MS:
             grid = corrected_array(bases, SCALE_GRID, SCALE_GRID, knee, pairs[:, 0], request_ms, 0.0, pairs[:, 1])
-            loss = np.sum(_log_errors(grid, bases) ** 2, axis=3)
+            loss = np.sum(np.abs(_log_errors(grid, bases)), axis=3)  # least absolute log error
             i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)
             if best is None or loss[i, j, k] < best[0] - 1e-12:
                 best = (
@@ -631,7 +635,7 @@ def engine_profiles_document(report: BroadReport) -> dict[str, object]:
             "step_overhead_ms": f.step_overhead_ms,
             "request_overhead_ms": f.request_overhead_ms,
             "points": f.points,
-            "source": f"fitted by placer fidelity (placer/fidelity_broad.py, least squares on log error) on "
+            "source": f"fitted by placer fidelity (placer/fidelity_broad.py, grid search on log error) on "
             f"{len(ids)} measurements of placer/data/measurements.json: {', '.join(ids)}",
         }
 

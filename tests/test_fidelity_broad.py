@@ -245,3 +245,31 @@ def test_step_overhead_adds_once_per_step(records: list) -> None:
     base = evaluate(problem, plan)
     slower = evaluate(problem.replace(params=problem.params.model_copy(update={"step_overhead_us": 1000.0})), plan)
     assert slower.tpot_s - base.tpot_s == pytest.approx(1e-3, rel=0.02)
+
+
+def test_fixed_times_separate_per_layer_from_per_step_with_two_depths(records: list) -> None:
+    """Small-batch points of a 32- and an 80-layer model identify both fixed times: 60 us per
+    layer and 1 ms per step, at the roofline kernel time; one depth pins down only their sum per
+    step (docs/cost-model.md 10b.3)."""
+    from placer.fidelity_broad import fixed_times
+
+    truth = Factors(layer_overhead_us=60.0, step_overhead_ms=1.0)
+    bases = []
+    for layers in (32, 80):
+        for i, (step, batch) in enumerate(((0.004, 1.0), (0.012, 8.0))):
+            base = _base(records, "tpot", 5.0 + i, step, 0.0, batch)
+            base = Base(base.measurement, layers, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[2:]])
+            m = base.measurement.__class__(**{**base.measurement.__dict__, "value": corrected(base, truth)})
+            bases.append(Base(m, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[1:]]))
+    assert fixed_times(bases, None) == (60.0, 1.0)
+    # one depth pins down the fixed time per step, L o + c (2.92 ms), not its split
+    o, c = fixed_times([b for b in bases if b.layers == 32], None)
+    assert 32 * o * 1e-3 + c == pytest.approx(32 * 60.0 * 1e-3 + 1.0)
+    # without small-batch points the prior's figures are kept
+    assert fixed_times([replace_batch(b, 500.0) for b in bases], Factors(layer_overhead_us=7.0)) == (7.0, 0.0)
+
+
+def replace_batch(base: Base, batch: float) -> Base:
+    from dataclasses import replace
+
+    return replace(base, decode_batch=batch)
