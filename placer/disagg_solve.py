@@ -85,8 +85,12 @@ def _pool_ok(evaluation: object) -> bool:
 
 
 def _closed_loop_n(problem: Problem) -> object:
-    """Requests in flight per decode replica as the serving model takes them, by replica count."""
+    """Requests in flight per decode replica as the serving model takes them, by replica count; with
+    the concurrency left to the solve, the offline batch a decoder sees (``max(1, b)``), which is at
+    most the closed loop's ``1 + b (1 - 1/n)`` for every ``n >= b``, so capacities stay upper bounds."""
     w = problem.workload
+    if w.kind == "concurrency" and problem.objective.concurrency == "auto":
+        return lambda replicas: None
     if w.kind == "concurrency":
         return lambda replicas: w.concurrency / replicas
     if w.kind == "rate":
@@ -175,6 +179,7 @@ def score_pairs(
     gpu_cap: int,
     work_limit: float | None = None,
     incumbent: float | None = None,
+    meets: Callable[[Problem, object], bool] | None = None,
 ) -> PairScoring:
     """Score the pairs of pools with ``prefill.gpus + decode.gpus <= gpu_cap`` that can matter.
 
@@ -186,7 +191,7 @@ def score_pairs(
     pools = Pools(problem, gpus, plan_for)
     primary = primary_term(problem.objective)
     by_total = primary == "min_gpus" or (primary == "max_throughput_per_gpu" and problem.workload.kind == "rate")
-    state = _Scan(problem, pools, terms, serving_terms, token, work_limit)
+    state = _Scan(problem, pools, terms, serving_terms, token, work_limit, meets)
     if by_total:
         state.by_total(gpu_cap)
     else:
@@ -208,8 +213,10 @@ class _Scan:
         serving_terms: object,
         token: StopToken,
         work_limit: float | None,
+        meets: Callable[[Problem, object], bool] | None = None,
     ) -> None:
         self.problem, self.pools, self.terms, self.serving_terms = problem, pools, terms, serving_terms
+        self.meets = meets
         self.token, self.work_limit = token, work_limit
         self.feasible: list[PairScored] = []
         self.closest: PairScored | None = None
@@ -227,7 +234,7 @@ class _Scan:
         pre, dec = self.pools.prefill(p), self.pools.decode(d)
         assert pre is not None and dec is not None
         self.count += 1
-        scored = score_pair(self.problem, pre, dec, p, d, self.terms, self.serving_terms)
+        scored = score_pair(self.problem, pre, dec, p, d, self.terms, self.serving_terms, self.meets)
         if scored.feasible:
             self.feasible.append(scored)
         elif self.closest is None or len(scored.broken()) < len(self.closest.broken()):
@@ -312,10 +319,38 @@ def score_pair(
     d: int,
     terms: list[str],
     serving_terms: object,
+    meets: Callable[[Problem, object], bool] | None = None,
 ) -> PairScored:
-    """One pair at its serving point, with its objective terms."""
+    """One pair at its serving point, with its objective terms. With ``objective.concurrency =
+    "auto"`` the concurrency is the largest ``n <= workload.concurrency`` whose point ``meets`` the
+    SLOs (TTFT and TPOT grow with ``n``, so bisection finds it; 1 when none does, and the pair is
+    then infeasible)."""
     plan = disaggregated_plan(problem, prefill.plan, decode.plan)
     nodes_p, nodes_d = pool_nodes(plan, problem.fabric)
-    model = DisaggModel(problem, prefill, decode, kv_path(problem.fabric, nodes_p, nodes_d))
-    evaluation = assemble(problem, plan, model, model.point(), nodes_p, nodes_d)
-    return PairScored(p, d, plan, evaluation, serving_terms(terms, evaluation))  # type: ignore[operator]
+    path = kv_path(problem.fabric, nodes_p, nodes_d)
+    judged, concurrency = problem, None
+    w = problem.workload
+    if w.kind == "concurrency" and problem.objective.concurrency == "auto":
+        assert w.concurrency is not None and meets is not None
+        model = DisaggModel(problem, prefill, decode, path)
+        concurrency = max(1, _largest_int(lambda n: meets(problem, model.closed_loop(float(n))), w.concurrency))
+        judged = problem.replace(workload=w.model_copy(update={"concurrency": concurrency, "batch_size": concurrency}))
+    model = DisaggModel(judged, prefill, decode, path)
+    evaluation = assemble(judged, plan, model, model.point(), nodes_p, nodes_d)
+    return PairScored(p, d, plan, evaluation, serving_terms(terms, evaluation), concurrency)  # type: ignore[operator]
+
+
+def _largest_int(predicate: Callable[[int], bool], hi: int) -> int:
+    """Largest ``n`` in ``[1, hi]`` with ``predicate(n)`` for a predicate true up to a point; 0 if none."""
+    if hi < 1 or not predicate(1):
+        return 0
+    if predicate(hi):
+        return hi
+    lo = 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if predicate(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo

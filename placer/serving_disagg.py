@@ -89,8 +89,21 @@ class PrefillPool:
         return self.replicas * self.servers / self.prompt_s
 
     def wait(self, rate_rps: float) -> tuple[float, float]:
-        """Mean wait and probability of waiting at ``rate_rps`` on the whole pool."""
-        return mdc_wait_s(self.servers, rate_rps / self.replicas, self.prompt_s)
+        """Mean wait and probability of waiting at ``rate_rps`` on the whole pool: (D2) the M/D/c
+        wait for a free rank, plus (D2b) the step in progress, ``u P / 2``. The ranks of a replica
+        step together (they meet at every MoE layer), so a prompt arriving at a rank with nothing to
+        do still waits for the running step to end. ``u`` is the share of time the replica steps:
+        a busy period ends after a step of ``P`` with no arrival (probability ``e^(-lambda P)``),
+        so it lasts ``P e^(lambda P)`` on average against an idle ``1 / lambda``:
+        ``u = lambda P e^(lambda P) / (1 + lambda P e^(lambda P))``; the residual of a step of
+        fixed length is half of it."""
+        per_replica = rate_rps / self.replicas
+        queue, p_wait = mdc_wait_s(self.servers, per_replica, self.prompt_s)
+        if not math.isfinite(queue) or self.servers == 1:
+            return queue, p_wait  # one rank: the M/D/1 wait already holds the step in progress
+        x = per_replica * self.prompt_s
+        busy = 1.0 / (1.0 + math.exp(-x) / x) if x > 0 else 0.0
+        return queue + busy * self.prompt_s / 2, max(p_wait, busy)
 
     def ttft_floor_s(self, rate_rps: float, percentile: str) -> float:
         """TTFT at ``rate_rps`` without the KV transfer (D5 less ``T_kv``): a lower bound any decode

@@ -323,12 +323,6 @@ def solve_serving(
             f"'auto' chooses the concurrency of kind 'concurrency', not {problem.workload.kind!r}",
         )
     mode = problem.objective.disaggregation
-    if auto and mode != "off":
-        raise InputError.single(
-            "objective.disaggregation",
-            f"{mode!r} with objective.concurrency 'auto' is not supported yet: give workload.concurrency "
-            "with concurrency 'given', or a rate",
-        )
     token = StopToken.within(stop, time_limit_s)
     started = time.perf_counter()
     pairs: PairScoring | None = None
@@ -417,7 +411,14 @@ def _score_disaggregated(
         return None if starts is None else plan_from_starts(problem, config.par, starts, "pool")
 
     gpus = {index: config.gpus for index, config in enumerate(data.configs)}
-    return score_pairs(problem, gpus, plan_for, terms, serving_terms, share, data.gpu_cap, work_limit, incumbent)
+    return score_pairs(
+        problem, gpus, plan_for, terms, serving_terms, share, data.gpu_cap, work_limit, incumbent, _pair_meets
+    )
+
+
+def _pair_meets(problem: Problem, point: object) -> bool:
+    """A disaggregated point meets the SLOs and its decode pool holds the KV of its requests."""
+    return _meets_latency(problem, point) and point.kv_ok  # type: ignore[attr-defined]
 
 
 def _result(

@@ -318,13 +318,38 @@ def test_burst_workloads_have_no_disaggregated_point():
         evaluate_disaggregated(problem, DisaggregatedPlan(gpus=2, prefill=pool(1), decode=pool(1)))
 
 
-def test_disaggregation_with_auto_concurrency_is_refused():
+# Auto concurrency with disaggregation, by hand (round timer, ISL = OSL = 100, closed loop, mean TTFT
+# <= 1 s, TPOT <= 20.1 ms). A 1-GPU prefill replica (P = 10 ms) at rate X waits the M/D/1
+# rho S / (2 (1 - rho)) = rho 5 ms / (1 - rho), rho = X / 100; TTFT <= 1 s binds at
+# 10 ms + 5 ms rho / (1 - rho) = 1 s, rho = 0.99 / 0.995, X = 99.497 requests/s. A 1-GPU decode
+# replica carries at most 49.75 requests/s within TPOT (b <= 100 at 10 + 0.1 (1 + b) ms), so two
+# are needed: 1 + 2 GPUs serve 9,949.7 output tokens/s, 3,316.6 per GPU (2 + 4 GPUs tie: the same
+# ratio). Every other split is lower: 1 + 1 is decode-bound (49.75 x 100 / 2 = 2,487), 1 + 3 is
+# prefill-bound (9,949.7 / 4 = 2,487), 2 + 3 decode-bound (149.25 x 100 / 5 = 2,985); one aggregated
+# GPU stops near b = 50 (about 2,490). The concurrency is what Little's law puts in flight at that
+# rate, about 298, and one more request breaks TTFT.
+def test_auto_concurrency_with_disaggregation(round_timer):
     problem = micro(
         TINY,
-        {"kind": "concurrency", "concurrency": 8, "prompt_tokens": {"min": 100, "max": 100}, "output_tokens": 10},
-        {},
-        objective={"primary": "max_throughput_per_gpu", "concurrency": "auto", "disaggregation": "allow"},
+        {"kind": "concurrency", "concurrency": 1000, "prompt_tokens": {"min": 100, "max": 100}, "output_tokens": 100},
+        SLO,
+        objective={
+            "primary": "max_throughput_per_gpu",
+            "tie_breaks": [],
+            "concurrency": "auto",
+            "disaggregation": "only",
+        },
     )
-    with pytest.raises(InputError) as err:
-        solve(problem, backend="exhaustive")
-    assert "objective.disaggregation" in str(err.value)
+    result = solve(problem, backend="exhaustive")
+    assert result.status == SolveStatus.OPTIMAL and isinstance(result.plan, DisaggregatedPlan)
+    plan = result.plan
+    assert plan.decode.gpus == 2 * plan.prefill.gpus and plan.prefill.parallelism.replicas == plan.prefill.gpus
+    point = result.evaluation.point
+    rho = 0.99 / 0.995
+    assert math.isclose(point.rate_rps, 100 * rho * plan.prefill.gpus, rel_tol=1e-4)
+    assert math.isclose(point.output_tokens_per_s_per_gpu, 100 * rho * 100 / 3, rel_tol=1e-4)
+    assert 0.99 <= point.ttft_s <= 1.0 and point.tpot_s * 1e3 <= 20.1  # an integer n: just under the bound
+    # one more request in flight breaks an SLO: the concurrency is the largest
+    n = round(point.concurrency)
+    more = problem.replace(workload=problem.workload.model_copy(update={"concurrency": n + 1, "batch_size": n + 1}))
+    assert not evaluate_disaggregated(more, plan).feasible
