@@ -11,10 +11,9 @@ fewest-GPUs objective gives GPUs needed against demand.
 Disaggregated plans (``objective.disaggregation`` ``allow`` or ``only``, or ``--disaggregation``):
 the demand points are solved with the instance's mode, so each is the better of the two kinds (or
 a disaggregated plan only) and says which. The interactivity points keep one curve per kind: the
-aggregated one as above (``allow``), and a disaggregated one solved with the instance's own load
-(its ``concurrency``, rate or offline batch, as given) at each TPOT bound, because the serving
-solve does not yet choose the concurrency of a pair of pools (``objective.concurrency: auto``). A
-tighter bound still only removes plans, so each curve is non-increasing on its own.
+aggregated one as above (``allow``), and a disaggregated one, each point the best pair of pools with
+its concurrency chosen the same way (``objective.concurrency: auto``). A tighter bound still only
+removes plans, so each curve is non-increasing on its own.
 """
 
 from __future__ import annotations
@@ -116,15 +115,9 @@ def tpot_problem(problem: Problem, tpot_ms: float) -> Problem:
 
 def disagg_tpot_problem(problem: Problem, tpot_ms: float) -> Problem:
     """``problem`` asking for the most output tokens/s per GPU of a disaggregated plan at TPOT <=
-    ``tpot_ms``, under the instance's own load (a burst becomes that many requests in flight)."""
-    workload = problem.workload
-    if workload.kind == "burst":
-        workload = workload.model_copy(update={"kind": "concurrency", "concurrency": workload.batch_size})
-    objective = problem.objective.model_copy(
-        update={"primary": "max_throughput_per_gpu", "concurrency": "given", "disaggregation": "only"}
-    )
-    slo = problem.slo.model_copy(update={"tpot_ms": tpot_ms})
-    return problem.replace(workload=workload, objective=objective, slo=slo)
+    ``tpot_ms``, the concurrency of the pair chosen as for an aggregated point."""
+    base = tpot_problem(problem, tpot_ms)
+    return base.replace(objective=base.objective.model_copy(update={"disaggregation": "only"}))
 
 
 def demand_problem(problem: Problem, rate_rps: float) -> Problem:

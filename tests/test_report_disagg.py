@@ -273,8 +273,8 @@ def test_frontier_problems_by_kind() -> None:
     aggregated = tpot_problem(problem, 30.0)
     assert aggregated.objective.disaggregation == "off" and aggregated.objective.concurrency == "auto"
     disaggregated = disagg_tpot_problem(problem, 30.0)
-    assert disaggregated.objective.disaggregation == "only" and disaggregated.objective.concurrency == "given"
-    assert disaggregated.workload == problem.workload and disaggregated.slo.tpot_ms == 30.0
+    assert disaggregated.objective.disaggregation == "only" and disaggregated.objective.concurrency == "auto"
+    assert disaggregated.workload == aggregated.workload and disaggregated.slo.tpot_ms == 30.0
 
 
 def test_disaggregated_frontier_never_rises_as_the_bound_tightens() -> None:

@@ -13,9 +13,8 @@ from placer.frontier import FrontierPoint
 #: What a frontier with disaggregated plans shows, under its table.
 DISAGG_NOTE = (
     "`P … + D …`: a disaggregated plan, the prefill pool's degrees then the decode pool's (GPUs count both). "
-    "The disaggregated TPOT points are solved at the instance's own load (concurrency not chosen: the serving "
-    "solve does not choose it for a pair of pools yet); a demand point is the better of both kinds when both are "
-    "allowed."
+    "Each disaggregated TPOT point is the best pair of pools with its concurrency chosen as for an aggregated "
+    "point; a demand point is the better of both kinds when both are allowed."
 )
 
 
