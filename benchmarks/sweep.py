@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from placer import api  # noqa: E402
+from placer.executors import LocalExecutor, RayExecutor  # noqa: E402
 from placer.report.sweep import write_sweep_pictures  # noqa: E402
-from placer.sweep.executors import LocalExecutor, RayExecutor  # noqa: E402
 
 SPEC = ROOT / "instances" / "sweeps" / "capacity.yaml"
 EMPTY_TASKS = 200

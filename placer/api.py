@@ -28,9 +28,9 @@ from placer.solve import solve
 from placer.stopping import StopToken
 
 if TYPE_CHECKING:
+    from placer.executors import Executor
     from placer.export import DisaggInput, ExportInput
     from placer.placement.command import PlaceOutcome
-    from placer.sweep.executors import Executor
     from placer.sweep.point import PointAnswer
     from placer.sweep.run import SweepOutcome
 
@@ -186,7 +186,7 @@ def sweep(
     on_done: Callable[[PointAnswer], None] | None = None,
 ) -> SweepOutcome:
     """Run a sweep file (``placer sweep``): every point not yet in the cache is solved on
-    ``executor`` (local processes by default, or a :class:`placer.sweep.executors.RayExecutor`);
+    ``executor`` (local processes by default, or a :class:`placer.executors.RayExecutor`);
     a complete sweep with ``out`` writes the table (CSV, Parquet), ``timings.csv`` and the pictures."""
     from placer.sweep.run import run_sweep
     from placer.sweep.spec import load_spec

@@ -365,8 +365,8 @@ def sweep_cmd(
 
     Exit 0 when every point has an answer (a failed point is a row with its error), 4 when
     --max-solves left points for a rerun, 130 on Ctrl-C (finished points stay cached)."""
+    from placer.executors import LocalExecutor, RayExecutor
     from placer.report.sweep import print_sweep, sweep_document, sweep_progress
-    from placer.sweep.executors import LocalExecutor, RayExecutor
     from placer.sweep.spec import load_spec
 
     sweep_spec = load_spec(spec)

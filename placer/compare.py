@@ -34,11 +34,11 @@ from placer.catalogue import hardware_catalogue
 from placer.costmodel.memory import usable_memory_bytes
 from placer.errors import InputError
 from placer.evaluator import Evaluation
+from placer.executors import Executor, LocalExecutor
 from placer.problem import Problem, load_problem
 from placer.result import Result, SolveStatus
 from placer.schema import ClusterSpec, SLOs
 from placer.serving_disagg import DisaggEvaluation
-from placer.sweep.executors import Executor, LocalExecutor
 
 GB = 1e9
 MS_PER_HOUR = 3.6e6

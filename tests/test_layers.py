@@ -37,7 +37,17 @@ PACKAGE = "placer"
 
 #: bottom to top; each layer maps group names to the module prefixes in it
 LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
-    {"foundation": ("placer", "placer.errors", "placer.files", "placer.stopping", "placer.schema", "placer.data")},
+    {
+        "foundation": (
+            "placer",
+            "placer.errors",
+            "placer.files",
+            "placer.stopping",
+            "placer.schema",
+            "placer.data",
+            "placer.executors",
+        )
+    },
     {
         "inputs": (
             "placer.catalogue",
@@ -51,7 +61,10 @@ LAYERS: tuple[dict[str, tuple[str, ...]], ...] = (
     },
     {"problem": ("placer.problem", "placer.plancheck")},
     {"cost model": ("placer.costmodel",)},
-    {"formulation": ("placer.formulation",), "evaluator": ("placer.evaluator", "placer.serving", "placer.serving_disagg")},
+    {
+        "formulation": ("placer.formulation",),
+        "evaluator": ("placer.evaluator", "placer.serving", "placer.serving_disagg"),
+    },
     {"placement": ("placer.placement",), "explain": ("placer.explain",)},
     {"result": ("placer.result",)},
     {"backends": ("placer.backends",), "strategy": ("placer.strategy",)},

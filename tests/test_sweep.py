@@ -24,9 +24,9 @@ from placer import api
 from placer.cli import app
 from placer.compare import SolveSettings, compare, comparison_document
 from placer.errors import InputError
+from placer.executors import LocalExecutor, RayExecutor
 from placer.sweep import point as point_module
 from placer.sweep.analysis import cheapest_by_demand, pareto_front
-from placer.sweep.executors import LocalExecutor, RayExecutor
 from placer.sweep.grid import expand
 from placer.sweep.run import run_sweep
 from placer.sweep.spec import SweepSpec, load_spec

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from placer.sweep.executors import Executor, LocalExecutor
+from placer.executors import Executor, LocalExecutor
 from placer.sweep.grid import Point, expand, solve_settings
 from placer.sweep.point import PointAnswer, PointJob, error_figures, solve_point
 from placer.sweep.spec import SweepSpec
