@@ -23,6 +23,7 @@ from placer.errors import InputError
 from placer.formulation.data import build_formulation
 from placer.loading import load_instance
 from placer.problem import Problem, build_problem, load_problem
+from placer.schema import DisaggregatedPlan
 from placer.solve import solve
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,8 +82,13 @@ def main() -> None:
                     f"{'':>7} {in_solve_text} {wall:7.2f}"
                 )
                 continue
-            p = result.plan.parallelism
-            degrees = f"{p.pp} {p.tp} {p.dp_attn} {p.ep} {p.tp_moe} {p.replicas}"
+            plan = result.plan
+            if isinstance(plan, DisaggregatedPlan):  # two pools: prefill's degrees + decode's
+                pools = (plan.prefill.parallelism, plan.decode.parallelism)
+                degrees = " + ".join(f"{p.pp} {p.tp} {p.dp_attn} {p.ep} {p.tp_moe} {p.replicas}" for p in pools)
+            else:
+                p = plan.parallelism
+                degrees = f"{p.pp} {p.tp} {p.dp_attn} {p.ep} {p.tp_moe} {p.replicas}"
             gap = f"{result.gap:.2%}" if result.gap is not None else "—"
             print(
                 f"{head} {backend:<11} {result.status.value:<11} {result.plan.gpus:>5} {degrees:<18} "
