@@ -112,14 +112,14 @@ def search_layer(
         if key[0] == 0:
             break
     if best is None or best[0][0] != 0:
-        # a stopped layer still gets EPLB global's map (one cheap map, balanced by construction);
-        # the LPT seed (several packings over every rank) only while there is time
-        balanced = [("search from EPLB global", lambda: without_duplicates(eplb_global(problem)))]
-        if stop is None or not stop():
-            balanced.insert(0, ("search from LPT", lambda: global_balanced(problem, stop)))
+        # a stopped layer still gets the LPT map over every rank (a few packings, all copy budgets:
+        # its first budget alone is one copy per expert) and no search; EPLB global's map only
+        # while there is time
+        balanced = [("search from LPT", lambda: global_balanced(problem))]
+        balanced.append(("search from EPLB global", lambda: without_duplicates(eplb_global(problem))))
         for i, (name, make) in enumerate(balanced):
-            if best is not None and i < len(balanced) - 1 and stop is not None and stop():
-                continue
+            if i > 0 and stop is not None and stop():
+                break
             ranks = RankSearch(problem, make(), traces, rank_cap, like=state)
             share = left()
             ranks.run(None if share is None else share / (len(balanced) - i), stop)
