@@ -194,11 +194,12 @@ def main() -> None:
                 variants.append((f"placer hedged {args.shrink:g}", [hedged_problem(p, 4, args.shrink) for p in seen_p]))
             placed = None
             for name, problems in variants:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), _child_cpu_s()
                 results = place_layers(problems, args.target, None, args.layer_time * layers, processes=args.processes)
                 wall = time.perf_counter() - started
+                cpu = _child_cpu_s() - cpu if args.processes > 1 else time.process_time()
                 maps = [r.placement for r in results]
-                _row(case.name, name, maps, fit_p, test_p, wall, pool, _status(results))
+                _row(case.name, name, maps, fit_p, test_p, wall, pool, f"cpu {cpu:.0f} s; " + _status(results))
                 placed = placed or maps
             if args.migrate:
                 _migration(case, test_stats, placed, args, rank_node, slots, pool)
