@@ -31,13 +31,17 @@ prefill and decode"):
 
 from __future__ import annotations
 
+import functools
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
+
+import numpy as np
 
 from placer.costmodel.kvtransfer import KvPath, KvTransfer, kv_path, kv_transfer
 from placer.evaluator import Check, Evaluation
 from placer.problem import Problem
-from placer.schema import DisaggregatedPlan, Plan
+from placer.schema import DisaggregatedPlan, Plan, Workload
 from placer.serving import PERCENTILES, StepTimer, wait_quantile_s
 from placer.topology import Fabric
 
@@ -69,6 +73,167 @@ def mdc_wait_s(servers: int, rate_rps: float, service_s: float) -> tuple[float, 
     return mmc / 2, p_wait
 
 
+@dataclass(frozen=True)
+class PromptSpread:
+    """(D2c) The prompt lengths relative to their mean, as the prefill queue needs them: ``scv`` the
+    squared coefficient of variation, ``max_of[j - 1]`` the mean of the longest of ``j`` prompts
+    (``j`` = 1 .. dp, over the mean) and ``fixed`` when every prompt has the same length."""
+
+    scv: float
+    max_of: tuple[float, ...]
+    fixed: bool
+    top: float = 1.0  # the longest prompt over the mean
+
+    @classmethod
+    def of(cls, workload: Workload, ranks: int) -> PromptSpread:
+        """The workload's prompt lengths: a trace's own or a histogram (their empirical law), a mean
+        in ``[min, max]`` (the widest uniform spread about it that stays in the range, the law the
+        simulator draws), else fixed."""
+        trace = workload.arrival_trace
+        dist = workload.prompt_length_distribution
+        if trace is not None and trace.prompt_tokens is not None:
+            counts = Counter(trace.prompt_tokens)
+            return cls._discrete(sorted((float(t), float(c)) for t, c in counts.items()), ranks)
+        if dist is not None and dist.histogram is not None:
+            return cls._discrete(sorted((float(t), float(w)) for t, w in dist.histogram), ranks)
+        prompt = workload.prompt_tokens
+        mean = prompt.mean
+        if mean is None:
+            return cls(0.0, (1.0,) * ranks, True)
+        half = max(0.0, min(mean - prompt.min, prompt.max - mean))
+        # uniform on [m - h, m + h]: variance h^2 / 3, longest of j: m + h (j - 1) / (j + 1)
+        return cls(
+            half**2 / (3 * mean**2),
+            tuple(1 + half * (j - 1) / ((j + 1) * mean) for j in range(1, ranks + 1)),
+            half == 0,
+            1 + half / mean,
+        )
+
+    @classmethod
+    def _discrete(cls, table: list[tuple[float, float]], ranks: int) -> PromptSpread:
+        total = sum(w for _, w in table)
+        mean = sum(t * w for t, w in table) / total
+        scv = sum(w * (t - mean) ** 2 for t, w in table) / total / mean**2
+        longest = []
+        for j in range(1, ranks + 1):
+            below, acc = 0.0, 0.0
+            for tokens, weight in table:  # E[max of j] = sum x (F(x)^j - F(x-)^j)
+                upto = below + weight / total
+                acc += tokens * (upto**j - below**j)
+                below = upto
+            longest.append(acc / mean)
+        return cls(scv, tuple(longest), len(table) == 1, table[-1][0] / mean)
+
+    def step(self, prompts: int, ranks: int) -> float:
+        """Mean step of ``prompts`` prompts spread over ``ranks`` ranks (shortest queue first), in
+        units of one mean prompt on every rank: the longest of them while each has a rank of its
+        own, then the busiest rank's share (whole prompts when the lengths are fixed)."""
+        if prompts <= ranks:
+            return self.max_of[prompts - 1]
+        if self.fixed:
+            return float(math.ceil(prompts / ranks))
+        return max(self.max_of[ranks - 1], prompts / ranks)
+
+
+def gated_wait(rate_rps: float, prompt_s: float, ranks: int, spread: PromptSpread) -> tuple[float, float]:
+    """(D2c) Mean wait (the response less ``P``) and the share of arrivals that meet a step, for one
+    prefill replica whose ranks step together and take every prompt waiting at a step's start
+    (gated batch service, the chunk budget ignored): the prompts that arrive during a step all run
+    in the next and finish at its end.
+
+    One rank (``dp = 1``), prompts of mean service ``s = P`` and ``E[S^2] = (1 + scv) s^2``,
+    ``rho = lambda s``: a step of length ``T`` is followed by one of the work that arrived during it,
+    so the step chain's moments give ``E[T^2] / E[T] = (1 + scv) s / (1 - rho^2)``; an arrival meets
+    a step with probability ``rho``, waits its residual ``E[T^2] / (2 E[T])`` and then runs in a step
+    holding itself and the ``lambda E[T^2] / E[T]`` others that arrived in the same step:
+    ``W = rho (1/2 + rho) (1 + scv) s / (1 - rho^2)``.
+
+    Several ranks: a step's length is no longer the sum of its prompts (the longest of them while
+    each has a rank, then the busiest rank's share: :meth:`PromptSpread.step`), so the chain of the
+    number of prompts in a step (``N' = max(1, Poisson(lambda T_N))``: a step with no arrivals is
+    followed by an idle spell and a step of the one prompt that ends it) is solved numerically on a
+    truncated range, and the same three terms are read off its stationary law."""
+    if rate_rps <= 0:
+        return 0.0, 0.0
+    rho = rate_rps * prompt_s / ranks
+    if rho >= 1:
+        return math.inf, 1.0
+    if ranks == 1:
+        return _gated_one(rho, prompt_s, spread.scv), rho
+    if rho <= _CHAIN_TOP:
+        return _gated_chain(rate_rps, prompt_s, ranks, spread)[:2]
+    # heavy load: a step holds many prompts per rank, so it grows as their work over the ranks
+    # (one rank of service s / dp); the chain's excess over that at _CHAIN_TOP carries on
+    edge_wait, edge_busy, _ = _gated_chain(_CHAIN_TOP * ranks / prompt_s, prompt_s, ranks, spread)
+    fluid = _gated_one(rho, prompt_s / ranks, spread.scv)
+    offset = edge_wait - _gated_one(_CHAIN_TOP, prompt_s / ranks, spread.scv)
+    return fluid + offset, max(edge_busy, rho)
+
+
+#: (D2c) The utilisation up to which the step chain of several ranks is solved; above it, its fluid limit.
+_CHAIN_TOP = 0.8
+
+
+def _gated_one(rho: float, service_s: float, scv: float) -> float:
+    """(D2c) Mean wait of one gated rank: ``rho (1/2 + rho) (1 + scv) s / (1 - rho^2)``."""
+    return rho * (0.5 + rho) * (1 + scv) * service_s / (1 - rho * rho)
+
+
+@functools.lru_cache(maxsize=1024)
+def _gated_chain(rate_rps: float, prompt_s: float, ranks: int, spread: PromptSpread) -> tuple[float, float, float]:
+    """(D2c) The step chain of :func:`gated_wait`, truncated where its stationary law has no mass left."""
+    top = max(4 * ranks, 64)
+    while True:
+        n = np.arange(1, top + 1)
+        steps = np.array([spread.step(int(k), ranks) for k in n]) * prompt_s  # T_N (s)
+        variance = spread.scv * np.maximum(1.0, n / ranks) * prompt_s**2  # of T given N
+        mu = rate_rps * steps
+        k = np.arange(0, top + 1)
+        log_fact = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, top + 1)))))
+        pmf = np.exp(-mu[:, None] + k[None, :] * np.log(mu)[:, None] - log_fact[None, :])  # P(arrivals = k | N)
+        move = pmf[:, 1:].copy()
+        move[:, 0] += pmf[:, 0]  # none: idle, then a step of the one prompt that ends it
+        move[:, -1] += np.clip(1.0 - pmf.sum(axis=1), 0.0, None)  # beyond the range: its last state
+        system = move.T - np.eye(top)
+        system[-1, :] = 1.0
+        rhs = np.zeros(top)
+        rhs[-1] = 1.0
+        law = np.clip(np.linalg.solve(system, rhs), 0.0, None)
+        law /= law.sum()
+        if law[-top // 4 :].sum() < 1e-7 or top >= 2048:
+            break
+        top *= 2
+    mean_step = float(law @ steps)
+    second = float(law @ (steps**2 + variance))
+    idle = float(law @ np.exp(-mu)) / rate_rps  # mean idle spell after a step
+    busy = mean_step / (mean_step + idle)
+    met = law * steps / mean_step  # the step an arrival meets, by its length
+    others = rate_rps * (steps**2 + variance) / steps  # arrivals during that step, itself excluded
+    keep = met > 1e-12
+    lam = others[keep]
+    span = int(lam.max() + 12 * math.sqrt(lam.max()) + 12)
+    e = np.arange(0, span + 1)
+    log_fact = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, span + 1)))))
+    probs = np.exp(-lam[:, None] + e[None, :] * np.log(lam)[:, None] - log_fact[None, :])
+    own_steps = np.array([spread.step(int(j) + 1, ranks) for j in e])  # itself and e others
+    own = float(met[keep] @ (probs @ own_steps))
+    response = (1 - busy) * prompt_s + busy * (second / (2 * mean_step) + own * prompt_s)
+    return max(0.0, response - prompt_s), busy, second / mean_step
+
+
+def dealt_round_robin(wait_s: float, p_wait: float, utilisation: float, replicas: int) -> tuple[float, float]:
+    """(D2d) A closed loop's requests dealt round robin over ``replicas`` prefill replicas: each sees
+    every ``R``-th of a near-Poisson stream, Erlang-``R`` gaps of squared coefficient ``1 / R``. The
+    Kraemer-Langenbach-Belz factor for smoother arrivals, ``c_a^2 exp(-2 (1 - rho) (1 - c_a^2)^2 /
+    (3 rho c_a^2))`` (deterministic service), scales the mean wait; its exponential part, the
+    chance that an arrival meets a step."""
+    if replicas <= 1 or wait_s <= 0 or not math.isfinite(wait_s) or utilisation <= 0:
+        return wait_s, p_wait
+    ca2 = 1.0 / replicas
+    damp = math.exp(-2 * (1 - utilisation) * (1 - ca2) ** 2 / (3 * utilisation * ca2))
+    return wait_s * ca2 * damp, p_wait * damp
+
+
 class PrefillPool:
     """(D1)-(D2) The prefill pool: latency of one prompt and its queue, on a :class:`StepTimer` of
     its own plan (the same prefill cost per token as an aggregated replica's chunked prefill)."""
@@ -83,36 +248,54 @@ class PrefillPool:
         self.evaluation: Evaluation = timer.probe_evaluation
         #: (D1) one prompt of the serving length on every attention-DP rank of a replica
         self.prompt_s: float = timer.prefill_s(par.dp_attn * problem.workload.serving_prompt_tokens)
+        #: (D2c) the prompt lengths about their mean (what the longest prompt of a step adds)
+        self.spread = PromptSpread.of(problem.workload, par.dp_attn)
+        #: (D2d) a closed loop's requests are dealt round robin over the replicas
+        self.round_robin = problem.workload.kind == "concurrency"
 
     @property
     def capacity_rps(self) -> float:
         return self.replicas * self.servers / self.prompt_s
 
     def wait(self, rate_rps: float) -> tuple[float, float]:
-        """Mean wait and probability of waiting at ``rate_rps`` on the whole pool: (D2) the M/D/c
-        wait for a free rank, plus (D2b) the step in progress, ``u P / 2``. The ranks of a replica
-        step together (they meet at every MoE layer), so a prompt arriving at a rank with nothing to
-        do still waits for the running step to end. ``u`` is the share of time the replica steps:
-        a busy period ends after a step of ``P`` with no arrival (probability ``e^(-lambda P)``),
-        so it lasts ``P e^(lambda P)`` on average against an idle ``1 / lambda``:
-        ``u = lambda P e^(lambda P) / (1 + lambda P e^(lambda P))``; the residual of a step of
-        fixed length is half of it."""
+        """Mean wait (TTFT less ``P`` and the transfer) and the share of prompts that wait, at
+        ``rate_rps`` on the whole pool: (D2c) each replica a gated batch server (its ranks step
+        together and a step's prompts all finish at its end, :func:`gated_wait`), fed a Poisson
+        share of the arrivals, or (D2d) for a closed loop, every ``R``-th request round robin."""
         per_replica = rate_rps / self.replicas
-        queue, p_wait = mdc_wait_s(self.servers, per_replica, self.prompt_s)
-        if not math.isfinite(queue) or self.servers == 1:
-            return queue, p_wait  # one rank: the M/D/1 wait already holds the step in progress
-        x = per_replica * self.prompt_s
-        busy = 1.0 / (1.0 + math.exp(-x) / x) if x > 0 else 0.0
-        return queue + busy * self.prompt_s / 2, max(p_wait, busy)
+        wait, p_wait = gated_wait(per_replica, self.prompt_s, self.servers, self.spread)
+        if self.round_robin:
+            wait, p_wait = dealt_round_robin(wait, p_wait, per_replica * self.prompt_s / self.servers, self.replicas)
+        return wait, p_wait
 
     def ttft_floor_s(self, rate_rps: float, percentile: str) -> float:
         """TTFT at ``rate_rps`` without the KV transfer (D5 less ``T_kv``): a lower bound any decode
         pool paired with this one can only raise; infinite at or above capacity."""
         if rate_rps >= self.capacity_rps:
             return math.inf
+        if percentile == "mean":
+            return self.prompt_s + self.wait(rate_rps)[0]
+        return self.prompt_s + self.wait_quantile_s(rate_rps, PERCENTILES[percentile])
+
+    def wait_quantile_s(self, rate_rps: float, quantile: float) -> float:
+        """(D2e) The ``quantile`` of the wait at ``rate_rps``. Several ranks below the chain's top
+        (steps of nearly one length, the longest prompt's): a prompt that meets a step (share ``u``)
+        waits its residual, uniform over ``[0, L]`` with ``L = E[T^2] / E[T]``, plus what the others
+        in its own step add, ``e`` (``W = u (L / 2 + e)``); so the quantile is ``e + r L`` at the
+        level ``r = (q - (1 - u)) / u`` within those that wait, 0 below. Otherwise (one rank, the
+        fluid limit, a closed loop dealt round robin) Q8's exponential tail."""
         wait, p_wait = self.wait(rate_rps)
-        quantile = wait if percentile == "mean" else wait_quantile_s(wait, p_wait, PERCENTILES[percentile])
-        return self.prompt_s + quantile
+        per_replica = rate_rps / self.replicas
+        rho = per_replica * self.prompt_s / self.servers
+        if self.servers == 1 or rho > _CHAIN_TOP or self.round_robin and self.replicas > 1 or wait <= 0:
+            return wait_quantile_s(wait, p_wait, quantile)
+        _, busy, window = _gated_chain(per_replica, self.prompt_s, self.servers, self.spread)
+        if quantile <= 1 - busy:
+            return 0.0
+        excess = max(0.0, wait / busy - window / 2)
+        level = (quantile - (1 - busy)) / busy
+        swing = (self.spread.top - 1) * self.prompt_s / 2  # the own step's own spread, taken with the residual's
+        return max(0.0, excess + level * window + (2 * level - 1) * swing)
 
 
 class DecodePool:
@@ -387,7 +570,7 @@ class DisaggModel:
         stable = not reasons
         inf = math.inf
         percentiles = {
-            name: (base + wait_quantile_s(wait, p_wait, q) if stable else inf) for name, q in PERCENTILES.items()
+            name: (base + pre.wait_quantile_s(rate_rps, q) if stable else inf) for name, q in PERCENTILES.items()
         }
         in_flight = rate_rps * (wait + pre.prompt_s + transfer.mean_s + outside_wait_s) + b * dec.replicas
         return DisaggPoint(

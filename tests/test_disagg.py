@@ -113,8 +113,9 @@ def _two_stages() -> list[Stage]:
 # Disaggregated: a decode replica has no prefill in its steps, 10.1 + 0.1 b ms, so two 1-GPU
 # replicas carry 49.5 requests/s each at b = 99.0, TPOT 20.0 ms (one replica at 99: b = 9,999,
 # TPOT 1.01 s). One 1-GPU prefill replica: P = 0.1 ms x 100 = 10 ms, capacity 100 requests/s,
-# utilisation 0.99, M/D/1 wait 0.99 x 10 ms / (2 x 0.01) = 495 ms: TTFT 505 ms plus a 3 us KV
-# transfer over NVLink (1 + 2 = 3 GPUs share a 4-GPU node). Optimum: 3 GPUs, 1 prefill + 2 decode.
+# utilisation 0.99, (D2c) gated wait of one rank (fixed lengths) rho (1/2 + rho) P / (1 - rho^2) =
+# 0.99 x 1.49 x 10 ms / 0.0199 = 741.26 ms: TTFT 751.26 ms plus a 3 us KV transfer over NVLink
+# (1 + 2 = 3 GPUs share a 4-GPU node). Optimum: 3 GPUs, 1 prefill + 2 decode.
 def test_disaggregation_wins_by_hand(round_timer):
     problem = rate_problem(99.0)
     for backend in BACKENDS:
@@ -126,7 +127,7 @@ def test_disaggregation_wins_by_hand(round_timer):
         point = result.evaluation.point
         assert math.isclose(point.decode_batch, 99.0, rel_tol=1e-6)
         assert math.isclose(point.tpot_s, 0.0200, rel_tol=1e-6)
-        assert math.isclose(point.prefill_wait_s, 0.495, rel_tol=1e-9)
+        assert math.isclose(point.prefill_wait_s, 0.99 * 1.49 * 0.01 / (1 - 0.99**2), rel_tol=1e-9)
         assert point.transfer.path.kind == "nvlink"
         # K1-K4: 2 layers x 2 (K and V) x 4 heads x 64 x 2 B = 2,048 B a token, 204,800 B a request,
         # alone 1 us + 204,800 B / 100 GB/s = 3.048 us; processor sharing at 99 x 204,800 / 100 GB/s
@@ -134,7 +135,7 @@ def test_disaggregation_wins_by_hand(round_timer):
         assert math.isclose(point.transfer.alone_s, 3.048e-6, rel_tol=1e-9)
         rho = 99 * 204_800 / 1e11
         assert math.isclose(point.transfer.mean_s, 3.048e-6 / (1 - rho), rel_tol=1e-9)
-        assert math.isclose(point.ttft_s, 0.010 + 0.495 + point.transfer.mean_s, rel_tol=1e-9)
+        assert math.isclose(point.ttft_s, 0.010 + point.prefill_wait_s + point.transfer.mean_s, rel_tol=1e-9)
     # the aggregated optimum alone is 4 GPUs, 4 replicas
     off = solve(rate_problem(99.0, {**FEWEST, "disaggregation": "off"}), backend="exhaustive")
     assert off.status == SolveStatus.OPTIMAL and isinstance(off.plan, Plan)
@@ -319,15 +320,18 @@ def test_burst_workloads_have_no_disaggregated_point():
 
 
 # Auto concurrency with disaggregation, by hand (round timer, ISL = OSL = 100, closed loop, mean TTFT
-# <= 1 s, TPOT <= 20.1 ms). A 1-GPU prefill replica (P = 10 ms) at rate X waits the M/D/1
-# rho S / (2 (1 - rho)) = rho 5 ms / (1 - rho), rho = X / 100; TTFT <= 1 s binds at
-# 10 ms + 5 ms rho / (1 - rho) = 1 s, rho = 0.99 / 0.995, X = 99.497 requests/s. A 1-GPU decode
-# replica carries at most 49.75 requests/s within TPOT (b <= 100 at 10 + 0.1 (1 + b) ms), so two
-# are needed: 1 + 2 GPUs serve 9,949.7 output tokens/s, 3,316.6 per GPU (2 + 4 GPUs tie: the same
-# ratio). Every other split is lower: 1 + 1 is decode-bound (49.75 x 100 / 2 = 2,487), 1 + 3 is
-# prefill-bound (9,949.7 / 4 = 2,487), 2 + 3 decode-bound (149.25 x 100 / 5 = 2,985); one aggregated
-# GPU stops near b = 50 (about 2,490). The concurrency is what Little's law puts in flight at that
-# rate, about 298, and one more request breaks TTFT.
+# <= 1 s, TPOT <= 20.1 ms). A 1-GPU prefill replica (P = 10 ms) at utilisation rho waits (D2c) the
+# gated rho (1/2 + rho) 10 ms / (1 - rho^2); the closed loop's requests are dealt round robin (D2d),
+# so with R replicas the wait is scaled by (1/R) exp(-2 (1 - rho) (1 - 1/R)^2 / (3 rho / R)).
+# One replica: TTFT <= 1 s binds at 100 rho^2 + rho / 2 - 99 = 0, rho = 0.99250, X = 99.25/s;
+# two: 10 ms + (1/2) exp(-(1 - rho) / (3 rho)) rho (1/2 + rho) 10 ms / (1 - rho^2) = 1 s, rho =
+# 0.996234 (bisection below), X = 199.25/s. A 1-GPU decode replica carries at most 49.75 requests/s
+# within TPOT (b <= 100 at 10 + 0.1 (1 + b) ms), so decode needs twice the prefill GPUs: 2 + 4 GPUs
+# serve 19,924 output tokens/s, 3,320.7 per GPU, above 1 + 2 (9,925 / 3 = 3,308.4). Every other
+# split is lower: 1 + 1 and 2 + 2 are decode-bound (49.75 x 100 / 2 = 2,487), 1 + 3 prefill-bound
+# (9,925 / 4 = 2,481), 2 + 3 decode-bound (149.25 x 100 / 5 = 2,985); one aggregated GPU stops near
+# b = 50 (about 2,490). The concurrency is what Little's law puts in flight at that rate, about 597,
+# and one more request breaks TTFT.
 def test_auto_concurrency_with_disaggregation(round_timer):
     problem = micro(
         TINY,
@@ -345,9 +349,19 @@ def test_auto_concurrency_with_disaggregation(round_timer):
     plan = result.plan
     assert plan.decode.gpus == 2 * plan.prefill.gpus and plan.prefill.parallelism.replicas == plan.prefill.gpus
     point = result.evaluation.point
-    rho = 0.99 / 0.995
+    assert plan.prefill.gpus == 2
+
+    def ttft(rho: float) -> float:
+        gated = rho * (0.5 + rho) * 0.010 / (1 - rho**2)
+        return 0.010 + 0.5 * math.exp(-(1 - rho) / (3 * rho)) * gated
+
+    lo, hi = 0.9, 0.9999
+    for _ in range(60):
+        lo, hi = ((lo + hi) / 2, hi) if ttft((lo + hi) / 2) <= 1.0 else (lo, (lo + hi) / 2)
+    rho = lo
+    assert math.isclose(rho, 0.996234, rel_tol=1e-6)
     assert math.isclose(point.rate_rps, 100 * rho * plan.prefill.gpus, rel_tol=1e-4)
-    assert math.isclose(point.output_tokens_per_s_per_gpu, 100 * rho * 100 / 3, rel_tol=1e-4)
+    assert math.isclose(point.output_tokens_per_s_per_gpu, 100 * rho * 100 * 2 / 6, rel_tol=1e-4)
     assert 0.99 <= point.ttft_s <= 1.0 and point.tpot_s * 1e3 <= 20.1  # an integer n: just under the bound
     # one more request in flight breaks an SLO: the concurrency is the largest
     n = round(point.concurrency)
