@@ -9,10 +9,12 @@ prefill and decode"):
 (D1) prefill latency ``P``: the evaluator's prefill of one prompt of the serving length on every
      attention-DP rank of a replica (ranks meet at every MoE layer, so one prompt alone takes as
      long); capacity ``replicas x dp / P`` requests/s.
-(D2) prefill queue: each replica an M/D/c queue of ``c = dp`` servers of service ``P`` fed a
-     Poisson share of the arrivals; the mean wait is half the M/M/c (Erlang C) wait (the
-     Allen-Cunneen factor ``(c_a^2 + c_s^2) / 2`` with deterministic service), the tail exponential
-     with the Erlang C probability of waiting (Q8's form).
+(D2) prefill queue: (D2c) each replica a gated batch server fed a Poisson share of the arrivals
+     (its ranks step together; a step takes the prompts waiting at its start and they all finish at
+     its end): one rank in closed form, several by the chain of the number of prompts in a step;
+     (D2d) a closed loop's requests dealt round robin over the replicas; (D2e) percentiles from the
+     residual of the step met (several ranks) or Q8's exponential tail. (The M/D/c wait,
+     :func:`mdc_wait_s`, which took each prompt as served alone on a free rank, is kept for reference.)
 (D3) decode step: the evaluator's decode step of ``b`` sequences (the same :class:`StepTimer`),
      no prefill in it; ``X(b) = b e / (OSL t(b_seen))`` requests/s per replica.
 (D4) decode KV: ``b (ISL + OSL / 2)`` tokens of the requests decoding plus ``X T_kv ISL`` reserved
@@ -93,15 +95,18 @@ class PromptSpread:
         dist = workload.prompt_length_distribution
         if trace is not None and trace.prompt_tokens is not None:
             counts = Counter(trace.prompt_tokens)
-            return cls._discrete(sorted((float(t), float(c)) for t, c in counts.items()), ranks)
+            return cls.of_table(sorted((float(t), float(c)) for t, c in counts.items()), ranks)
         if dist is not None and dist.histogram is not None:
-            return cls._discrete(sorted((float(t), float(w)) for t, w in dist.histogram), ranks)
+            return cls.of_table(sorted((float(t), float(w)) for t, w in dist.histogram), ranks)
         prompt = workload.prompt_tokens
         mean = prompt.mean
         if mean is None:
             return cls(0.0, (1.0,) * ranks, True)
-        half = max(0.0, min(mean - prompt.min, prompt.max - mean))
-        # uniform on [m - h, m + h]: variance h^2 / 3, longest of j: m + h (j - 1) / (j + 1)
+        return cls.of_uniform(mean, max(0.0, min(mean - prompt.min, prompt.max - mean)), ranks)
+
+    @classmethod
+    def of_uniform(cls, mean: float, half: float, ranks: int) -> PromptSpread:
+        """Uniform on ``[m - h, m + h]``: variance ``h^2 / 3``, longest of ``j``: ``m + h (j - 1) / (j + 1)``."""
         return cls(
             half**2 / (3 * mean**2),
             tuple(1 + half * (j - 1) / ((j + 1) * mean) for j in range(1, ranks + 1)),
@@ -110,7 +115,8 @@ class PromptSpread:
         )
 
     @classmethod
-    def _discrete(cls, table: list[tuple[float, float]], ranks: int) -> PromptSpread:
+    def of_table(cls, table: list[tuple[float, float]], ranks: int) -> PromptSpread:
+        """A law of (tokens, weight) rows sorted by tokens."""
         total = sum(w for _, w in table)
         mean = sum(t * w for t, w in table) / total
         scv = sum(w * (t - mean) ** 2 for t, w in table) / total / mean**2
@@ -387,7 +393,7 @@ class OneReplicaScreen:
     lone replica's time, while memory and KV capacity per replica are the same. Hence per replica at
     ``rate / R``: the decode capacity is at most, and the TPOT at least, the lone replica's (X(b) is
     lower at every b, the batch higher, the step non-decreasing in the batch); the prefill latency
-    ``P`` is at least the lone one's and the M/D/c wait grows with ``P``."""
+    ``P`` is at least the lone one's and the gated wait (D2c) grows with ``P``."""
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
