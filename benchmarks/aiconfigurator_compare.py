@@ -465,9 +465,9 @@ def disagg_markdown(rows: list[dict[str, object]]) -> list[str]:
         "aiconfigurator: its top disaggregated configuration (it searches the concurrency). placer: `placer solve` on "
         "the setting's instance (closed loop of its concurrency, most output tokens/s per GPU under the same TTFT and "
         "TPOT bounds, proven) with `objective.disaggregation` `allow` (aggregated or disaggregated, whichever is "
-        "better) and `only`, and `only` again at aiconfigurator's concurrency. placer cannot yet choose the "
-        "concurrency for a disaggregated plan (`objective.concurrency: auto` with disaggregation is refused), so the "
-        "aggregated table's concurrency-chosen optimum has no disaggregated counterpart here.",
+        "better) and `only`, and `only` again at aiconfigurator's concurrency. These rows fix the concurrency; "
+        "placer can also choose it for a pair of pools (`objective.concurrency: auto`, as `placer frontier "
+        "--disaggregation only` does), which this comparison does not run.",
         "",
         "| setting | tool | configuration | GPUs | concurrency | TTFT ms | TPOT ms | output tok/s/GPU | status |",
         "|---|---|---|---|---|---|---|---|---|",
