@@ -60,11 +60,11 @@ def test_objective_terms_have_names_and_units_in_every_report(solved: tuple[Any,
     terminal = CliRunner().invoke(app, SOLVE[:2] + ["--time-limit", "30"])
     assert terminal.exit_code == 0, terminal.output
     assert "max_throughput_per_gpu =" not in terminal.stdout
-    assert "GPU-seconds per prefill batch = 1.965 GPU·s (= prefill throughput 667 tokens/ms/GPU)" in terminal.stdout
+    assert "GPU-seconds per prefill batch = 1.92 GPU·s (= prefill throughput 682.5 tokens/ms/GPU)" in terminal.stdout
 
     api.write_outputs(tmp_path, problem, result.evaluation, document)
     markdown = (tmp_path / "moe10b.md").read_text()
-    assert "| GPU-seconds per prefill batch | 1.965 (= 667 tokens/ms/GPU prefill throughput) | GPU·s |" in markdown
+    assert "| GPU-seconds per prefill batch | 1.92 (= 682.5 tokens/ms/GPU prefill throughput) | GPU·s |" in markdown
     assert f"**Solver:** {result.backend} — objective GPUs 1, bound 1" in markdown
 
 
