@@ -333,14 +333,14 @@ def score_pair(
     if w.kind == "concurrency" and problem.objective.concurrency == "auto":
         assert w.concurrency is not None and meets is not None
         model = DisaggModel(problem, prefill, decode, path)
-        concurrency = max(1, _largest_int(lambda n: meets(problem, model.closed_loop(float(n))), w.concurrency))
+        concurrency = max(1, largest_int(lambda n: meets(problem, model.closed_loop(float(n))), w.concurrency))
         judged = problem.replace(workload=w.model_copy(update={"concurrency": concurrency, "batch_size": concurrency}))
     model = DisaggModel(judged, prefill, decode, path)
     evaluation = assemble(judged, plan, model, model.point(), nodes_p, nodes_d)
     return PairScored(p, d, plan, evaluation, serving_terms(terms, evaluation), concurrency)  # type: ignore[operator]
 
 
-def _largest_int(predicate: Callable[[int], bool], hi: int) -> int:
+def largest_int(predicate: Callable[[int], bool], hi: int) -> int:
     """Largest ``n`` in ``[1, hi]`` with ``predicate(n)`` for a predicate true up to a point; 0 if none."""
     if hi < 1 or not predicate(1):
         return 0

@@ -25,7 +25,7 @@ from placer.costmodel.tables import (
 )
 from placer.plancheck import check_plan_fits_model
 from placer.problem import Problem
-from placer.schema import Parallelism, Plan
+from placer.schema import Parallelism, Plan, SLOs
 from placer.topology import RankLayout, default_layout
 
 GB = 1e9
@@ -273,11 +273,22 @@ def _slo_checks(
             "GB",
         )
     ]
+    checks += slo_limit_checks(slo, ttft, tpot, prefill_tp, decode_tp, plan.gpus)
+    return tuple(checks)
+
+
+def slo_limit_checks(
+    slo: SLOs, ttft_s: float, tpot_s: float, prefill_tp: float | None, decode_tp: float, gpus: int
+) -> list[Check]:
+    """The checks of the SLOs the instance states, in report order: TTFT, TPOT, the throughput
+    floors (prefill only when ``prefill_tp`` is given) and the GPU budget; throughputs in
+    tokens/ms/GPU. Shared by the evaluator and the disaggregated evaluation."""
+    checks = []
     if slo.ttft_s is not None:
-        checks.append(Check("ttft", ttft, slo.ttft_s, "<=", "s"))
+        checks.append(Check("ttft", ttft_s, slo.ttft_s, "<=", "s"))
     if slo.tpot_ms is not None:
-        checks.append(Check("tpot", tpot * 1e3, slo.tpot_ms, "<=", "ms"))
-    if slo.min_prefill_tokens_per_ms_per_gpu is not None:
+        checks.append(Check("tpot", tpot_s * 1e3, slo.tpot_ms, "<=", "ms"))
+    if prefill_tp is not None and slo.min_prefill_tokens_per_ms_per_gpu is not None:
         checks.append(
             Check("prefill_throughput", prefill_tp, slo.min_prefill_tokens_per_ms_per_gpu, ">=", "tokens/ms/GPU")
         )
@@ -286,8 +297,8 @@ def _slo_checks(
             Check("decode_throughput", decode_tp, slo.min_decode_tokens_per_ms_per_gpu, ">=", "tokens/ms/GPU")
         )
     if slo.max_gpus is not None:
-        checks.append(Check("gpu_budget", plan.gpus, slo.max_gpus, "<=", "GPUs"))
-    return tuple(checks)
+        checks.append(Check("gpu_budget", gpus, slo.max_gpus, "<=", "GPUs"))
+    return checks
 
 
 def _rule_checks(

@@ -202,8 +202,31 @@ def expected_max_tokens(floor_tokens: float, busy: float, chunks: tuple[tuple[fl
     return result
 
 
+class SteadyLatencies:
+    """What a steady-state point answers about its SLOs, for a dataclass with ``ttft_s``,
+    ``ttft_percentiles_s``, ``tpot_s``, ``kv_tokens_used`` and ``kv_capacity_tokens``."""
+
+    ttft_s: float
+    ttft_percentiles_s: dict[str, float]
+    tpot_s: float
+    kv_tokens_used: float
+    kv_capacity_tokens: int
+
+    @property
+    def kv_ok(self) -> bool:
+        return self.kv_tokens_used <= self.kv_capacity_tokens
+
+    def ttft_at(self, percentile: str) -> float:
+        return self.ttft_s if percentile == "mean" else self.ttft_percentiles_s[percentile]
+
+    def tpot_at(self, percentile: str) -> float:
+        """The batch is steady, so every request sees the same TPOT: each percentile is the mean
+        (the simulator shows the spread this leaves out)."""
+        return self.tpot_s
+
+
 @dataclass(frozen=True)
-class ServingPoint:
+class ServingPoint(SteadyLatencies):
     """The analytic steady state of a plan under a serving workload (per replica unless named).
 
     ``stable`` is false when the load cannot be served at all (``rate`` at utilisation >= 1, or
@@ -233,18 +256,6 @@ class ServingPoint:
     @property
     def output_tokens_per_s_per_gpu(self) -> float:
         return self.output_tokens_per_s_per_replica * self.replicas / self.gpus
-
-    @property
-    def kv_ok(self) -> bool:
-        return self.kv_tokens_used <= self.kv_capacity_tokens
-
-    def ttft_at(self, percentile: str) -> float:
-        return self.ttft_s if percentile == "mean" else self.ttft_percentiles_s[percentile]
-
-    def tpot_at(self, percentile: str) -> float:
-        """The batch is steady, so every request sees the same TPOT: each percentile is the mean
-        (the simulator shows the spread this leaves out)."""
-        return self.tpot_s
 
     def to_dict(self) -> dict[str, object]:
         return {

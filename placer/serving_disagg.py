@@ -41,10 +41,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from placer.costmodel.kvtransfer import KvPath, KvTransfer, kv_path, kv_transfer
-from placer.evaluator import Check, Evaluation
+from placer.evaluator import Check, Evaluation, slo_limit_checks
 from placer.problem import Problem
 from placer.schema import DisaggregatedPlan, Plan, Workload
-from placer.serving import PERCENTILES, StepTimer, wait_quantile_s
+from placer.serving import PERCENTILES, SteadyLatencies, StepTimer, wait_quantile_s
 from placer.topology import Fabric
 
 #: A rate this close under a capacity counts as at it (the bisections' resolution).
@@ -445,7 +445,7 @@ def _largest(predicate: object, hi: float, iterations: int = 48) -> float:
 
 
 @dataclass(frozen=True)
-class DisaggPoint:
+class DisaggPoint(SteadyLatencies):
     """The steady state of a disaggregated deployment (whole-deployment figures unless named)."""
 
     kind: str
@@ -477,16 +477,6 @@ class DisaggPoint:
     @property
     def output_tokens_per_s_per_gpu(self) -> float:
         return self.output_tokens_per_s / self.gpus
-
-    @property
-    def kv_ok(self) -> bool:
-        return self.kv_tokens_used <= self.kv_capacity_tokens
-
-    def ttft_at(self, percentile: str) -> float:
-        return self.ttft_s if percentile == "mean" else self.ttft_percentiles_s[percentile]
-
-    def tpot_at(self, percentile: str) -> float:
-        return self.tpot_s
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -769,17 +759,7 @@ def assemble(
     tpot = point.tpot_at(slo.tpot_percentile)
     decode_tp = point.output_tokens_per_s_per_gpu / 1e3
     prefill_tp = point.rate_rps * w.serving_prompt_tokens / plan.gpus / 1e3 if point.stable else 0.0
-    checks: list[Check] = []
-    if slo.ttft_s is not None:
-        checks.append(Check("ttft", ttft, slo.ttft_s, "<=", "s"))
-    if slo.tpot_ms is not None:
-        checks.append(Check("tpot", tpot * 1e3, slo.tpot_ms, "<=", "ms"))
-    if slo.min_decode_tokens_per_ms_per_gpu is not None:
-        checks.append(
-            Check("decode_throughput", decode_tp, slo.min_decode_tokens_per_ms_per_gpu, ">=", "tokens/ms/GPU")
-        )
-    if slo.max_gpus is not None:
-        checks.append(Check("gpu_budget", plan.gpus, slo.max_gpus, "<=", "GPUs"))
+    checks = slo_limit_checks(slo, ttft, tpot, None, decode_tp, plan.gpus)
     checks.append(Check("kv_cache", point.kv_tokens_used, float(point.kv_capacity_tokens), "<=", "tokens/replica"))
     checks.append(Check("kv_link", point.transfer.link_utilisation, 1.0, "<=", "utilisation"))
     checks.append(Check("stable", 0.0 if point.stable else 1.0, 0.0, "<=", "unserved loads"))

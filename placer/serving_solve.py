@@ -25,12 +25,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from placer.backends import run_selection
 from placer.catalogue.engines import fixed_stage_starts
-from placer.disagg_solve import PairScored, PairScoring, score_pairs
+from placer.disagg_solve import PairScored, PairScoring, largest_int, score_pairs
 from placer.errors import InputError, PlanMismatchError
 from placer.evaluator import Evaluation, evaluate
 from placer.formulation.data import Config, FormulationData, build_formulation
@@ -145,23 +144,6 @@ def _meets_latency(problem: Problem, point: object) -> bool:
     return floor is None or point.output_tokens_per_s_per_gpu / 1e3 >= floor  # type: ignore[attr-defined]
 
 
-def _largest_true(predicate: Callable[[int], bool], hi: int) -> int:
-    """Largest integer ``n`` in ``[1, hi]`` with ``predicate(n)``, for a predicate true up to some
-    point and false after it; 0 when ``predicate(1)`` is false."""
-    if hi < 1 or not predicate(1):
-        return 0
-    lo = 1
-    if predicate(hi):
-        return hi
-    while hi - lo > 1:  # predicate(lo) true, predicate(hi) false
-        mid = (lo + hi) // 2
-        if predicate(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
 def choose_concurrency(problem: Problem, plan: Plan) -> int:
     """(auto) The largest concurrency per replica, at most ``workload.concurrency / replicas`` and
     at most the offline point's requests in flight (beyond it the batch no longer grows: more
@@ -182,7 +164,7 @@ def choose_concurrency(problem: Problem, plan: Plan) -> int:
     def meets(n: int) -> bool:
         return _meets_latency(problem, model.closed_loop(float(n)))
 
-    return _largest_true(meets, _largest_true(fits, hi))
+    return largest_int(meets, largest_int(fits, hi))
 
 
 def score(

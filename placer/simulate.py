@@ -119,21 +119,16 @@ class Stats:
         return {"mean": self.mean * scale, "p50": self.p50 * scale, "p90": self.p90 * scale, "p99": self.p99 * scale}
 
 
-@dataclass(frozen=True)
-class ReplicaRun:
-    """The measured part of one replica's simulation."""
+class MeasuredWindow:
+    """Figures of a simulation's measured window, for a dataclass with ``ttft_s``, ``tpot_s`` (one
+    entry per measured request), ``output_tokens``, ``completed`` and ``window_s``; shared by the
+    aggregated and the disaggregated simulator."""
 
-    ttft_s: np.ndarray  # one entry per measured request
-    tpot_s: np.ndarray  # measured requests with more than one output token
-    window_s: float  # [t_warm, t_end]
-    warmup_s: float  # t_warm
-    output_tokens: float  # tokens emitted inside the window (every request, measured or not)
-    completed: int  # requests finished inside the window
-    mean_running: float  # admitted requests (prefill + decode), time average over the window
-    mean_decode_batch: float  # decode sequences per step, time average over the window
-    mean_queue: float  # waiting requests, time average over the window
-    steps: int  # engine steps in the whole run
-    timeline: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)  # time s, queue, running
+    ttft_s: np.ndarray
+    tpot_s: np.ndarray
+    output_tokens: float
+    completed: int
+    window_s: float
 
     @property
     def ttft(self) -> Stats:
@@ -150,6 +145,23 @@ class ReplicaRun:
     @property
     def requests_per_s(self) -> float:
         return self.completed / self.window_s if self.window_s > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class ReplicaRun(MeasuredWindow):
+    """The measured part of one replica's simulation."""
+
+    ttft_s: np.ndarray  # one entry per measured request
+    tpot_s: np.ndarray  # measured requests with more than one output token
+    window_s: float  # [t_warm, t_end]
+    warmup_s: float  # t_warm
+    output_tokens: float  # tokens emitted inside the window (every request, measured or not)
+    completed: int  # requests finished inside the window
+    mean_running: float  # admitted requests (prefill + decode), time average over the window
+    mean_decode_batch: float  # decode sequences per step, time average over the window
+    mean_queue: float  # waiting requests, time average over the window
+    steps: int  # engine steps in the whole run
+    timeline: tuple[np.ndarray, np.ndarray, np.ndarray] = field(repr=False)  # time s, queue, running
 
 
 class _Request:

@@ -67,7 +67,16 @@ from placer.problem import Problem
 from placer.schema import DisaggregatedPlan
 from placer.serving import StepTimer
 from placer.serving_disagg import pool_nodes
-from placer.simulate import TIMELINE_POINTS, Arrivals, LengthSampler, Stats, _Source, replica_arrivals, workload_lengths
+from placer.simulate import (
+    TIMELINE_POINTS,
+    Arrivals,
+    LengthSampler,
+    MeasuredWindow,
+    Stats,
+    _Source,
+    replica_arrivals,
+    workload_lengths,
+)
 
 #: Kinds of event: an arrival, a prefill step's start and end, a transfer milestone, a decode-replica change.
 _ARRIVAL, _PREFILL_START, _PREFILL, _LINK, _DECODE = 0, 1, 2, 3, 4
@@ -107,7 +116,7 @@ class Link:
 
 
 @dataclass(frozen=True)
-class DisaggRun:
+class DisaggRun(MeasuredWindow):
     """The measured part of a disaggregated simulation (whole deployment unless named)."""
 
     ttft_s: np.ndarray  # one entry per measured request
@@ -129,22 +138,6 @@ class DisaggRun:
     prefill_steps: int
     decode_steps: int
     timeline: tuple[np.ndarray, np.ndarray] = field(repr=False)  # times s, counts (len(STATES) x times)
-
-    @property
-    def ttft(self) -> Stats:
-        return Stats.of(self.ttft_s)
-
-    @property
-    def tpot(self) -> Stats:
-        return Stats.of(self.tpot_s)
-
-    @property
-    def output_tokens_per_s(self) -> float:
-        return self.output_tokens / self.window_s if self.window_s > 0 else math.nan
-
-    @property
-    def requests_per_s(self) -> float:
-        return self.completed / self.window_s if self.window_s > 0 else math.nan
 
 
 class _Req:
