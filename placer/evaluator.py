@@ -88,8 +88,26 @@ class Check:
         }
 
 
+class Checked:
+    """The verdict of a dataclass holding ``slo`` and ``rules`` checks (an evaluation of either kind
+    of plan): feasible when every check holds, and the one that binds."""
+
+    slo: tuple[Check, ...]
+    rules: tuple[Check, ...]
+
+    @property
+    def feasible(self) -> bool:
+        return all(c.ok for c in self.slo) and all(c.ok for c in self.rules)
+
+    @property
+    def binding(self) -> Check | None:
+        """The constraint with the least relative slack (the one that binds)."""
+        checks = [c for c in self.slo + self.rules if math.isfinite(c.slack)]
+        return min(checks, key=lambda c: c.slack) if checks else None
+
+
 @dataclass(frozen=True)
-class Evaluation:
+class Evaluation(Checked):
     """Everything the evaluator computed for one plan."""
 
     plan: Plan
@@ -116,16 +134,6 @@ class Evaluation:
     @property
     def memory_bytes_per_gpu_max(self) -> float:
         return max(stage.memory.total_bytes for stage in self.stages)
-
-    @property
-    def feasible(self) -> bool:
-        return all(c.ok for c in self.slo) and all(c.ok for c in self.rules)
-
-    @property
-    def binding(self) -> Check | None:
-        """The constraint with the least relative slack (the one that binds)."""
-        checks = [c for c in self.slo + self.rules if math.isfinite(c.slack)]
-        return min(checks, key=lambda c: c.slack) if checks else None
 
     def metrics(self) -> dict[str, float]:
         return {

@@ -13,6 +13,7 @@ Equations (Q1)-(Q9) of ``docs/cost-model.md`` ("Serving workloads").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from placer.costmodel.memory import usable_memory_bytes
@@ -202,6 +203,21 @@ def expected_max_tokens(floor_tokens: float, busy: float, chunks: tuple[tuple[fl
     return result
 
 
+def largest_true(predicate: Callable[[float], bool], hi: float, iterations: int = 60) -> float:
+    """Largest ``x`` in ``[0, hi]`` with ``predicate(x)`` true, for a predicate true up to a point
+    and false after it (bisection: ``hi / 2^iterations`` from the answer)."""
+    if predicate(hi):
+        return hi
+    lo = 0.0
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        if predicate(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 class SteadyLatencies:
     """What a steady-state point answers about its SLOs, for a dataclass with ``ttft_s``,
     ``ttft_percentiles_s``, ``tpot_s``, ``kv_tokens_used`` and ``kv_capacity_tokens``."""
@@ -354,19 +370,6 @@ class ServingModel:
         kv = b * (self.isl + self.osl / 2) + x * latency * self.isl / 2
         return ReplicaState(b, c, step, x, rho_p, latency, wait, kv, x * self.osl)
 
-    def _bisect(self, predicate: object, hi: float, iterations: int = 60) -> float:
-        """Largest b in [0, hi] with ``predicate(b)`` true, for a predicate monotone in b."""
-        lo = 0.0
-        if predicate(hi):  # type: ignore[operator]
-            return hi
-        for _ in range(iterations):
-            mid = (lo + hi) / 2
-            if predicate(mid):  # type: ignore[operator]
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
     def batch_ceiling(self) -> tuple[float, str]:
         """(Q9) The largest steady decode batch and what caps it: the engine's max_batch_size,
         KV memory, or the prefill budget (just below rho_p = 1, where the prefill queue diverges)."""
@@ -377,7 +380,7 @@ class ServingModel:
         if w.max_batch_size is not None:
             limits.append((float(w.max_batch_size), "max_batch_size"))
         hi, name = min(limits)
-        b_kv = self._bisect(lambda b: self.state(b).kv_tokens <= self.timer.kv_capacity_tokens, hi)
+        b_kv = largest_true(lambda b: self.state(b).kv_tokens <= self.timer.kv_capacity_tokens, hi)
         if b_kv < hi:
             return b_kv, "kv_cache"
         return hi, name
@@ -456,7 +459,7 @@ class ServingModel:
         if b_max <= 0:
             return self._unstable("not one request fits in the KV memory left after the weights", n, math.inf)
         hi = min(n, b_max)
-        b = self._bisect(lambda b: self.state(b, n).in_flight <= n, hi)
+        b = largest_true(lambda b: self.state(b, n).in_flight <= n, hi)
         state = self.state(b, n)
         extra = 0.0
         capped = b >= hi * (1 - 1e-9) and hi == b_max and state.in_flight < n
@@ -494,7 +497,7 @@ class ServingModel:
                 math.inf,
                 rho,
             )
-        b = self._bisect(
+        b = largest_true(
             lambda b: self.state(b, math.inf).requests_per_s <= rate_rps_per_replica, capacity.decode_batch
         )
         state = self.state(b, math.inf)

@@ -41,12 +41,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from placer.costmodel.kvtransfer import KvPath, KvTransfer, kv_path, kv_transfer
-from placer.evaluator import Check, Evaluation, slo_limit_checks
+from placer.evaluator import Check, Checked, Evaluation, slo_limit_checks
 from placer.problem import Problem
 from placer.schema import DisaggregatedPlan, Plan, Workload
-from placer.serving import PERCENTILES, SteadyLatencies, StepTimer, wait_quantile_s
+from placer.serving import PERCENTILES, SteadyLatencies, StepTimer, largest_true, wait_quantile_s
 from placer.topology import Fabric
 
+#: Bisection steps of the two-pool model (``hi / 2^48`` from the answer: far below any figure reported).
+_ITERATIONS = 48
 #: A rate this close under a capacity counts as at it (the bisections' resolution).
 _EDGE = 1e-9
 
@@ -362,7 +364,7 @@ class DecodePool:
         top = min(hi, capacity / (self.isl + self.osl / 2))
         if transfer_s > 0:
             fits = lambda b: self.kv_tokens(b, self.rate_rps(b, n_per_replica), transfer_s) <= capacity  # noqa: E731
-            b_kv = _largest(fits, top)
+            b_kv = largest_true(fits, top, _ITERATIONS)
         else:
             b_kv = top  # nothing in transfer: the decoding requests alone fill the KV
         if b_kv < hi:
@@ -381,7 +383,7 @@ class DecodePool:
 
     def batch_for(self, rate_rps: float, n_per_replica: float | None, b_max: float) -> float:
         """The decode batch at which one replica finishes ``rate_rps`` requests/s (X is increasing in b)."""
-        return _largest(lambda b: self.rate_rps(b, n_per_replica) <= rate_rps, b_max)
+        return largest_true(lambda b: self.rate_rps(b, n_per_replica) <= rate_rps, b_max, _ITERATIONS)
 
 
 class OneReplicaScreen:
@@ -428,20 +430,6 @@ class OneReplicaScreen:
             self._prefill[key] = PrefillPool(self.problem, self._lone(plan))
         floor = self._prefill[key].ttft_floor_s(rate_rps / plan.parallelism.replicas, percentile)
         return math.isfinite(floor) and (ttft_s is None or floor <= ttft_s * (1 + 1e-9))
-
-
-def _largest(predicate: object, hi: float, iterations: int = 48) -> float:
-    """Largest ``x`` in ``[0, hi]`` with ``predicate(x)`` for a predicate true up to a point."""
-    if predicate(hi):  # type: ignore[operator]
-        return hi
-    lo = 0.0
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        if predicate(mid):  # type: ignore[operator]
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 @dataclass(frozen=True)
@@ -616,7 +604,7 @@ class DisaggModel:
             point = self.at_rate(x, n_total)
             return point.stable and point.concurrency <= n_total
 
-        return self.at_rate(_largest(under, top), n_total)
+        return self.at_rate(largest_true(under, top, _ITERATIONS), n_total)
 
     def offline(self) -> DisaggPoint:
         """(D7) The batch is free: the smaller capacity, queues included."""
@@ -668,7 +656,7 @@ def node_checks(plan: DisaggregatedPlan, fabric: Fabric, nodes_p: list[int], nod
 
 
 @dataclass(frozen=True)
-class DisaggEvaluation:
+class DisaggEvaluation(Checked):
     """Every figure of a disaggregated plan: per pool (``prefill``, ``decode``: the evaluator's
     pool checks) and for the whole (``point``), with the SLO and rule checks of the whole. Has the
     fields of :class:`placer.evaluator.Evaluation` that the reports and the objective terms read."""
@@ -694,15 +682,6 @@ class DisaggEvaluation:
     @property
     def serving(self) -> DisaggPoint:
         return self.point
-
-    @property
-    def feasible(self) -> bool:
-        return all(c.ok for c in self.slo) and all(c.ok for c in self.rules)
-
-    @property
-    def binding(self) -> Check | None:
-        checks = [c for c in self.slo + self.rules if math.isfinite(c.slack)]
-        return min(checks, key=lambda c: c.slack) if checks else None
 
     @property
     def memory_bytes_per_gpu_max(self) -> float:
