@@ -75,6 +75,11 @@ OVERHEAD_PAIRS = tuple((float(o), c) for o in OVERHEAD_GRID_US for c in STEP_GRI
 FLOOR_GRID_MS = np.linspace(0.0, 400.0, 81)
 #: A point at or below this decode batch identifies the per-layer overhead (fixed time per step).
 SMALL_BATCH = 16
+#: A throughput point whose modelled step is at least this share prefill identifies the prefill
+#: scale; a fit with fewer than ``MIN_PREFILL_POINTS`` of them takes its prior's prefill scale (a
+#: few prefill-heavy points, one of them an untuned engine default, otherwise set it alone).
+PREFILL_SHARE = 0.25
+MIN_PREFILL_POINTS = 3
 #: Targets of issue 14 (leave-one-family-out): median |error| per metric class, share within 2x.
 TARGET_MEDIAN_ABS_ERROR = 0.20
 TARGET_WITHIN_2X = 0.90
@@ -314,6 +319,15 @@ def fixed_times(bases: list[Base], prior: Factors | None) -> tuple[float, float]
     return float(pairs[k, 0]), float(pairs[k, 1])
 
 
+def prefill_points(bases: list[Base]) -> int:
+    """Throughput points whose modelled step is at least ``PREFILL_SHARE`` prefill: the points
+    that identify a prefill scale."""
+    return sum(
+        b.measurement.metric_class == "throughput" and b.step_s > 0 and b.prefill_s / b.step_s >= PREFILL_SHARE
+        for b in bases
+    )
+
+
 def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Factors:
     """Grid search on log error: the fixed per-layer and per-step times from the small-batch points
     (:func:`fixed_times`, least squares), then scales, knee and request overhead from every point of
@@ -329,17 +343,21 @@ def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Fa
     if not bases:
         return prior or Factors()
     pairs = np.asarray([fixed_times(bases, prior)])
+    # the prefill scale needs points whose step is largely prefill; else the prior's
+    prefill_grid = SCALE_GRID
+    if prior is not None and prefill_points(bases) < MIN_PREFILL_POINTS:
+        prefill_grid = np.asarray([prior.prefill_scale])
     best: tuple[float, Factors] | None = None
     for knee in KNEE_GRID:
         for request_ms in REQUEST_GRID_MS:
-            grid = corrected_array(bases, SCALE_GRID, SCALE_GRID, knee, pairs[:, 0], request_ms, 0.0, pairs[:, 1])
+            grid = corrected_array(bases, prefill_grid, SCALE_GRID, knee, pairs[:, 0], request_ms, 0.0, pairs[:, 1])
             loss = np.sum(np.abs(_log_errors(grid, bases)), axis=3)  # least absolute log error
             i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)
             if best is None or loss[i, j, k] < best[0] - 1e-12:
                 best = (
                     float(loss[i, j, k]),
                     Factors(
-                        prefill_scale=float(SCALE_GRID[i]),
+                        prefill_scale=float(prefill_grid[i]),
                         decode_scale=float(SCALE_GRID[j]),
                         decode_knee_batch=knee,
                         layer_overhead_us=float(pairs[k, 0]),

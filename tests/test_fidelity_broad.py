@@ -21,6 +21,7 @@ from placer.data.measurements import DATA_FILE, load_measurements, parse_measure
 from placer.errors import InputError
 from placer.fidelity_broad import (
     KNEE_GRID,
+    MIN_PREFILL_POINTS,
     OVERHEAD_GRID_US,
     SCALE_GRID,
     Base,
@@ -32,6 +33,7 @@ from placer.fidelity_broad import (
     engine_profiles_document,
     fit_group,
     model_spec,
+    prefill_points,
     render_markdown,
     run,
 )
@@ -273,3 +275,47 @@ def replace_batch(base: Base, batch: float) -> Base:
     from dataclasses import replace
 
     return replace(base, decode_batch=batch)
+
+
+def test_mxfp4_experts_run_w4a8_on_blackwell_and_w4a16_at_the_measured_utilisation_elsewhere() -> None:
+    """(O1a) MXFP4 GEMMs: FP8 peak on a GPU with FP4 tensor cores (MXFP4 x MXFP8), the 16-bit peak
+    at 49% utilisation without them; NVFP4 keeps the FP4 peak; other formats are untouched."""
+    from placer.costmodel.layers import (
+        MXFP4_WEIGHT_ONLY_UTILISATION,
+        Op,
+        compute_precision,
+        op_time_s,
+        weight_only_mfu_scale,
+    )
+
+    b200, h100, a100 = (load_hardware(n) for n in ("b200", "h100-sxm", "a100-80gb-sxm"))
+    assert compute_precision("mxfp4", b200) == "fp8" and compute_precision("nvfp4", b200) == "fp4"
+    assert compute_precision("mxfp4", h100) == "bf16" and compute_precision("fp8_block", h100) == "fp8"
+    assert weight_only_mfu_scale("mxfp4", b200, "prefill") == 1.0
+    assert weight_only_mfu_scale("bf16", h100, "prefill") == 1.0
+    for gpu in (h100, a100):
+        scale = weight_only_mfu_scale("mxfp4", gpu, "prefill")
+        assert gpu.efficiency.gemm_mfu * scale == pytest.approx(MXFP4_WEIGHT_ONLY_UTILISATION)
+        # a compute-bound GEMM (no bytes) takes FLOPs / (BF16 peak x 0.49)
+        flops = 1e15
+        t = op_time_s(Op("x", flops, 0.0, "gemm", "prefill", mfu_scale=scale), gpu, "bf16")
+        assert t == pytest.approx(flops / (gpu.dense_tflops["bf16"] * 1e12 * MXFP4_WEIGHT_ONLY_UTILISATION))
+
+
+def test_prefill_scale_needs_prefill_heavy_points_else_the_prior(records: list) -> None:
+    """A group with fewer than MIN_PREFILL_POINTS prefill-heavy throughput points keeps the prior's
+    prefill scale, however far its points pull; with enough of them the fit sets its own."""
+    prior = Factors(prefill_scale=1.0, points=50, scope="engine")
+    heavy = _base(records, "throughput", 100.0, 0.1, 0.08, 50.0)  # 80% prefill
+    light = _base(records, "throughput", 100.0, 0.1, 0.0, 50.0)
+
+    def at(base: Base, value: float) -> Base:
+        m = base.measurement.__class__(**{**base.measurement.__dict__, "value": value})
+        return Base(m, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[1:]])
+
+    # measured at a quarter of the base: a prefill scale near 4 would explain the heavy points
+    few = [at(heavy, 25.0), at(heavy, 25.0)] + [at(light, 100.0)] * 4
+    assert prefill_points(few) == 2 < MIN_PREFILL_POINTS
+    assert fit_group(few, "gpu+engine", prior).prefill_scale == 1.0
+    many = [at(heavy, 25.0)] * MIN_PREFILL_POINTS + [at(light, 100.0)] * 4
+    assert fit_group(many, "gpu+engine", prior).prefill_scale > 3.0

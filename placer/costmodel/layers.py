@@ -31,6 +31,9 @@ class Op:
     kind: str  # "gemm" or "attention"
     phase: str = "prefill"  # "prefill" or "decode": picks the phase's MFU
     precision: str | None = None  # peak-FLOPS figure of a GEMM whose weights differ from the model's default
+    #: multiplier on the profile's MFU for this op (O1a): 1 except for kernels known to run below
+    #: the op class's calibrated efficiency (weight-only MXFP4 GEMMs)
+    mfu_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,7 @@ def op_time_s(op: Op, hardware: HardwareProfile, precision: str) -> float:
     calibrate`` fits the efficiency factors through this same function.
     """
     eff = hardware.efficiency
-    mfu = eff.mfu(op.kind, op.phase)
+    mfu = eff.mfu(op.kind, op.phase) * op.mfu_scale
     if op.kind == "gemm" and op.precision is not None:
         precision = op.precision
     peak = hardware.peak_flops_per_s(precision if op.kind == "gemm" else "bf16")
@@ -300,14 +303,43 @@ def _sm_driven_alltoall(ctx: LayerContext) -> bool:
 
 
 def _op_times(ctx: LayerContext, ops: tuple[Op, ...]) -> tuple[float, ...]:
-    precision = COMPUTE_PRECISION[ctx.model.precision.weights]
+    precision = compute_precision(ctx.model.precision.weights, ctx.hardware)
     return tuple(op_time_s(op, ctx.hardware, precision) for op in ops)
 
 
-def _own_precision(model: ModelSpec, dtype: str) -> str | None:
+#: (O1a) Hopper's BF16 x MXFP4 (weight-only, W4A16) matmul reaches 49% of the BF16 dense peak in
+#: OpenAI's Triton kernels (triton-lang/triton pull request #6833, 2025-05-15: "improves utilisation
+#: from 28% to 37%", "with #6812 we hit 49% util"), the MoE kernels vLLM and TensorRT-LLM run for
+#: gpt-oss on Hopper; GPUs without FP4 tensor cores (Ampere) are assumed the same. The compute
+#: side of such a GEMM runs at ``min(MFU, 0.49)`` of the 16-bit peak.
+MXFP4_WEIGHT_ONLY_UTILISATION = 0.49
+
+
+def compute_precision(dtype: str, hardware: HardwareProfile) -> str:
+    """(O1a) The peak-FLOPS figure a GEMM with weights stored in ``dtype`` runs at on ``hardware``.
+
+    MXFP4 is an exception to :data:`COMPUTE_PRECISION`: on GPUs with FP4 tensor cores the engines
+    pair MXFP4 weights with MXFP8 activations (W4A8: TensorRT-LLM's ``W4A8_MXFP4_MXFP8`` MoE
+    mode, vLLM's FlashInfer MXFP4 x MXFP8 MoE kernels for SM100, vllm-project/vllm issue #35528),
+    so the FP8 peak; elsewhere the weights are dequantised to 16 bits (W4A16)."""
+    if dtype == "mxfp4":
+        return "fp8" if "fp4" in hardware.dense_tflops else "bf16"
+    return COMPUTE_PRECISION[dtype]
+
+
+def weight_only_mfu_scale(dtype: str, hardware: HardwareProfile, phase: str) -> float:
+    """(O1a) MFU multiplier of a GEMM with ``dtype`` weights: below 1 only for weight-only MXFP4
+    (no FP4 tensor cores), whose compute side reaches :data:`MXFP4_WEIGHT_ONLY_UTILISATION`."""
+    if dtype != "mxfp4" or "fp4" in hardware.dense_tflops:
+        return 1.0
+    mfu = hardware.efficiency.mfu("gemm", phase)
+    return min(1.0, MXFP4_WEIGHT_ONLY_UTILISATION / mfu) if mfu > 0 else 1.0
+
+
+def _own_precision(model: ModelSpec, dtype: str, hardware: HardwareProfile) -> str | None:
     """The peak-FLOPS figure of a component stored in ``dtype``, or None where it is the model's
     default (so models with one precision build exactly the ops they always did)."""
-    return None if dtype == model.precision.weights else COMPUTE_PRECISION[dtype]
+    return None if dtype == model.precision.weights else compute_precision(dtype, hardware)
 
 
 def _layer_ops(
@@ -320,7 +352,7 @@ def _layer_ops(
     a_bytes = DTYPE_BYTES[model.precision.activations]
     att_dtype, mlp_dtype = model.precision.of("attention"), model.precision.of("dense_mlp")
     att_b, mlp_b = DTYPE_BYTES[att_dtype], DTYPE_BYTES[mlp_dtype]
-    att_p, mlp_p = _own_precision(model, att_dtype), _own_precision(model, mlp_dtype)
+    att_p, mlp_p = _own_precision(model, att_dtype, ctx.hardware), _own_precision(model, mlp_dtype, ctx.hardware)
     n = shape.tokens_per_rank
     reads = shape.forwards_per_micro_batch
     dims = attention_dims(model, par.tp)
@@ -408,7 +440,7 @@ def quantisation_passes(ctx: LayerContext) -> int:
     """(O11) Activation-quantisation passes per layer: charged when the model's default weight
     precision runs its GEMMs in 8 bits or fewer on this GPU (a 16-bit deployment quantises nothing;
     FP4 weights on a GPU without FP4 units run weight-only at the 16-bit peak and quantise nothing)."""
-    precision = COMPUTE_PRECISION[ctx.model.precision.weights]
+    precision = compute_precision(ctx.model.precision.weights, ctx.hardware)
     if precision not in QUANTISED_ACTIVATION_PRECISIONS:
         return 0
     if precision == "fp4" and "fp4" not in ctx.hardware.dense_tflops:
@@ -466,19 +498,20 @@ def _routed_expert_op(ctx: LayerContext, traffic: LayerTraffic) -> Op:
         shape.forwards_per_micro_batch * touched * expert_params * w_bytes
         + pairs * (2 * h + 2 * moe.expert_ffn_size / par.tp_moe) * a_bytes
     )
-    precision = COMPUTE_PRECISION[exp_dtype]
+    precision = compute_precision(exp_dtype, ctx.hardware)
     phase = shape.phase
+    scale = weight_only_mfu_scale(exp_dtype, ctx.hardware, phase)
     # GPUs with the same work take the same time: time each distinct (FLOPs, bytes) pair once
     by_work: dict[tuple[float, float], float] = {}
     times = []
     for f, b in zip(flops.tolist(), moved.tolist(), strict=True):
         t = by_work.get((f, b))
         if t is None:
-            t = by_work[(f, b)] = op_time_s(Op("x", f, b, "gemm", phase), ctx.hardware, precision)
+            t = by_work[(f, b)] = op_time_s(Op("x", f, b, "gemm", phase, mfu_scale=scale), ctx.hardware, precision)
         times.append(t)
     busiest = int(np.argmax(times))
-    own = _own_precision(model, exp_dtype)
-    return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm", phase, own)
+    own = _own_precision(model, exp_dtype, ctx.hardware)
+    return Op("routed_experts", float(flops[busiest]), float(moved[busiest]), "gemm", phase, own, scale)
 
 
 def _moe_collectives(ctx: LayerContext, traffic: LayerTraffic) -> list[Collective]:
