@@ -63,6 +63,13 @@ ROOT = Path(__file__).resolve().parents[1]
 #: measurement model name -> placer model reference (a catalogue name or a config.json path)
 MODEL_REFS = {"deepseek-r1": "deepseek-v3", "mixtral-8x7b": "mixtral-8x7b"}
 DEFAULT_CHUNK_TOKENS = 8192
+#: trtllm-bench throughput (PyTorch backend) run without --max_batch_size takes its heuristic
+#: (NVIDIA/TensorRT-LLM@0171265e tensorrt_llm/bench/benchmark/utils/general.py get_settings ->
+#: get_benchmark_engine_settings), which caps the batch at 4096 requests
+#: (NVIDIA/TensorRT-LLM@04cba882 tensorrt_llm/bench/build/tuning.py finetune_setting:
+#: ``raw_bs = min(kv_cache_max_requests, 4096) / pp_size``; below the cap it rounds the KV estimate
+#: up, so the KV memory binds); each attention-DP rank schedules up to it.
+TRTLLM_BENCH_MAX_BATCH = 4096
 MIN_GROUP_POINTS = 6
 #: Fit grids: efficiency scales (log-spaced), decode knee batch, per-layer overhead in us, TTFT floor in ms.
 SCALE_GRID = 2.0 ** np.linspace(-0.5, 2.0, 26)  # 0.71 to 4, steps of 2^0.1, 1.0 exactly at index 5
@@ -76,9 +83,11 @@ FLOOR_GRID_MS = np.linspace(0.0, 400.0, 81)
 #: A point at or below this decode batch identifies the per-layer overhead (fixed time per step).
 SMALL_BATCH = 16
 #: A throughput point whose modelled step is at least this share prefill identifies the prefill
-#: scale; a fit with fewer than ``MIN_PREFILL_POINTS`` of them takes its prior's prefill scale (a
-#: few prefill-heavy points, one of them an untuned engine default, otherwise set it alone).
+#: scale, one at this many requests per second or more the per-request overhead (10 ms a request
+#: costs it at least 10%); a fit with fewer than ``MIN_PREFILL_POINTS`` of either takes its prior's
+#: figure (a few such points, one of them an untuned engine default, otherwise set it alone).
 PREFILL_SHARE = 0.25
+REQUEST_RATE = 10.0
 MIN_PREFILL_POINTS = 3
 #: Targets of issue 14 (leave-one-family-out): median |error| per metric class, share within 2x.
 TARGET_MEDIAN_ABS_ERROR = 0.20
@@ -139,11 +148,36 @@ def degrees(m: Measurement) -> dict[str, int]:
     return {"tp": tp, "dp_attn": dp, "ep": ep, "tp_moe": p.get("tp_moe", width // ep)}
 
 
+def re_expressed(m: Measurement) -> Measurement:
+    """The measurement in the serving mode that behaves as its benchmark did.
+
+    * An offline run of a stated number of requests of one prompt and one output length
+      (``isl_osl_stdev`` 0: trtllm-bench's synthetic sets) is a closed loop of that many requests
+      with fixed lengths: the requests admitted in one step finish in one step and are replaced
+      together from the queue, so every attention-DP rank prefills in the same steps (the serving
+      model's phase-locked closed loop, Q6b), not at staggered Poisson-like times (its offline
+      mode), where one rank's prefill stalls the others at every MoE layer (Q1b). The engine holds
+      its batch ceiling either way; the requests beyond it wait outside.
+    * trtllm-bench without a stated batch cap sets ``max_batch_size`` by its heuristic, at most
+      ``TRTLLM_BENCH_MAX_BATCH`` per scheduler (one per attention-DP rank)."""
+    update: dict[str, object] = {}
+    deg = degrees(m)
+    if m.max_batch_size is None and "trtllm-bench" in m.engine_version:
+        update["max_batch_size"] = TRTLLM_BENCH_MAX_BATCH * deg["dp_attn"]
+    requests = m.stated.get("num_requests")
+    fixed = m.stated.get("isl_osl_stdev") == 0 and m.output_tokens == math.ceil(m.output_tokens)
+    if m.mode == "offline" and fixed and isinstance(requests, int) and requests > 0:
+        update |= {"mode": "concurrency", "concurrency": requests}
+    return replace(m, **update) if update else m
+
+
 def build(
     m: Measurement, model: ModelSpec, hardware: HardwareProfile, burst_batch: int | None = None
 ) -> tuple[Problem, Plan]:
-    """Instance and plan of one measurement, in the serving mode it was measured in; with
-    ``burst_batch``, a burst of that many prompts instead (the prefill probe)."""
+    """Instance and plan of one measurement, in the serving mode it was measured in
+    (:func:`re_expressed`); with ``burst_batch``, a burst of that many prompts instead (the
+    prefill probe)."""
+    m = re_expressed(m)
     deg = degrees(m)
     width = deg["tp"] * deg["dp_attn"]
     if width != m.gpus:
@@ -328,6 +362,12 @@ def prefill_points(bases: list[Base]) -> int:
     )
 
 
+def request_points(bases: list[Base]) -> int:
+    """Throughput points at ``REQUEST_RATE`` requests per second or more (whole deployment, base
+    model): the points that identify a per-request overhead."""
+    return sum(b.measurement.metric_class == "throughput" and b.requests_per_s >= REQUEST_RATE for b in bases)
+
+
 def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Factors:
     """Grid search on log error: the fixed per-layer and per-step times from the small-batch points
     (:func:`fixed_times`, least squares), then scales, knee and request overhead from every point of
@@ -347,9 +387,13 @@ def fit_group(bases: list[Base], scope: str, prior: Factors | None = None) -> Fa
     prefill_grid = SCALE_GRID
     if prior is not None and prefill_points(bases) < MIN_PREFILL_POINTS:
         prefill_grid = np.asarray([prior.prefill_scale])
+    # so does the per-request overhead: points at a high request rate
+    request_grid: tuple[float, ...] = REQUEST_GRID_MS
+    if prior is not None and request_points(bases) < MIN_PREFILL_POINTS:
+        request_grid = (prior.request_overhead_ms,)
     best: tuple[float, Factors] | None = None
     for knee in KNEE_GRID:
-        for request_ms in REQUEST_GRID_MS:
+        for request_ms in request_grid:
             grid = corrected_array(bases, prefill_grid, SCALE_GRID, knee, pairs[:, 0], request_ms, 0.0, pairs[:, 1])
             loss = np.sum(np.abs(_log_errors(grid, bases)), axis=3)  # least absolute log error
             i, j, k = np.unravel_index(int(np.argmin(loss)), loss.shape)

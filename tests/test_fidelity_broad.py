@@ -24,6 +24,7 @@ from placer.fidelity_broad import (
     MIN_PREFILL_POINTS,
     OVERHEAD_GRID_US,
     SCALE_GRID,
+    TRTLLM_BENCH_MAX_BATCH,
     Base,
     Factors,
     FittedFactors,
@@ -34,7 +35,9 @@ from placer.fidelity_broad import (
     fit_group,
     model_spec,
     prefill_points,
+    re_expressed,
     render_markdown,
+    request_points,
     run,
 )
 from placer.loading import load_hardware
@@ -319,3 +322,36 @@ def test_prefill_scale_needs_prefill_heavy_points_else_the_prior(records: list) 
     assert fit_group(few, "gpu+engine", prior).prefill_scale == 1.0
     many = [at(heavy, 25.0)] * MIN_PREFILL_POINTS + [at(light, 100.0)] * 4
     assert fit_group(many, "gpu+engine", prior).prefill_scale > 3.0
+
+
+def test_fixed_length_offline_runs_are_phase_locked_closed_loops(records: list) -> None:
+    """trtllm-bench's synthetic sets (one prompt and one output length, a stated number of requests
+    queued at once) run as a closed loop of that many requests (the serving model's phase-locked
+    regime), with trtllm-bench's batch cap per attention-DP rank; other records keep their mode."""
+    bench = next(r for r in records if "trtllm-bench" in r.engine_version and "dep" in r.parallelism)
+    again = re_expressed(bench)
+    assert (again.mode, again.concurrency) == ("concurrency", bench.stated["num_requests"])
+    assert again.max_batch_size == TRTLLM_BENCH_MAX_BATCH * bench.parallelism["dep"]
+    burst = next(r for r in records if r.mode == "offline" and "isl_osl_stdev" not in r.stated)
+    assert re_expressed(burst) == burst
+    problem, _ = build(bench, model_spec(bench.model, bench.precision), load_hardware(bench.hardware))
+    assert problem.workload.kind == "concurrency" and problem.workload.fixed_lengths
+
+
+def test_request_overhead_needs_high_rate_points_else_the_prior(records: list) -> None:
+    """Fewer than MIN_PREFILL_POINTS throughput points at REQUEST_RATE requests/s or more keep the
+    prior's per-request overhead, however far one such point pulls."""
+    prior = Factors(request_overhead_ms=2.0, points=50, scope="engine")
+    m = next(r for r in records if r.metric_class == "throughput")
+    busy = Base(m, 40, 100.0, 0.1, 0.0, 2, 50.0, 60.0, True, None)  # 60 requests/s
+    calm = Base(m, 40, 100.0, 0.1, 0.0, 2, 50.0, 1.0, True, None)
+
+    def at(base: Base, value: float) -> Base:
+        moved = base.measurement.__class__(**{**base.measurement.__dict__, "value": value})
+        return Base(moved, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[1:]])
+
+    few = [at(busy, 20.0)] + [at(calm, 100.0)] * 5
+    assert request_points(few) == 1 < MIN_PREFILL_POINTS
+    assert fit_group(few, "gpu+engine", prior).request_overhead_ms == 2.0
+    many = [at(busy, 20.0)] * MIN_PREFILL_POINTS + [at(calm, 100.0)] * 5
+    assert fit_group(many, "gpu+engine", prior).request_overhead_ms > 2.0
