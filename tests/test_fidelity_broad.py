@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from placer.catalogue.engine_profiles import engine_factors
+from placer.costmodel.layers import kernel_launches
 from placer.data.measurements import DATA_FILE, load_measurements, parse_measurement
 from placer.errors import InputError
 from placer.fidelity_broad import (
@@ -100,13 +101,13 @@ def test_factor_model_by_hand(records: list) -> None:
     tpot = _base(records, "tpot", 20.0, 0.02, 0.0, 4.0)
     ttft = _base(records, "ttft", 100.0, 0.02, 0.0, 4.0)
     assert corrected(thr, Factors()) == pytest.approx(1000.0)
-    f = Factors(prefill_scale=2.0, decode_scale=1.5, decode_knee_batch=400.0, layer_overhead_us=100.0)
-    # step: 1.5 x (1 + 100/400) x 0.04 + 2 x 0.01 + 40 x 100 us = 0.075 + 0.02 + 0.004 = 0.099 s
+    f = Factors(prefill_scale=2.0, decode_scale=1.5, decode_knee_batch=400.0, launch_overhead_us=100.0)
+    # step: 1.5 x (1 + 100/400) x 0.04 + 2 x 0.01 + 40 kernels x 100 us = 0.075 + 0.02 + 0.004 = 0.099 s
     assert corrected(thr, f) == pytest.approx(1000.0 * 0.05 / 0.099)
-    # TPOT: the decode part scales by 1.5 x (1 + 4/400), then + 4 ms of layer overhead
+    # TPOT: the decode part scales by 1.5 x (1 + 4/400), then + 4 ms of kernel overhead
     assert corrected(tpot, f) == pytest.approx(20.0 * 1.5 * 1.01 + 4.0)
     # TTFT (low-concurrency prompts): no prefill scale, two prefill steps of overhead, the floor
-    g = Factors(prefill_scale=2.0, layer_overhead_us=100.0, ttft_floor_ms=50.0)
+    g = Factors(prefill_scale=2.0, launch_overhead_us=100.0, ttft_floor_ms=50.0)
     assert corrected(ttft, g) == pytest.approx(100.0 + 2 * 4.0 + 50.0)
     # a request overhead of r ms at 10 requests/s costs 1 + 10 r / 1000 in throughput
     assert corrected(thr, Factors(request_overhead_ms=20.0)) == pytest.approx(1000.0 / 1.2)
@@ -123,7 +124,7 @@ def test_fit_recovers_known_factors(records: list) -> None:
         prefill_scale=float(SCALE_GRID[10]),
         decode_scale=float(SCALE_GRID[5]),  # 1.0: the small-batch points fix the fixed times at the roofline
         decode_knee_batch=KNEE_GRID[3],
-        layer_overhead_us=float(OVERHEAD_GRID_US[4]),
+        launch_overhead_us=float(OVERHEAD_GRID_US[4]),
     )
     # the small-batch shapes (decode batch <= 16) are pure decode: they fix the fixed times first
     shapes = [(0.05, 0.01, 100.0), (0.08, 0.0, 2000.0), (0.03, 0.0, 8.0), (0.2, 0.15, 600.0), (0.01, 0.0, 1.0)]
@@ -135,7 +136,7 @@ def test_fit_recovers_known_factors(records: list) -> None:
         m = base.measurement.__class__(**{**base.measurement.__dict__, "value": corrected(base, truth)})
         bases.append(Base(m, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[1:]]))
     fitted = fit_group(bases, "test")
-    for name in ("prefill_scale", "decode_scale", "decode_knee_batch", "layer_overhead_us"):
+    for name in ("prefill_scale", "decode_scale", "decode_knee_batch", "launch_overhead_us"):
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name)), name
     for b in bases:
         assert corrected(b, fitted) == pytest.approx(b.measurement.value, rel=1e-9)
@@ -178,7 +179,7 @@ def test_shipped_engine_profiles_have_a_source_for_every_figure() -> None:
         pooled = engine_factors(engine, "no-such-gpu")
         assert pooled.gpu is None and "measurements.json" in pooled.source
         assert pooled.cost_parameters() == {
-            "layer_overhead_us": pooled.layer_overhead_us,
+            "launch_overhead_us": pooled.launch_overhead_us,
             "step_overhead_us": pooled.step_overhead_ms * 1e3,
         }
     own = engine_factors("trtllm", "h200")
@@ -202,11 +203,13 @@ def test_leave_one_family_out_on_a_slice(records: list, tmp_path: Path) -> None:
     fitted = report.factors.groups[("b200", "trtllm")]
     loaded = engine_factors("trtllm", "b200", path)
     assert loaded.decode_scale == pytest.approx(fitted.decode_scale, abs=1e-4)
-    assert loaded.layer_overhead_us == fitted.layer_overhead_us and loaded.decode_knee_batch == fitted.decode_knee_batch
+    assert (
+        loaded.launch_overhead_us == fitted.launch_overhead_us and loaded.decode_knee_batch == fitted.decode_knee_batch
+    )
 
 
 def test_engine_profile_is_opt_in_and_moves_figures_only_when_asked(tmp_path: Path) -> None:
-    """``cost_parameters.engine_profile: fitted`` takes the fixed per-layer and per-step times of the
+    """``cost_parameters.engine_profile: fitted`` takes the fixed per-kernel and per-step times of the
     fitted profile for the instance's engine and GPU; the default leaves the evaluation unchanged."""
     from placer.evaluator import evaluate
     from placer.problem import build_problem
@@ -228,10 +231,11 @@ def test_engine_profile_is_opt_in_and_moves_figures_only_when_asked(tmp_path: Pa
     assert same.tpot_s == plain.tpot_s and same.ttft_s == plain.ttft_s  # engine alone moves nothing
     fitted_problem = build_problem(Instance.model_validate(dict(vllm, cost_parameters={"engine_profile": "fitted"})))
     profile = engine_factors("vllm", "h100-sxm")
-    assert fitted_problem.params.layer_overhead_us == profile.layer_overhead_us
+    assert fitted_problem.params.launch_overhead_us == profile.launch_overhead_us
     assert fitted_problem.params.step_overhead_us == pytest.approx(profile.step_overhead_ms * 1e3)
     fitted = evaluate(fitted_problem, plan)
-    fixed_s = model.num_layers * profile.layer_overhead_us * 1e-6 + profile.step_overhead_ms * 1e-3
+    launches = sum(kernel_launches(model, layer, 1) for layer in range(model.num_layers))
+    fixed_s = launches * profile.launch_overhead_us * 1e-6 + profile.step_overhead_ms * 1e-3
     assert fixed_s > 0 and fitted.tpot_s > plain.tpot_s  # the fixed times reach the decode step
     # opting in without naming the engine is an input error naming the field
     with pytest.raises(InputError, match="engine_profile"):
@@ -252,26 +256,26 @@ def test_step_overhead_adds_once_per_step(records: list) -> None:
     assert slower.tpot_s - base.tpot_s == pytest.approx(1e-3, rel=0.02)
 
 
-def test_fixed_times_separate_per_layer_from_per_step_with_two_depths(records: list) -> None:
-    """Small-batch points of a 32- and an 80-layer model identify both fixed times: 60 us per
-    layer and 1 ms per step, at the roofline kernel time; one depth pins down only their sum per
-    step (docs/cost-model.md 10b.3)."""
+def test_fixed_times_separate_per_kernel_from_per_step_with_two_depths(records: list) -> None:
+    """Small-batch points of a 320- and an 800-kernel model (32 and 80 layers) identify both fixed
+    times: 6 us per kernel and 1 ms per step, at the roofline kernel time; one depth pins down only
+    their sum per step (docs/cost-model.md 10b.3)."""
     from placer.fidelity_broad import fixed_times
 
-    truth = Factors(layer_overhead_us=60.0, step_overhead_ms=1.0)
+    truth = Factors(launch_overhead_us=6.0, step_overhead_ms=1.0)
     bases = []
-    for layers in (32, 80):
+    for launches in (320, 800):
         for i, (step, batch) in enumerate(((0.004, 1.0), (0.012, 8.0))):
             base = _base(records, "tpot", 5.0 + i, step, 0.0, batch)
-            base = Base(base.measurement, layers, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[2:]])
+            base = Base(base.measurement, launches, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[2:]])
             m = base.measurement.__class__(**{**base.measurement.__dict__, "value": corrected(base, truth)})
             bases.append(Base(m, *[getattr(base, f) for f in list(Base.__dataclass_fields__)[1:]]))
-    assert fixed_times(bases, None) == (60.0, 1.0)
-    # one depth pins down the fixed time per step, L o + c (2.92 ms), not its split
-    o, c = fixed_times([b for b in bases if b.layers == 32], None)
-    assert 32 * o * 1e-3 + c == pytest.approx(32 * 60.0 * 1e-3 + 1.0)
+    assert fixed_times(bases, None) == (6.0, 1.0)
+    # one depth pins down the fixed time per step, K o + c (2.92 ms), not its split
+    o, c = fixed_times([b for b in bases if b.launches == 320], None)
+    assert 320 * o * 1e-3 + c == pytest.approx(320 * 6.0 * 1e-3 + 1.0)
     # without small-batch points the prior's figures are kept
-    assert fixed_times([replace_batch(b, 500.0) for b in bases], Factors(layer_overhead_us=7.0)) == (7.0, 0.0)
+    assert fixed_times([replace_batch(b, 500.0) for b in bases], Factors(launch_overhead_us=7.0)) == (7.0, 0.0)
 
 
 def replace_batch(base: Base, batch: float) -> Base:
@@ -355,3 +359,16 @@ def test_request_overhead_needs_high_rate_points_else_the_prior(records: list) -
     assert fit_group(few, "gpu+engine", prior).request_overhead_ms == 2.0
     many = [at(busy, 20.0)] * MIN_PREFILL_POINTS + [at(calm, 100.0)] * 5
     assert fit_group(many, "gpu+engine", prior).request_overhead_ms > 2.0
+
+
+def test_kernel_launches_count_the_layer_kinds() -> None:
+    """(O12) Kernels per layer: a dense GQA layer 9, Qwen3's q/k norms one more, an MoE layer four
+    more than a dense one, shared experts three more, MLA five more than GQA, TP two all-reduces."""
+    llama, qwen, deepseek, oss = (
+        model_spec(name, {}) for name in ("llama-3-8b", "qwen3-8b", "deepseek-r1", "gpt-oss-120b")
+    )
+    assert kernel_launches(llama, 0, 1) == 9 and kernel_launches(llama, 0, 4) == 11
+    assert kernel_launches(qwen, 0, 1) == 10
+    assert kernel_launches(oss, 0, 1) == 13
+    assert kernel_launches(deepseek, 0, 8) == 10 + 4 + 2  # a leading dense layer
+    assert kernel_launches(deepseek, 10, 8) == 10 + 8 + 3 + 2

@@ -7,8 +7,9 @@ and scheduler are from that, per GPU (``docs/cost-model.md``, "Engine profiles")
   roofline time;
 * ``decode_knee_batch``: the decode part of a step takes ``1 + b / knee`` times longer at a
   decode batch of ``b`` (``null``: flat);
-* ``layer_overhead_us``: fixed time per layer per engine step (launches and the small per-layer
-  kernels); it is the cost model's ``cost_parameters.layer_overhead_us``;
+* ``launch_overhead_us``: fixed time per kernel of a layer per engine step (launch and ramp of the
+  small kernels), times the layer's kernel count (``costmodel.layers.kernel_launches``); it is the
+  cost model's ``cost_parameters.launch_overhead_us``;
 * ``step_overhead_ms``: fixed time per engine step, whatever the depth (scheduler, input
   preparation, sampling, graph launch); the cost model's ``cost_parameters.step_overhead_us`` / 1000;
 * ``request_overhead_ms``: serial time per request outside the GPU (API server, tokeniser);
@@ -35,7 +36,7 @@ FACTOR_FIELDS = (
     "prefill_scale",
     "decode_scale",
     "decode_knee_batch",
-    "layer_overhead_us",
+    "launch_overhead_us",
     "step_overhead_ms",
     "request_overhead_ms",
 )
@@ -50,7 +51,7 @@ class EngineFactors:
     prefill_scale: float
     decode_scale: float
     decode_knee_batch: float  # math.inf: flat
-    layer_overhead_us: float
+    launch_overhead_us: float
     step_overhead_ms: float
     request_overhead_ms: float
     ttft_floor_ms: float
@@ -58,9 +59,9 @@ class EngineFactors:
 
     def cost_parameters(self) -> dict[str, float]:
         """The cost-model parameters this profile sets (``Instance.cost_parameters``): the fixed
-        per-layer and per-step times. The kernel scales, the knee and the request overhead describe
+        per-kernel and per-step times. The kernel scales, the knee and the request overhead describe
         the fit's correction of whole serving figures and have no cost-model parameter yet."""
-        return {"layer_overhead_us": self.layer_overhead_us, "step_overhead_us": self.step_overhead_ms * 1e3}
+        return {"launch_overhead_us": self.launch_overhead_us, "step_overhead_us": self.step_overhead_ms * 1e3}
 
 
 def _factors(record: Any, where: str, source: str) -> dict[str, float]:
@@ -116,8 +117,8 @@ def engine_factors(engine: str, gpu: str, path: str | Path = PROFILES_FILE) -> E
 
 def resolve_cost_parameters(params: CostParameters, engine: str, gpu: str, source: str | None = None) -> CostParameters:
     """The instance's cost parameters with the fitted engine profile applied when it asks for one
-    (``cost_parameters.engine_profile: fitted``): the profile's fixed per-layer and per-step times
-    replace ``layer_overhead_us`` and ``step_overhead_us``. With ``off`` (the default) the
+    (``cost_parameters.engine_profile: fitted``): the profile's fixed per-kernel and per-step times
+    replace ``launch_overhead_us`` and ``step_overhead_us``. With ``off`` (the default) the
     parameters come back unchanged, so no figure moves unless an instance opts in."""
     if params.engine_profile == "off":
         return params

@@ -238,6 +238,52 @@ class LayerContext:
     stage_crosses_domain: bool
 
 
+#: (O12) Kernels of one layer's forward, counted from the standard decoder layer (vLLM's
+#: ``LlamaDecoderLayer``, ``Qwen3Attention``, ``DeepseekV2MLAAttention`` and its fused-MoE path):
+#: attention block, GQA: RMSNorm (fused with the residual add), QKV GEMM, rotary + cache write,
+#: attention, output GEMM;
+KERNELS_ATTENTION_GQA = 5
+#: + per-head q/k RMSNorm (Qwen3);
+KERNELS_QK_NORM = 1
+#: MLA: RMSNorm, fused q/kv down-projection, q and kv latent RMSNorms, q up-projection, rotary +
+#: cache write, W_UK absorption, attention, W_UV absorption, output GEMM;
+KERNELS_ATTENTION_MLA = 10
+#: dense FFN: RMSNorm (+ residual), gate/up GEMM, activation, down GEMM;
+KERNELS_DENSE_FFN = 4
+#: MoE: RMSNorm (+ residual), router GEMM, top-k, token sort / align, two grouped GEMMs, the
+#: activation between them, weighted un-permute / sum;
+KERNELS_MOE = 8
+#: shared experts: gate/up GEMM, activation, down GEMM;
+KERNELS_SHARED_EXPERTS = 3
+#: tensor parallelism: the all-reduces after attention and after the FFN.
+KERNELS_TP_ALLREDUCE = 2
+
+
+def kernel_launches(model: ModelSpec, layer: int, tp: int) -> int:
+    """(O12) Kernels ``layer`` launches per forward on one GPU (the count the per-kernel fixed time
+    ``launch_overhead_us`` multiplies)."""
+    att = model.attention
+    if att.kind == "mla":
+        n = KERNELS_ATTENTION_MLA
+    else:
+        n = KERNELS_ATTENTION_GQA + (KERNELS_QK_NORM if att.qk_norm else 0)
+    moe = model.moe
+    if moe is not None and model.is_moe_layer(layer):
+        n += KERNELS_MOE + (KERNELS_SHARED_EXPERTS if moe.num_shared_experts else 0)
+    else:
+        n += KERNELS_DENSE_FFN
+    return n + (KERNELS_TP_ALLREDUCE if tp > 1 else 0)
+
+
+def layer_fixed_s(ctx: LayerContext, layer: int) -> float:
+    """(O12) Fixed time of one layer per forward: ``layer_overhead_us`` plus
+    ``launch_overhead_us`` x :func:`kernel_launches` (both 0 unless an instance sets them)."""
+    us = ctx.params.layer_overhead_us
+    if ctx.params.launch_overhead_us:
+        us += ctx.params.launch_overhead_us * kernel_launches(ctx.model, layer, ctx.par.tp)
+    return us * 1e-6
+
+
 def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None) -> LayerPhaseCost:
     """(O2)-(O8) Ops and collectives of ``layer`` for one micro-batch, and its time (O10).
 
@@ -252,7 +298,7 @@ def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None
     if not ctx.params.two_batch_overlap:
         ops, colls = _layer_ops(ctx, layer, traffic)
         times = _op_times(ctx, ops)
-        compute = sum(times) + ctx.params.layer_overhead_us * 1e-6
+        compute = sum(times) + layer_fixed_s(ctx, layer)
         comm = sum(c.time_s for c in colls)
         total = compute + comm - ctx.params.comm_compute_overlap * min(compute, comm)
         return LayerPhaseCost(ops, times, colls, compute, comm, total)
@@ -271,7 +317,7 @@ def layer_phase_cost(ctx: LayerContext, layer: int, traffic: LayerTraffic | None
     slow = 1.0 / (1.0 - eff.alltoall_sm_fraction) if _sm_driven_alltoall(ctx) else 1.0
     # Half-batch pieces: attention side (everything before the dispatch), expert side, dispatch, combine.
     expert = sum(t for op, t in zip(ops_half, times_half, strict=True) if op.name == "routed_experts") * slow
-    attention = sum(times_half) * slow - expert + ctx.params.layer_overhead_us * 1e-6 / 2
+    attention = sum(times_half) * slow - expert + layer_fixed_s(ctx, layer) / 2
     dispatch = sum(c.time_s for c in colls_half if c.name == "moe_dispatch")
     combine = sum(c.time_s for c in colls_half if c.name == "moe_combine")
     serial = sum(c.time_s for c in colls_half if c.name not in ("moe_dispatch", "moe_combine"))

@@ -90,6 +90,14 @@ class CostParameters(StrictModel):
     layer_overhead_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
         0.0, ge=0, description="fixed per-layer launch overhead added to each phase's layer time"
     )
+    launch_overhead_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
+        0.0,
+        ge=0,
+        description=(
+            "fixed time per kernel of a layer's forward, added to each phase's layer time times the layer's "
+            "kernel count (costmodel.layers.kernel_launches: attention, FFN or MoE, TP all-reduces)"
+        ),
+    )
     step_overhead_us: Annotated[float, AtMost("MAX_MICROSECONDS")] = Field(
         0.0,
         ge=0,
@@ -101,7 +109,7 @@ class CostParameters(StrictModel):
     engine_profile: Literal["off", "fitted"] = Field(
         "off",
         description=(
-            "'fitted': take layer_overhead_us and step_overhead_us from the engine profile fitted on the "
+            "'fitted': take launch_overhead_us and step_overhead_us from the engine profile fitted on the "
             "broad calibration set (placer/data/engine_profiles.json) for the instance's engine and GPU; "
             "needs engine set to vllm, sglang or trtllm. 'off' (default): the two figures as given"
         ),
