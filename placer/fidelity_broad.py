@@ -162,6 +162,11 @@ def re_expressed(m: Measurement) -> Measurement:
       model's phase-locked closed loop, Q6b), not at staggered Poisson-like times (its offline
       mode), where one rank's prefill stalls the others at every MoE layer (Q1b). The engine holds
       its batch ceiling either way; the requests beyond it wait outside.
+    * A burst of prompts of one stated length sent at once (``vllm bench serve`` on its random
+      dataset, ``random_input_len``) likewise: every prompt arrives in the same instant, so every
+      attention-DP rank prefills in the same steps; it runs as a closed loop of the burst's size
+      with the mean output length rounded to a whole token (the loop is phase-locked only with
+      fixed lengths; the rounding moves the output count by under 0.5 token).
     * trtllm-bench without a stated batch cap sets ``max_batch_size`` by its heuristic, at most
       ``TRTLLM_BENCH_MAX_BATCH`` per scheduler (one per attention-DP rank)."""
     update: dict[str, object] = {}
@@ -172,6 +177,9 @@ def re_expressed(m: Measurement) -> Measurement:
     fixed = m.stated.get("isl_osl_stdev") == 0 and m.output_tokens == math.ceil(m.output_tokens)
     if m.mode == "offline" and fixed and isinstance(requests, int) and requests > 0:
         update |= {"mode": "concurrency", "concurrency": requests}
+    burst = m.stated.get("num_prompts")
+    if m.mode == "offline" and "random_input_len" in m.stated and isinstance(burst, int) and burst > 0:
+        update |= {"mode": "concurrency", "concurrency": burst, "output_tokens": float(max(1, round(m.output_tokens)))}
     return replace(m, **update) if update else m
 
 

@@ -330,14 +330,19 @@ def test_prefill_scale_needs_prefill_heavy_points_else_the_prior(records: list) 
 
 def test_fixed_length_offline_runs_are_phase_locked_closed_loops(records: list) -> None:
     """trtllm-bench's synthetic sets (one prompt and one output length, a stated number of requests
-    queued at once) run as a closed loop of that many requests (the serving model's phase-locked
-    regime), with trtllm-bench's batch cap per attention-DP rank; other records keep their mode."""
+    queued at once) and bursts of one prompt length run as a closed loop of that many requests (the
+    serving model's phase-locked regime), with trtllm-bench's batch cap per attention-DP rank;
+    ShareGPT bursts keep the offline mode."""
     bench = next(r for r in records if "trtllm-bench" in r.engine_version and "dep" in r.parallelism)
     again = re_expressed(bench)
     assert (again.mode, again.concurrency) == ("concurrency", bench.stated["num_requests"])
     assert again.max_batch_size == TRTLLM_BENCH_MAX_BATCH * bench.parallelism["dep"]
-    burst = next(r for r in records if r.mode == "offline" and "isl_osl_stdev" not in r.stated)
-    assert re_expressed(burst) == burst
+    sharegpt = next(r for r in records if r.mode == "offline" and "ShareGPT" in r.stated.get("scenario", ""))
+    assert re_expressed(sharegpt) == sharegpt  # lengths spread: the offline steady state
+    burst = next(r for r in records if r.mode == "offline" and "random_input_len" in r.stated)
+    again = re_expressed(burst)
+    assert (again.mode, again.concurrency) == ("concurrency", burst.stated["num_prompts"])
+    assert again.output_tokens == round(burst.output_tokens) and again.prompt_tokens == burst.prompt_tokens
     problem, _ = build(bench, model_spec(bench.model, bench.precision), load_hardware(bench.hardware))
     assert problem.workload.kind == "concurrency" and problem.workload.fixed_lengths
 
