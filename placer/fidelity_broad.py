@@ -73,6 +73,11 @@ DEFAULT_CHUNK_TOKENS = 8192
 #: ``raw_bs = min(kv_cache_max_requests, 4096) / pp_size``; below the cap it rounds the KV estimate
 #: up, so the KV memory binds); each attention-DP rank schedules up to it.
 TRTLLM_BENCH_MAX_BATCH = 4096
+#: vLLM (csrc/custom_all_reduce.cuh: the one-stage kernel below 512 KB at up to 4 GPUs and 256 KB at
+#: up to 8 on full NVLink, two-stage above), SGLang (the same kernel) and TensorRT-LLM (one-shot /
+#: two-shot AllReduceStrategy) all-reduce tensor-parallel activations with their own kernels
+#: inside an NVLink domain, not NCCL's ring (docs/cost-model.md C1a).
+ENGINE_ALLREDUCE = "custom"
 MIN_GROUP_POINTS = 6
 #: Fit grids: efficiency scales (log-spaced), decode knee batch, per-kernel overhead in us, TTFT floor in ms.
 SCALE_GRID = 2.0 ** np.linspace(-0.5, 2.0, 26)  # 0.71 to 4, steps of 2^0.1, 1.0 exactly at index 5
@@ -217,6 +222,8 @@ def build(
             "hardware": hardware,
             "cluster": {"gpus_per_node": per_node, "num_nodes": -(-m.gpus // per_node)},
             "workload": workload,
+            # all three engines all-reduce with their own one-/two-shot kernels on NVLink (C1a)
+            "cost_parameters": {"allreduce_algorithm": ENGINE_ALLREDUCE},
         }
     )
     problem = build_problem(instance)

@@ -181,6 +181,7 @@ def test_shipped_engine_profiles_have_a_source_for_every_figure() -> None:
         assert pooled.cost_parameters() == {
             "launch_overhead_us": pooled.launch_overhead_us,
             "step_overhead_us": pooled.step_overhead_ms * 1e3,
+            "allreduce_algorithm": "custom",
         }
     own = engine_factors("trtllm", "h200")
     assert own.gpu == "h200" and "trtllm-deepseek-r1-h200-1024-1024" in own.source
@@ -377,3 +378,23 @@ def test_kernel_launches_count_the_layer_kinds() -> None:
     assert kernel_launches(oss, 0, 1) == 13
     assert kernel_launches(deepseek, 0, 8) == 10 + 4 + 2  # a leading dense layer
     assert kernel_launches(deepseek, 10, 8) == 10 + 8 + 3 + 2
+
+
+def test_custom_allreduce_is_one_shot_small_two_shot_large_and_ring_across_domains() -> None:
+    """(C1a) The engines' all-reduce inside an NVLink domain: one-shot for small messages (2 alpha
+    instead of the ring's 2 (p-1) alpha), two-shot for large ones (the ring's bandwidth term, 3
+    alpha), never slower than the ring; across domains the ring."""
+    from placer.costmodel.comm import allreduce_time_s
+    from placer.schema import ClusterSpec
+    from placer.topology import resolve_fabric
+
+    fabric = resolve_fabric(load_hardware("h100-sxm"), ClusterSpec(gpus_per_node=8, num_nodes=2))
+    bw, alpha = fabric.scaleup_bytes_per_s, fabric.scaleup_latency_s
+    small, large = 16 * 1024.0, 64 * 2**20
+    ring_small = allreduce_time_s(small, 8, fabric, False, "ring")
+    assert ring_small == pytest.approx(2 * 7 / 8 * small / bw + 14 * alpha)
+    assert allreduce_time_s(small, 8, fabric, False, "custom") == pytest.approx(7 * small / bw + 2 * alpha)
+    assert allreduce_time_s(large, 8, fabric, False, "custom") == pytest.approx(2 * 7 / 8 * large / bw + 3 * alpha)
+    for size in (small, large):
+        assert allreduce_time_s(size, 8, fabric, False, "custom") <= allreduce_time_s(size, 8, fabric, False, "ring")
+        assert allreduce_time_s(size, 8, fabric, True, "custom") == allreduce_time_s(size, 8, fabric, True, "ring")

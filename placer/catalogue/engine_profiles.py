@@ -57,11 +57,17 @@ class EngineFactors:
     ttft_floor_ms: float
     source: str
 
-    def cost_parameters(self) -> dict[str, float]:
+    def cost_parameters(self) -> dict[str, float | str]:
         """The cost-model parameters this profile sets (``Instance.cost_parameters``): the fixed
-        per-kernel and per-step times. The kernel scales, the knee and the request overhead describe
-        the fit's correction of whole serving figures and have no cost-model parameter yet."""
-        return {"launch_overhead_us": self.launch_overhead_us, "step_overhead_us": self.step_overhead_ms * 1e3}
+        per-kernel and per-step times and the engines' all-reduce (``custom``, C1a). The kernel
+        scales, the knee and the request overhead describe the fit's correction of whole serving
+        figures and have no cost-model parameter yet."""
+        return {
+            "launch_overhead_us": self.launch_overhead_us,
+            "step_overhead_us": self.step_overhead_ms * 1e3,
+            # the fit ran with the engines' own all-reduce (docs/cost-model.md C1a)
+            "allreduce_algorithm": "custom",
+        }
 
 
 def _factors(record: Any, where: str, source: str) -> dict[str, float]:
@@ -118,8 +124,9 @@ def engine_factors(engine: str, gpu: str, path: str | Path = PROFILES_FILE) -> E
 def resolve_cost_parameters(params: CostParameters, engine: str, gpu: str, source: str | None = None) -> CostParameters:
     """The instance's cost parameters with the fitted engine profile applied when it asks for one
     (``cost_parameters.engine_profile: fitted``): the profile's fixed per-kernel and per-step times
-    replace ``launch_overhead_us`` and ``step_overhead_us``. With ``off`` (the default) the
-    parameters come back unchanged, so no figure moves unless an instance opts in."""
+    replace ``launch_overhead_us`` and ``step_overhead_us``, and the all-reduce is the engines' own.
+    With ``off`` (the default) the parameters come back unchanged, so no figure moves unless an
+    instance opts in."""
     if params.engine_profile == "off":
         return params
     if engine not in ("vllm", "sglang", "trtllm"):

@@ -15,13 +15,25 @@ def link_rate(fabric: Fabric, crosses_domain: bool) -> tuple[float, float]:
 
 
 def allreduce_time_s(message_bytes: float, group: int, fabric: Fabric, crosses_domain: bool, algorithm: str) -> float:
-    """(C1) Ring: ``2 (p-1)/p * M / bw + 2 (p-1) alpha``; tree: ``2 M / bw + 2 log2(p) alpha``."""
+    """(C1) Ring: ``2 (p-1)/p * M / bw + 2 (p-1) alpha``; tree: ``2 M / bw + 2 log2(p) alpha``.
+
+    (C1a) ``custom``: the engines' own all-reduce inside one NVLink domain (vLLM's and SGLang's
+    ``cross_device_reduce_1stage`` / ``_2stage``, TensorRT-LLM's one-shot / two-shot), which read
+    the peers' buffers directly: one-shot ``(p-1) M / bw + 2 alpha`` (every GPU reads all peers'
+    inputs; a barrier before and after), two-shot ``2 (p-1)/p * M / bw + 3 alpha`` (reduce-scatter
+    and all-gather by peer reads, three barriers), whichever is faster (the engines switch at a
+    message size); across domains the ring."""
     if group <= 1 or message_bytes <= 0:
         return 0.0
     rate, latency = link_rate(fabric, crosses_domain)
     if algorithm == "tree":
         return 2.0 * message_bytes / rate + 2.0 * math.log2(group) * latency
-    return 2.0 * (group - 1) / group * message_bytes / rate + 2.0 * (group - 1) * latency
+    ring = 2.0 * (group - 1) / group * message_bytes / rate + 2.0 * (group - 1) * latency
+    if algorithm == "custom" and not crosses_domain:
+        one_shot = (group - 1) * message_bytes / rate + 2.0 * latency
+        two_shot = 2.0 * (group - 1) / group * message_bytes / rate + 3.0 * latency
+        return min(one_shot, two_shot)
+    return ring
 
 
 def allgather_time_s(message_bytes: float, group: int, fabric: Fabric, crosses_domain: bool) -> float:

@@ -40,7 +40,13 @@ class CostParameters(StrictModel):
     decode_micro_batches: Annotated[PositiveInt, AtMost("MAX_MICRO_BATCHES")] | None = Field(
         None, description="pipeline micro-batches during decode; default pp"
     )
-    allreduce_algorithm: Literal["ring", "tree"] = Field("ring", description="NCCL's default for large messages")
+    allreduce_algorithm: Literal["ring", "tree", "custom"] = Field(
+        "ring",
+        description=(
+            "'ring': NCCL's default for large messages; 'tree'; 'custom': the engines' own one-shot / "
+            "two-shot all-reduce inside an NVLink domain (vLLM, SGLang, TensorRT-LLM), the ring across domains"
+        ),
+    )
     dispatch_dtype: Dtype | None = Field(
         None, description="precision of EP dispatch payload; default the activation precision (DeepEP uses fp8)"
     )
